@@ -1,0 +1,1 @@
+"""Slack surface: slash-command handlers, Block Kit views, notification delivery (uses ``core`` only)."""
