@@ -1,0 +1,15 @@
+"""A local, faithful stand-in for the Huawei Cloud ModelArts inference-services API and an IAM token endpoint.
+
+It serves a simulated fleet (deterministic for a seed) that can churn through the services' state machine,
+with fault injection and switchable spec quirks, for the test suite, the demo and the benchmarks. It is an
+independent reading of ``spec/``: nothing here imports ``core``, ``bot``, ``tools`` or ``services_bot``.
+
+    with EmulatorServer(EmulatorSettings(port=0, services=1000)) as emu:
+        httpx.get(f"{emu.url}/v1/{emu.settings.project_id}/services", headers={"X-Auth-Token": emu.settings.token})
+"""
+
+from emulator.app import create_app
+from emulator.server import EmulatorServer, run
+from emulator.settings import EmulatorSettings, add_arguments, settings_from_args
+
+__all__ = ["EmulatorServer", "EmulatorSettings", "add_arguments", "create_app", "run", "settings_from_args"]

@@ -1,0 +1,218 @@
+"""The emulated ModelArts API (list, details, legacy list) and IAM token endpoint, behind one gateway.
+
+``gateway`` plays the part of Huawei Cloud's API gateway in front of every API route, in this order:
+injected latency, authentication (X-Auth-Token, IAM token or AK/SK signature, then the project check),
+injected faults (429, error statuses, random 500s), the handler, an injected malformed body, and finally
+the request counters. Authentication comes before faults so a refused request never consumes a fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from emulator import signing
+from emulator.faults import FaultAction, fault_error, html_body, take_fault, take_malformed
+from emulator.fleet import DEFAULT_WORKSPACE
+from emulator.iam import issue_token
+from emulator.query import InvalidParameter, parse_list_query, run_list_query
+from emulator.quirks import Quirks
+from emulator.render import UNKNOWN_FIELD, details, dumps, encoded_legacy_row, encoded_row
+from emulator.state import EmulatorState
+
+JSON = "application/json"
+AUTH_CODE = "APIGW.0301"
+AUTH_PREFIX = "Incorrect IAM authentication information: "
+FORBIDDEN_CODE = "ModelArts.0106"
+NOT_FOUND_CODE = "ModelArts.3502"
+NO_API_CODE = "APIGW.0101"
+
+Handler = Callable[[Request, EmulatorState], Awaitable[Response]]
+
+
+def api_error(
+    status: int,
+    code: str,
+    msg: str,
+    *,
+    legacy: bool = False,
+    quirks: Quirks | None = None,
+    from_fault: bool = False,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A ``{"error_code", "error_msg"}`` error, or the legacy ``is_success: false`` envelope.
+
+    With the ``legacy_error_200`` quirk, legacy errors (except injected gateway faults) answer HTTP 200,
+    which is what Q33 warns a client about.
+    """
+    if legacy:
+        body = dumps({"is_success": False, "error_code": code, "error_msg": msg})
+        if quirks is not None and quirks.legacy_error_200 and not from_fault:
+            status = 200
+    else:
+        body = dumps({"error_code": code, "error_msg": msg})
+    return Response(body, status, headers=headers, media_type=JSON)
+
+
+def _fault_response(action: FaultAction, legacy: bool, quirks: Quirks) -> Response:
+    headers = {"Retry-After": str(action.retry_after)} if action.retry_after is not None else None
+    if action.body == "html":
+        return Response(html_body(action.status), action.status, headers=headers, media_type="text/html")
+    if action.body == "empty":
+        return Response(b"", action.status, headers=headers)
+    code, msg = fault_error(action.status)
+    return api_error(action.status, code, msg, legacy=legacy, quirks=quirks, from_fault=True, headers=headers)
+
+
+def _lower_headers(request: Request) -> dict[str, str]:
+    """Header names lower-cased; values decoded as UTF-8, which is how the SDK signer encodes them."""
+    return {k.decode("latin-1").lower(): v.decode("utf-8", "replace") for k, v in request.scope["headers"]}
+
+
+async def authenticate(request: Request, emu: EmulatorState, legacy: bool) -> Response | None:
+    """None if the request may proceed, else the 401/403 answer. Never echoes a credential."""
+    s = emu.settings
+    quirks = emu.quirks
+
+    def unauthorized(why: str) -> Response:
+        return api_error(401, AUTH_CODE, AUTH_PREFIX + why, legacy=legacy, quirks=quirks)
+
+    credential_project: str | None = s.project_id
+    token = request.headers.get("x-auth-token")
+    authorization = request.headers.get("authorization")
+    if token is not None:
+        if not hmac.compare_digest(token.encode(), s.token.encode()):
+            info = emu.tokens.lookup(token)
+            if info is None:
+                return unauthorized("token invalid")
+            if info.expires_at <= time.time():
+                return unauthorized("token expired")
+            credential_project = info.project_id
+    elif authorization is not None:
+        if not authorization.lstrip().startswith(signing.ALGORITHM + " "):
+            return unauthorized("unsupported Authorization scheme")
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        try:
+            signing.verify(
+                authorization=authorization,
+                method=request.method,
+                raw_path=raw_path.decode("latin-1").partition("?")[0],
+                raw_query=request.scope.get("query_string", b"").decode("latin-1"),
+                headers=_lower_headers(request),
+                body=await request.body(),
+                keys={s.ak: s.sk},
+                security_token=s.security_token,
+            )
+        except signing.SignatureError as exc:
+            return unauthorized(str(exc))
+    elif legacy:
+        # the legacy page's only error example is exactly this case (Q33/Q34)
+        return api_error(401, "res.2301", "Failed to resolve the token from the request.", legacy=True, quirks=quirks)
+    else:
+        return unauthorized("missing X-Auth-Token (or an AK/SK signature)")
+
+    path_project = request.path_params.get("project_id", "")
+    if credential_project is None:
+        return api_error(
+            403, FORBIDDEN_CODE, "Forbidden: the token is not scoped to a project.", legacy=legacy, quirks=quirks
+        )
+    if path_project != s.project_id or credential_project != path_project:
+        return api_error(
+            403,
+            FORBIDDEN_CODE,
+            f"Forbidden: the credentials are not authorized for project {path_project}.",
+            legacy=legacy,
+            quirks=quirks,
+        )
+    return None
+
+
+def gateway(route: str, *, legacy: bool = False, auth: bool = True) -> Callable[[Handler], Callable]:
+    """Wrap a handler with latency, auth, faults, malformed bodies and request counting (see module doc)."""
+
+    def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            emu: EmulatorState = request.app.state.emu
+            path = request.url.path
+            faults = emu.faults
+            applies = faults.applies_to(path)
+            if applies and faults.latency_ms > 0:
+                await asyncio.sleep(faults.latency_ms / 1000)
+            response = await authenticate(request, emu, legacy) if auth else None
+            if response is None and applies:
+                action = take_fault(faults, emu.fault_rng)
+                if action is not None:
+                    response = _fault_response(action, legacy, emu.quirks)
+            if response is None:
+                response = await handler(request, emu)
+                if applies and response.status_code == 200 and take_malformed(faults):
+                    body = bytes(response.body)
+                    response = Response(body[: max(1, len(body) // 2)], 200, media_type=JSON)
+            emu.requests.record(route, request.method, path, request.url.query, response.status_code)
+            return response
+
+        endpoint.__name__ = handler.__name__
+        endpoint.__doc__ = handler.__doc__
+        return endpoint
+
+    return wrap
+
+
+@gateway("list")
+async def list_services(request: Request, emu: EmulatorState) -> Response:
+    """``GET /v1/{project_id}/services``: a page of ListServices rows (semantics in query.py)."""
+    quirks = emu.quirks
+    try:
+        q = parse_list_query(request.query_params)
+    except InvalidParameter as exc:
+        return api_error(400, exc.code, exc.message, quirks=quirks)
+    total, page = run_list_query(emu.fleet, q, quirks.offset_mode)
+    head: dict[str, object] = {"total_count": float(total) if quirks.float_numbers else total}
+    if not quirks.missing_count:
+        head["count"] = float(len(page)) if quirks.float_numbers else len(page)
+    if quirks.unknown_fields:
+        head["new_field"] = dict(UNKNOWN_FIELD)
+    rows = b",".join([encoded_row(s, quirks) for s in page])
+    body = b"".join((dumps(head)[:-1], b',"services":[', rows, b"]}"))
+    return Response(body, media_type=JSON)
+
+
+@gateway("show")
+async def show_service(request: Request, emu: EmulatorState) -> Response:
+    """``GET /v1/{project_id}/services/{service_id}``: the details object, or 404 ModelArts.3502."""
+    service_id = request.path_params["service_id"]
+    s = emu.fleet.get(service_id)
+    if s is None:
+        return api_error(404, NOT_FOUND_CODE, f"Service {service_id} does not exist.", quirks=emu.quirks)
+    return Response(dumps(details(s, emu.quirks)), media_type=JSON)
+
+
+@gateway("legacy", legacy=True)
+async def legacy_services(request: Request, emu: EmulatorState) -> Response:
+    """``GET /v1/{project_id}/infer-services``: one workspace (query ``workspace_id``, default 0), no paging."""
+    ws = request.query_params.get("workspace_id") or DEFAULT_WORKSPACE
+    quirks = emu.quirks
+    services = emu.fleet.select(("legacy", ws), "publish_at", True, None, ws)
+    rows = b",".join([encoded_legacy_row(s, quirks) for s in services])
+    extra = b',"new_field":{"x":1}' if quirks.unknown_fields else b""
+    body = b"".join((b'{"is_success":true', extra, b',"services":[', rows, b"]}"))
+    return Response(body, media_type=JSON)
+
+
+@gateway("iam", auth=False)
+async def iam_tokens(request: Request, emu: EmulatorState) -> Response:
+    """``POST /v3/auth/tokens``: a password token in ``X-Subject-Token`` (see iam.py)."""
+    return await issue_token(request, emu.settings, emu.tokens, emu.token_ttl())
+
+
+@gateway("other", auth=False)
+async def no_such_api(request: Request, emu: EmulatorState) -> Response:
+    """Any other ``/v1/`` path: the gateway's "no such API" answer."""
+    return api_error(
+        404, NO_API_CODE, "The API does not exist or has not been published in the environment.", quirks=emu.quirks
+    )

@@ -1,0 +1,166 @@
+"""Fault injection: latency, error statuses, random 500s, throttling, malformed bodies, short token lives.
+
+Faults are "gateway" behaviour: they apply to API (and optionally IAM) requests after authentication and
+before the handler, never to the ``/_emulator/`` control API, so a test can always reach the controls.
+Counted faults (``error_count``, ``rate_limit_count``, ``malformed_count``) are consumed one per matching
+request; random errors come from a seeded RNG so a failing test can be replayed.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+ERROR_BODIES = ("json", "html", "empty")
+
+#: error_code and error_msg used for injected JSON errors, by HTTP status
+FAULT_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("ModelArts.0101", "Invalid request (injected fault)."),
+    401: ("APIGW.0301", "Incorrect IAM authentication information: injected fault"),
+    403: ("ModelArts.0106", "Forbidden (injected fault)."),
+    404: ("ModelArts.3502", "Resource does not exist (injected fault)."),
+    408: ("APIGW.0203", "Request timeout (injected fault)."),
+    429: (
+        "APIGW.0308",
+        "The throttling threshold has been reached: policy user over ratelimit,limit:100,time:1 minute",
+    ),
+    500: ("ModelArts.0010", "Internal server error."),
+    502: ("APIGW.0202", "Backend unavailable."),
+    503: ("ModelArts.0011", "Service temporarily unavailable, please try again later."),
+    504: ("APIGW.0203", "Backend timeout."),
+}
+HTML_BODIES: dict[int, str] = {
+    500: "<html>Internal Server Error</html>",
+    502: "<html>Bad Gateway</html>",
+    503: "<html>Service Unavailable</html>",
+    504: "<html>Gateway Timeout</html>",
+}
+
+
+def fault_error(status: int) -> tuple[str, str]:
+    return FAULT_ERRORS.get(status, ("ModelArts.0010", f"Injected fault: HTTP {status}."))
+
+
+def html_body(status: int) -> str:
+    return HTML_BODIES.get(status, f"<html>Error {status}</html>")
+
+
+@dataclass
+class Faults:
+    """The current faults; ``merge`` validates and applies a partial update (the control API body)."""
+
+    latency_ms: float = 0.0
+    error_status: int | None = None
+    error_count: int = 0
+    error_body: str = "json"
+    error_rate: float = 0.0
+    rate_limit_count: int = 0
+    retry_after: int = 1
+    malformed_count: int = 0
+    token_ttl_seconds: float | None = None
+    paths: list[str] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def merge(self, body: dict[str, Any]) -> None:
+        """Apply ``body`` after checking every value; raises ``ValueError`` and changes nothing if one is bad.
+
+        ``error_status`` given without ``error_count`` arms one error, so ``{"error_status": 503}`` does the
+        obvious thing instead of nothing.
+        """
+        known = {f.name for f in fields(self)}
+        clean: dict[str, Any] = {}
+        for key, value in body.items():
+            if key not in known:
+                raise ValueError(f"unknown fault {key!r}; known: {', '.join(sorted(known))}")
+            clean[key] = self._check(key, value)
+        if clean.get("error_status") is not None and "error_count" not in clean and self.error_count == 0:
+            clean["error_count"] = 1
+        for key, value in clean.items():
+            setattr(self, key, value)
+
+    @staticmethod
+    def _check(key: str, value: Any) -> Any:
+        def number(v: Any) -> bool:
+            return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+        if key in ("error_count", "rate_limit_count", "malformed_count"):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{key} must be a non-negative integer")
+            return value
+        if key == "error_status":
+            if value is None:
+                return None
+            if not isinstance(value, int) or isinstance(value, bool) or not 400 <= value <= 599:
+                raise ValueError("error_status must be an HTTP error status (400-599) or null")
+            return value
+        if key == "error_body":
+            if value not in ERROR_BODIES:
+                raise ValueError(f"error_body must be one of {', '.join(ERROR_BODIES)}")
+            return value
+        if key == "error_rate":
+            if not number(value) or value > 1:
+                raise ValueError("error_rate must be a probability between 0 and 1")
+            return float(value)
+        if key == "latency_ms":
+            if not number(value):
+                raise ValueError("latency_ms must be a non-negative number")
+            return float(value)
+        if key == "retry_after":
+            if not number(value):
+                raise ValueError("retry_after must be a non-negative number of seconds")
+            return math.ceil(value)
+        if key == "token_ttl_seconds":
+            if value is None:
+                return None
+            if not number(value):
+                raise ValueError("token_ttl_seconds must be a non-negative number or null")
+            return value
+        if key == "paths":
+            if value is None:
+                return None
+            if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
+                raise ValueError("paths must be a list of non-empty strings or null")
+            return list(value)
+        raise ValueError(f"unknown fault {key!r}")  # pragma: no cover - guarded by merge
+
+    def applies_to(self, path: str) -> bool:
+        """Default: every ModelArts API path (``/v1/``); with ``paths``: those containing a substring."""
+        if path.startswith("/_emulator"):
+            return False
+        if self.paths is None:
+            return path.startswith("/v1/")
+        return any(p in path for p in self.paths)
+
+
+@dataclass
+class FaultAction:
+    """What the gateway must answer instead of calling the handler."""
+
+    kind: str  # "rate_limit" | "error" | "random_error"
+    status: int
+    body: str  # "json" | "html" | "empty"
+    retry_after: int | None = None
+
+
+def take_fault(faults: Faults, rng: random.Random) -> FaultAction | None:
+    """Consume the next pending fault for one matching request, in a fixed order of precedence."""
+    if faults.rate_limit_count > 0:
+        faults.rate_limit_count -= 1
+        return FaultAction("rate_limit", 429, "json", faults.retry_after)
+    if faults.error_count > 0 and faults.error_status is not None:
+        faults.error_count -= 1
+        return FaultAction("error", faults.error_status, faults.error_body)
+    if faults.error_rate > 0 and rng.random() < faults.error_rate:
+        return FaultAction("random_error", 500, "json")
+    return None
+
+
+def take_malformed(faults: Faults) -> bool:
+    if faults.malformed_count > 0:
+        faults.malformed_count -= 1
+        return True
+    return False

@@ -1,0 +1,63 @@
+"""Switchable deviations from the documented shapes (spec/quirks.md), used to prove a client survives them.
+
+All switches are off by default: the emulator then emits exactly the documented shapes. Each switch names
+the quirk whose evidence it reproduces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from emulator.settings import OFFSET_MODES
+
+
+@dataclass
+class Quirks:
+    """The current quirk switches. ``offset_mode`` is Q24; every other field is a boolean switch."""
+
+    offset_mode: str = "page"
+    numbers_as_strings: bool = False  # Q03: counters and progress as strings on /services
+    config_as_string: bool = False  # details `config` as a JSON-encoded string
+    workspace_id_as_number: bool = False  # Q01: the default workspace as the number 0
+    publish_at_seconds: bool = False  # Q02: publish_at as 10-digit seconds
+    float_numbers: bool = False  # Q04: integer fields as 1.0-style floats
+    sparse: bool = False  # Q18: only the fields the spec examples show
+    missing_count: bool = False  # Q26: no `count` in the list envelope
+    unknown_fields: bool = False  # unknown top-level and nested fields
+    legacy_error_200: bool = False  # Q33: legacy errors with HTTP 200 + is_success false
+    sample_collection_bool: bool = False  # Q05: is_opened_sample_collection as a JSON boolean
+
+    #: switches that change how a list row is encoded (changing one invalidates the row caches)
+    ROW_FIELDS = (
+        "numbers_as_strings",
+        "workspace_id_as_number",
+        "publish_at_seconds",
+        "float_numbers",
+        "sparse",
+        "unknown_fields",
+        "sample_collection_bool",
+    )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def merge(self, body: dict[str, Any]) -> bool:
+        """Validate and apply ``body``; returns True if a row-shaping switch changed.
+
+        Raises ``ValueError`` with a clear message for an unknown name or a wrong type, leaving the quirks
+        unchanged, so a typo in a test does not silently test nothing.
+        """
+        known = {f.name for f in fields(self)}
+        for key, value in body.items():
+            if key not in known:
+                raise ValueError(f"unknown quirk {key!r}; known: {', '.join(sorted(known))}")
+            if key == "offset_mode":
+                if value not in OFFSET_MODES:
+                    raise ValueError(f"offset_mode must be one of {', '.join(OFFSET_MODES)}")
+            elif not isinstance(value, bool):
+                raise ValueError(f"quirk {key!r} must be true or false")
+        before = tuple(getattr(self, k) for k in self.ROW_FIELDS)
+        for key, value in body.items():
+            setattr(self, key, value)
+        return before != tuple(getattr(self, k) for k in self.ROW_FIELDS)
