@@ -1,0 +1,330 @@
+"""Async client of the ModelArts services API for one target (endpoint + project).
+
+It owns the parts every caller needs and nobody should repeat: credentials on every request, retries with
+backoff, typed errors, and listing *everything* through the ambiguous ``offset`` (quirk Q24) with the
+remaining pages fetched concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Literal, TypeVar
+
+import httpx
+from pydantic import ValidationError
+
+from core.auth import Credentials
+from core.config import Target
+from core.errors import (
+    ApiError,
+    ApiNotFoundError,
+    AuthenticationError,
+    BadRequestError,
+    ForbiddenError,
+    MalformedResponseError,
+    QueryError,
+    RateLimitedError,
+    ServerError,
+    UnavailableError,
+)
+from core.models import LegacyServiceList, Service, ServicePage
+from core.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
+
+log = logging.getLogger("services_bot.client")
+
+T = TypeVar("T")
+OffsetMode = Literal["page", "record"]
+_SERVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class ListParams:
+    """The filters ``GET /services`` understands (LIST Table 2); None means "not sent"."""
+
+    service_id: str | None = None
+    service_name: str | None = None
+    model_id: str | None = None
+    workspace_id: str | None = None
+    infer_type: str | None = None
+    status: str | None = None
+    sort_by: str | None = None
+    order: str | None = None
+    tags: str | None = None
+
+    def query(self) -> dict[str, str]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def validate_service_id(service_id: str) -> str:
+    """Refuse ids that cannot be a path segment before they reach the API (or another path)."""
+    cleaned = service_id.strip() if isinstance(service_id, str) else ""
+    if not cleaned:
+        raise QueryError("The service id is empty.", hint="Give a service id or name, e.g. `show ocr-prod`.")
+    if not _SERVICE_ID.match(cleaned):
+        raise QueryError(
+            f"'{service_id[:80]}' is not a valid service id.",
+            hint="Service ids are letters, digits, '-', '_' and '.', like 195c1f2d-136d-40af-a0f3-db5717d2634a.",
+        )
+    return cleaned
+
+
+class ModelArtsClient:
+    """One target's API. Share one ``httpx.AsyncClient`` between targets; each has its own limits."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        target: Target,
+        credentials: Credentials,
+        *,
+        retry: RetryPolicy | None = None,
+        page_size: int = 1000,
+        concurrency: int = 8,
+    ) -> None:
+        if page_size < 2:
+            raise ValueError("page_size must be at least 2 to tell the two offset readings apart")
+        self.http = http
+        self.target = target
+        self.credentials = credentials
+        self.retry = retry or RetryPolicy()
+        self.page_size = page_size
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self.offset_mode: OffsetMode | None = None
+        self.requests_sent = 0
+
+    @property
+    def _base(self) -> str:
+        return f"{self.target.endpoint}/v1/{self.target.project_id}"
+
+    # -- endpoints ---------------------------------------------------------------------------------
+
+    async def list_page(self, params: ListParams, *, offset: int = 0, limit: int | None = None) -> ServicePage:
+        """One page of ``GET /v1/{project_id}/services``."""
+        query = {**params.query(), "offset": str(offset), "limit": str(limit or self.page_size)}
+        return await self._request("GET", f"{self._base}/services", query, _parse(ServicePage))
+
+    async def get_service(self, service_id: str) -> Service:
+        """``GET /v1/{project_id}/services/{service_id}``; unknown ids raise ``ApiNotFoundError``."""
+        service_id = validate_service_id(service_id)
+        service = await self._request("GET", f"{self._base}/services/{service_id}", {}, _parse(Service))
+        service.detail = "details"
+        service.target = self.target.name
+        return service
+
+    async def list_legacy(self, workspace_id: str | None = None) -> list[Service]:
+        """The legacy ``GET /v1/{project_id}/infer-services``, normalised to ``Service`` (no paging, Q30)."""
+        query = {"workspace_id": workspace_id} if workspace_id else {}
+        envelope = await self._request("GET", f"{self._base}/infer-services", query, _parse_legacy)
+        services = [row.to_service() for row in envelope.services or []]
+        for service in services:
+            service.target = self.target.name
+        return services
+
+    async def list_all(self, params: ListParams) -> list[Service]:
+        """Every service matching ``params``, each exactly once, whichever way the server reads ``offset``.
+
+        The first page gives ``total_count``. If more pages are needed and the offset reading is not yet
+        known, the second request asks for ``offset=1``: a server counting records answers with the first
+        page's second row, one counting pages with rows not seen yet. The remaining pages then go out
+        concurrently. Rows are de-duplicated by id, so a shift between pages cannot double a service.
+        """
+        size = self.page_size
+        first = await self.list_page(params, offset=0, limit=size)
+        seen: dict[str, Service] = {}
+        _collect(seen, first)
+        total = first.total_count if first.total_count is not None else len(first.services)
+        if len(first.services) < size or len(seen) >= total:
+            return self._finish(seen)
+        if self.offset_mode is None:
+            second = await self.list_page(params, offset=1, limit=size)
+            self.offset_mode = _detect_offset_mode(first, second)
+            log.info("offset mode detected", extra={"target": self.target.name, "mode": self.offset_mode})
+            if self.offset_mode == "page":
+                _collect(seen, second)
+        pages = -(-total // size)
+        offsets = [
+            (index if self.offset_mode == "page" else index * size)
+            for index in range(1, pages)
+            if not (self.offset_mode == "page" and index == 1 and len(seen) > len(first.services))
+        ]
+        results = await asyncio.gather(*(self.list_page(params, offset=o, limit=size) for o in offsets))
+        for page in results:
+            _collect(seen, page)
+        if len(seen) < total:
+            await self._sweep_tail(params, seen, total, len(offsets) + 1)
+        return self._finish(seen)
+
+    async def _sweep_tail(self, params: ListParams, seen: dict[str, Service], total: int, index: int) -> None:
+        """Rows moved past the pages we asked for (services added meanwhile): read on until a short page."""
+        for _ in range(100):
+            offset = index if self.offset_mode == "page" else index * self.page_size
+            page = await self.list_page(params, offset=offset, limit=self.page_size)
+            _collect(seen, page)
+            if len(page.services) < self.page_size or len(seen) >= total:
+                return
+            index += 1
+
+    def _finish(self, seen: dict[str, Service]) -> list[Service]:
+        services = list(seen.values())
+        for service in services:
+            service.target = self.target.name
+        return services
+
+    # -- transport ---------------------------------------------------------------------------------
+
+    async def _request(self, method: str, url: str, query: dict[str, str], parse: Callable[[httpx.Response], T]) -> T:
+        """Send with credentials, retry what may heal, classify what will not."""
+        started = time.monotonic()
+        retry_number = 0
+        refreshed = False
+        async with self._semaphore:
+            while True:
+                request = self.http.build_request(method, url, params=query)
+                await self.credentials.apply(request, self.target.project_id)
+                self.requests_sent += 1
+                error: ApiError
+                retry_after: float | None = None
+                try:
+                    response = await self.http.send(request)
+                except httpx.TimeoutException as exc:
+                    error = UnavailableError(f"ModelArts did not answer in time ({type(exc).__name__}).")
+                except httpx.TransportError as exc:
+                    error = UnavailableError(
+                        f"Cannot reach ModelArts at {self.target.endpoint} ({type(exc).__name__})."
+                    )
+                else:
+                    if response.status_code == 401 and not refreshed:
+                        refreshed = True
+                        if await self.credentials.refresh_after_401(self.target.project_id):
+                            continue
+                    if response.status_code < 400:
+                        try:
+                            return parse(response)
+                        except MalformedResponseError as exc:
+                            error = exc
+                    else:
+                        error = _classify(response)
+                        if response.status_code not in RETRYABLE_STATUSES:
+                            error.attempts = retry_number + 1
+                            raise error
+                        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                retry_number += 1
+                remaining = self.retry.budget_seconds - (time.monotonic() - started)
+                wait = self.retry.wait_before(retry_number, retry_after, remaining)
+                if wait is None:
+                    error.attempts = retry_number
+                    raise error
+                log.warning(
+                    "retrying ModelArts request",
+                    extra={
+                        "target": self.target.name,
+                        "path": httpx.URL(url).path,
+                        "status": error.status,
+                        "retry": retry_number,
+                        "wait_s": round(wait, 3),
+                    },
+                )
+                await asyncio.sleep(wait)
+
+
+def _collect(seen: dict[str, Service], page: ServicePage) -> None:
+    for service in page.services:
+        seen.setdefault(service.service_id, service)
+
+
+def _detect_offset_mode(first: ServicePage, second: ServicePage) -> OffsetMode:
+    first_ids = [s.service_id for s in first.services]
+    second_ids = [s.service_id for s in second.services]
+    if not second_ids:
+        return "page"
+    if second_ids[0] == first_ids[1]:
+        return "record"
+    if second_ids[0] == first_ids[0]:
+        raise MalformedResponseError(
+            "The API ignores the offset parameter: asking for a later page returned the first one again.",
+            hint="Paging cannot work against this endpoint; check MODELARTS_ENDPOINT.",
+        )
+    overlap = len(set(first_ids) & set(second_ids))
+    return "record" if overlap > len(second_ids) // 2 else "page"
+
+
+def _parse(model: type[T]) -> Callable[[httpx.Response], T]:
+    def parse(response: httpx.Response) -> T:
+        try:
+            return model.model_validate_json(response.content)  # type: ignore[attr-defined,no-any-return]
+        except ValidationError as exc:
+            raise MalformedResponseError(
+                f"ModelArts answered HTTP {response.status_code} with a body that is not the documented "
+                f"JSON ({_first_problem(exc)}).",
+                status=response.status_code,
+                request_id=response.headers.get("X-Request-Id"),
+            ) from None
+
+    return parse
+
+
+def _parse_legacy(response: httpx.Response) -> LegacyServiceList:
+    """The legacy API may say ``is_success: false`` with HTTP 200 (Q33): that is an error too."""
+    envelope = _parse(LegacyServiceList)(response)
+    if envelope.is_success is False or envelope.error_code:
+        message = envelope.error_msg or "The legacy API reported a failure."
+        text = f"{envelope.error_code or ''} {message}".lower()
+        kind = AuthenticationError if "token" in text or "auth" in text else ApiError
+        raise kind(
+            f"ModelArts refused the request: {message}",
+            status=response.status_code,
+            error_code=envelope.error_code,
+            error_msg=envelope.error_msg,
+            request_id=response.headers.get("X-Request-Id"),
+        )
+    return envelope
+
+
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"]) or "body"
+    return f"{where}: {error['msg']}"
+
+
+_BY_STATUS: dict[int, type[ApiError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: ForbiddenError,
+    404: ApiNotFoundError,
+}
+
+
+def _classify(response: httpx.Response) -> ApiError:
+    """HTTP status first, then the body's ``error_code``/``error_msg`` when it has them (Q33)."""
+    status = response.status_code
+    code, msg = _error_fields(response)
+    request_id = response.headers.get("X-Request-Id")
+    what = f"ModelArts answered HTTP {status}" + (f": {msg}" if msg else "")
+    kwargs: dict[str, object] = {"status": status, "error_code": code, "error_msg": msg, "request_id": request_id}
+    if status == 429:
+        return RateLimitedError(what, retry_after=parse_retry_after(response.headers.get("Retry-After")), **kwargs)
+    if status >= 500:
+        return ServerError(what, **kwargs)  # type: ignore[arg-type]
+    return _BY_STATUS.get(status, ApiError)(what, **kwargs)  # type: ignore[arg-type]
+
+
+def _error_fields(response: httpx.Response) -> tuple[str | None, str | None]:
+    try:
+        data = response.json()
+    except ValueError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    if isinstance(data.get("error"), dict):
+        inner = data["error"]
+        return _text(inner.get("code")), _text(inner.get("message"))
+    return _text(data.get("error_code")), _text(data.get("error_msg"))
+
+
+def _text(value: object) -> str | None:
+    return str(value)[:500] if value not in (None, "") else None

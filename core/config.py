@@ -1,0 +1,226 @@
+"""Configuration: environment variables (DESIGN.md) plus an optional TOML file of several targets.
+
+A *target* is one place to ask: an endpoint (from the region or an override), a project and optionally
+workspaces. Credentials come from the environment only, never from the targets file, so that file can be
+committed and shared.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import ConfigError
+
+AuthMode = Literal["token", "iam", "aksk"]
+
+
+def region_endpoint(region: str) -> str:
+    """The documented regional endpoint pattern."""
+    return f"https://modelarts.{region}.myhuaweicloud.com"
+
+
+def region_iam_endpoint(region: str) -> str:
+    return f"https://iam.{region}.myhuaweicloud.com"
+
+
+class Target(BaseModel):
+    """One project in one region (optionally some workspaces) that the bot answers for."""
+
+    name: str
+    endpoint: str
+    project_id: str
+    region: str | None = None
+    workspace_ids: list[str] = Field(
+        default_factory=list,
+        description="Workspaces to list; empty means the API's default workspace only (quirk Q29).",
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"endpoint '{value}' must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class Settings(BaseSettings):
+    """Every setting of services-bot, read from the environment (and a ``.env`` file if present)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    modelarts_region: str | None = Field(None, description="Region, e.g. cn-north-4; gives the endpoint.")
+    modelarts_endpoint: str | None = Field(None, description="Overrides the endpoint (emulator, other cloud).")
+    modelarts_project_id: str | None = Field(
+        None,
+        validation_alias=AliasChoices("MODELARTS_PROJECT_ID", "HUAWEICLOUD_SDK_PROJECT_ID"),
+        description="Project id (falls back to HUAWEICLOUD_SDK_PROJECT_ID).",
+    )
+    modelarts_workspace_id: str | None = Field(None, description="Only this workspace (default: workspace 0).")
+    modelarts_auth_token: SecretStr | None = Field(None, description="A static X-Auth-Token.")
+    huaweicloud_sdk_ak: SecretStr | None = Field(None, description="Access key for AK/SK request signing.")
+    huaweicloud_sdk_sk: SecretStr | None = Field(None, description="Secret key for AK/SK request signing.")
+    huaweicloud_sdk_security_token: SecretStr | None = Field(
+        None, description="Security token of temporary AK/SK credentials."
+    )
+    huaweicloud_iam_username: str | None = Field(None, description="IAM user for password tokens.")
+    huaweicloud_iam_password: SecretStr | None = Field(None, description="IAM password.")
+    huaweicloud_iam_domain: str | None = Field(None, description="IAM account (domain) name.")
+    huaweicloud_iam_endpoint: str | None = Field(
+        None, description="IAM endpoint (default from the region, else the ModelArts endpoint)."
+    )
+    services_bot_config: Path | None = Field(None, description="TOML file listing several targets.")
+    services_bot_timeout_seconds: float = Field(10.0, gt=0, description="Per-request timeout.")
+    services_bot_max_retries: int = Field(3, ge=0, le=10, description="Retries on 429/5xx/timeouts.")
+    services_bot_retry_base_seconds: float = Field(
+        0.2, gt=0, description="First backoff before a retry; doubles each retry, with jitter."
+    )
+    services_bot_retry_budget_seconds: float = Field(
+        20.0, gt=0, description="Longest total time spent retrying one request."
+    )
+    services_bot_concurrency: int = Field(8, ge=1, le=64, description="Parallel API requests per target.")
+    services_bot_page_size: int = Field(1000, ge=2, le=10000, description="Services per API page.")
+    services_bot_cache_seconds: float = Field(
+        5.0, ge=0, description="How long a listing is reused for repeated queries (0 = never)."
+    )
+
+    def auth_mode(self) -> AuthMode:
+        """Pick the one configured credential; two at once is a mistake worth naming."""
+        modes: list[AuthMode] = []
+        if self.modelarts_auth_token:
+            modes.append("token")
+        if self.huaweicloud_sdk_ak or self.huaweicloud_sdk_sk:
+            if not (self.huaweicloud_sdk_ak and self.huaweicloud_sdk_sk):
+                raise ConfigError(
+                    "Only one of HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK is set.",
+                    hint="Set both for AK/SK signing.",
+                )
+            modes.append("aksk")
+        if self.huaweicloud_iam_username or self.huaweicloud_iam_password:
+            missing = [
+                name
+                for name, value in (
+                    ("HUAWEICLOUD_IAM_USERNAME", self.huaweicloud_iam_username),
+                    ("HUAWEICLOUD_IAM_PASSWORD", self.huaweicloud_iam_password),
+                    ("HUAWEICLOUD_IAM_DOMAIN", self.huaweicloud_iam_domain),
+                )
+                if not value
+            ]
+            if missing:
+                raise ConfigError(
+                    f"IAM password login is incomplete: {', '.join(missing)} not set.",
+                    hint="Set HUAWEICLOUD_IAM_USERNAME, HUAWEICLOUD_IAM_PASSWORD and HUAWEICLOUD_IAM_DOMAIN.",
+                )
+            modes.append("iam")
+        if not modes:
+            raise ConfigError(
+                "No ModelArts credentials are configured.",
+                hint="Set MODELARTS_AUTH_TOKEN, or HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK, or the "
+                "HUAWEICLOUD_IAM_USERNAME/PASSWORD/DOMAIN trio.",
+            )
+        if len(modes) > 1:
+            raise ConfigError(
+                f"Several credentials are configured ({', '.join(modes)}).",
+                hint="Keep exactly one of: a static token, AK/SK, or IAM user/password.",
+            )
+        return modes[0]
+
+    def targets(self) -> list[Target]:
+        """The targets file if one is named, else the single target the variables describe."""
+        if self.services_bot_config:
+            return load_targets_file(self.services_bot_config, self)
+        if not self.modelarts_project_id:
+            raise ConfigError(
+                "MODELARTS_PROJECT_ID is not set.",
+                hint="Set MODELARTS_PROJECT_ID (or HUAWEICLOUD_SDK_PROJECT_ID), or SERVICES_BOT_CONFIG.",
+            )
+        endpoint = self._endpoint_for(self.modelarts_region, self.modelarts_endpoint, "environment")
+        workspaces = [self.modelarts_workspace_id] if self.modelarts_workspace_id else []
+        return [
+            _target(
+                name=self.modelarts_region or "default",
+                endpoint=endpoint,
+                project_id=self.modelarts_project_id,
+                region=self.modelarts_region,
+                workspace_ids=workspaces,
+            )
+        ]
+
+    def iam_endpoint(self, target: Target) -> str:
+        if self.huaweicloud_iam_endpoint:
+            return self.huaweicloud_iam_endpoint.rstrip("/")
+        if target.region and not self.modelarts_endpoint:
+            return region_iam_endpoint(target.region)
+        return target.endpoint
+
+    @staticmethod
+    def _endpoint_for(region: str | None, endpoint: str | None, where: str) -> str:
+        if endpoint:
+            return endpoint
+        if region:
+            return region_endpoint(region)
+        raise ConfigError(
+            f"No ModelArts endpoint in the {where}.",
+            hint="Set MODELARTS_REGION (e.g. cn-north-4) or MODELARTS_ENDPOINT.",
+        )
+
+
+def _target(**fields: object) -> Target:
+    try:
+        return Target.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"Invalid target {fields.get('name')!r}: {first['msg']}.") from None
+
+
+def load_targets_file(path: Path, settings: Settings) -> list[Target]:
+    """Read ``[[targets]]`` tables: name, region or endpoint, project_id, optional workspace_ids."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"SERVICES_BOT_CONFIG points to {path}, which does not exist.") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}.", hint="Fix the file's syntax.") from None
+    entries = data.get("targets")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(
+            f"{path} has no [[targets]] entries.",
+            hint='Add at least one: [[targets]] name = "prod" region = "cn-north-4" project_id = "...".',
+        )
+    targets: list[Target] = []
+    for index, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"Target #{index} in {path} is not a table.")
+        name = str(entry.get("name") or f"target-{index}")
+        project = entry.get("project_id") or settings.modelarts_project_id
+        if not project:
+            raise ConfigError(f"Target '{name}' in {path} has no project_id.")
+        region = entry.get("region") or settings.modelarts_region
+        endpoint = Settings._endpoint_for(region, entry.get("endpoint"), f"target '{name}' of {path}")
+        workspaces = entry.get("workspace_ids") or ([entry["workspace_id"]] if entry.get("workspace_id") else [])
+        targets.append(
+            _target(
+                name=name,
+                endpoint=endpoint,
+                project_id=str(project),
+                region=region,
+                workspace_ids=[str(w) for w in workspaces],
+            )
+        )
+    names = [t.name for t in targets]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"Target names in {path} must be unique; got {names}.")
+    return targets
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, with pydantic's errors turned into one readable sentence."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"Invalid configuration: {problems}.") from None

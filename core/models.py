@@ -1,0 +1,388 @@
+"""Typed models of the ModelArts services API, liberal in what they accept.
+
+The three endpoints disagree with each other and with their own tables (see ``spec/quirks.md``). These
+models absorb that once, here, so nothing above them needs to know: numbers may come as strings or floats,
+``workspace_id`` as a number, ``config`` as a JSON-encoded string, epoch times in ms or seconds, empty
+values in four spellings. Unknown fields are kept (``extra="allow"``) and unknown status values are kept
+verbatim: a new status upstream must show up, not crash the bot.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+KNOWN_STATUSES: tuple[str, ...] = (
+    "running",
+    "deploying",
+    "concerning",
+    "failed",
+    "stopped",
+    "finished",
+    "stopping",
+    "deleting",
+    "pending",
+    "waiting",
+)
+"""Every value the ``status`` filter of ``GET /services`` accepts (quirk Q08); responses may add others."""
+
+UNHEALTHY_STATUSES: frozenset[str] = frozenset({"failed", "concerning"})
+KNOWN_INFER_TYPES: tuple[str, ...] = ("real-time", "batch", "edge")
+
+SECONDS_GUARD = 10**11
+"""Epoch values below this are taken as seconds (quirk Q02): as ms they would be before March 1973."""
+
+
+def _empty_to_none(value: Any) -> Any:
+    """Absent, null, "", [] and {} all mean "not set" (quirk Q20)."""
+    if value is None or value == "" or value == [] or value == {}:
+        return None
+    return value
+
+
+def _lenient_int(value: Any) -> int | None:
+    """An int from an int, an integral float or a numeric string; None for anything else (Q03, Q04)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                return None
+            return int(number) if math.isfinite(number) else None
+    return None
+
+
+def _lenient_float(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None
+
+
+def _lenient_bool(value: Any) -> bool | None:
+    """JSON booleans, "true"/"false" in any case, 0/1 (Q05, Q36)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no", ""):
+            return False if lowered else None
+        return None
+    if isinstance(value, int | float):
+        return bool(value)
+    return None
+
+
+def _lenient_str(value: Any) -> str | None:
+    """Strings stay, numbers become their decimal text (``workspace_id: 0`` → ``"0"``, Q01)."""
+    value = _empty_to_none(value)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, int | float):
+        return str(value)
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def epoch_to_datetime(value: Any) -> datetime | None:
+    """Epoch ms (documented) or seconds (as in the list example, Q02) → aware UTC datetime."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and not value.strip().lstrip("-").replace(".", "", 1).isdigit():
+        return iso_to_datetime(value)
+    number = _lenient_float(value)
+    if number is None or number <= 0:
+        return None
+    seconds = number if number < SECONDS_GUARD else number / 1000.0
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def iso_to_datetime(value: Any) -> datetime | None:
+    """``YYYY-MM-DDThh:mm:ss`` in UTC with no zone (Nodes, Q07); a trailing Z, offset or fraction is fine."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().replace("Z", "+00:00").replace(" ", "T", 1)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _json_list(value: Any) -> Any:
+    """``config`` sometimes arrives as a JSON-encoded string; decode it, then treat empties as unset."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    value = _empty_to_none(value)
+    return [value] if isinstance(value, dict) else value
+
+
+def _json_object(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return _empty_to_none(value) if isinstance(value, dict) else None
+
+
+def _str_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()] or None
+    return _empty_to_none(value)
+
+
+Int = Annotated[int | None, BeforeValidator(_lenient_int)]
+Float = Annotated[float | None, BeforeValidator(_lenient_float)]
+Bool = Annotated[bool | None, BeforeValidator(_lenient_bool)]
+Str = Annotated[str | None, BeforeValidator(_lenient_str)]
+EpochTime = Annotated[datetime | None, BeforeValidator(epoch_to_datetime)]
+IsoTime = Annotated[datetime | None, BeforeValidator(iso_to_datetime)]
+JsonObject = Annotated[dict[str, Any] | None, BeforeValidator(_json_object)]
+StrList = Annotated[list[str] | None, BeforeValidator(_str_list)]
+
+_EPOCH_FIELDS = (
+    "publish_at",
+    "update_time",
+    "transition_at",
+    "operation_time",
+    "due_time",
+    "start_time",
+    "finished_time",
+)
+
+
+class ApiModel(BaseModel):
+    """Base of every API model: unknown fields kept, population by field name."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=False)
+
+
+class Schedule(ApiModel):
+    """Auto-stop schedule (LIST Table 6, DETAILS Table 7); other units and types are kept (Q14)."""
+
+    duration: Int = None
+    time_unit: Str = None
+    type: Str = None
+
+
+class CustomSpec(ApiModel):
+    """Custom resource flavor (DETAILS Table 5); ``cpu``/``gpu_p4`` are fractional (Q37)."""
+
+    gpu_p4: Float = None
+    memory: Int = None
+    cpu: Float = None
+    ascend_a310: Int = None
+
+
+class Node(ApiModel):
+    """An edge node of a model deployment (DETAILS Table 6). Its enums are not service statuses (Q10)."""
+
+    id: Str = None
+    name: Str = None
+    host_name: Str = None
+    instance_status: Str = None
+    state: Str = None
+    message: Str = None
+    memory: Int = None
+    cpu: Int = None
+    enable_gpu: Bool = None
+    gpu_num: Int = None
+    host_ips: StrList = None
+    os_version: Str = None
+    os_type: Str = None
+    os_name: Str = None
+    arch: Str = None
+    node_label: Str = None
+    description: Str = None
+    predict_url: Str = None
+    deployment_num: Int = None
+    created_at: IsoTime = None
+    updated_at: IsoTime = None
+
+
+class ServiceConfig(ApiModel):
+    """One model deployed in a service (DETAILS Table 4). Shared services return only the model fields (Q21)."""
+
+    model_id: Str = None
+    model_name: Str = None
+    model_version: Str = None
+    specification: Str = None
+    custom_spec: Annotated[CustomSpec | None, BeforeValidator(_json_object)] = None
+    weight: Int = None
+    instance_count: Int = None
+    status: Str = None
+    scaling: Bool = None
+    support_debug: Bool = None
+    envs: JsonObject = None
+    additional_properties: JsonObject = None
+    cluster_id: Str = None
+    pool_name: Str = None
+    nodes: Annotated[list[Node] | None, BeforeValidator(_json_list)] = None
+    source_type: Str = None
+    src_type: Str = None
+    src_path: Str = None
+    dest_path: Str = None
+    req_uri: Str = None
+    mapping_type: Str = None
+    mapping_rule: Any = None
+    start_time: EpochTime = None
+    finished_time: EpochTime = None
+
+
+class Service(ApiModel):
+    """A service as any of the three endpoints describes it, normalised to one shape.
+
+    ``detail`` says which endpoint filled it: ``list`` rows lack ``config`` and ``error_msg`` (Q17),
+    ``details`` lacks ``is_opened_sample_collection`` (Q39), ``legacy`` lacks most fields (Q35).
+    ``target`` is set by the query layer when several projects or regions are queried. ``notes`` records
+    values that were repaired on the way in (a seconds-sized epoch, Q02) so a surface can say so.
+    """
+
+    service_id: str
+    service_name: Str = None
+    description: Str = None
+    status: Str = None
+    infer_type: Str = None
+    workspace_id: Str = None
+    progress: Int = None
+    error_msg: Str = None
+    owner: Str = None
+    tenant: Str = None
+    project: Str = None
+    publish_at: EpochTime = None
+    update_time: EpochTime = None
+    transition_at: EpochTime = None
+    operation_time: EpochTime = None
+    due_time: EpochTime = None
+    start_time: EpochTime = None
+    finished_time: EpochTime = None
+    legacy_update_time: EpochTime = None
+    invocation_times: Int = None
+    failed_times: Int = None
+    shared_count: Int = None
+    is_shared: Bool = None
+    is_free: Bool = None
+    is_opened_sample_collection: Bool = None
+    schedule: Annotated[list[Schedule] | None, BeforeValidator(_json_list)] = None
+    additional_properties: JsonObject = None
+    config: Annotated[list[ServiceConfig] | None, BeforeValidator(_json_list)] = None
+    access_address: Str = None
+    bind_access_address: Str = None
+    debug_url: Str = None
+    cluster_id: Str = None
+    pool_name: Str = None
+    vpc_id: Str = None
+    subnet_network_id: Str = None
+    security_group_id: Str = None
+    detail: str = "list"
+    target: str | None = None
+    notes: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _note_odd_times(cls, data: Any) -> Any:
+        """Record epoch values that had to be read as seconds, so nobody is shown a silent guess."""
+        if not isinstance(data, dict):
+            return data
+        odd = []
+        for name in _EPOCH_FIELDS:
+            number = _lenient_float(data.get(name))
+            if number is not None and 0 < number < SECONDS_GUARD:
+                odd.append(name)
+        if odd:
+            data = dict(data)
+            data["notes"] = [*data.get("notes", []), *(f"{n} was seconds-sized; read as seconds" for n in odd)]
+        return data
+
+    @property
+    def is_unhealthy(self) -> bool:
+        return self.status in UNHEALTHY_STATUSES
+
+    @property
+    def display_name(self) -> str:
+        return self.service_name or self.service_id
+
+    def extra_fields(self) -> dict[str, Any]:
+        """Fields the API sent that no documented table has (kept, shown in JSON output)."""
+        return dict(self.__pydantic_extra__ or {})
+
+
+class ServicePage(ApiModel):
+    """One page of ``GET /v1/{project_id}/services``; ``count`` may be missing (Q26)."""
+
+    total_count: Int = None
+    count: Int = None
+    services: Annotated[list[Service], BeforeValidator(lambda v: v or [])] = Field(default_factory=list)
+
+
+class LegacyService(ApiModel):
+    """A row of the legacy ``infer-services`` list; ``to_service`` maps its names onto ``Service`` (Q35)."""
+
+    service_id: str
+    service_name: Str = None
+    description: Str = None
+    infer_type: Str = None
+    status: Str = None
+    is_shared: Bool = None
+    invocation_times: Int = None
+    failed_times: Int = None
+    publish_time: EpochTime = None
+    update_time: EpochTime = None
+
+    def to_service(self) -> Service:
+        known = {
+            "service_id": self.service_id,
+            "service_name": self.service_name,
+            "description": self.description,
+            "infer_type": self.infer_type,
+            "status": self.status,
+            "is_shared": self.is_shared,
+            "invocation_times": self.invocation_times,
+            "failed_times": self.failed_times,
+            "publish_at": self.publish_time,
+            "legacy_update_time": self.update_time,
+            "detail": "legacy",
+        }
+        return Service.model_validate({**(self.__pydantic_extra__ or {}), **known})
+
+
+class LegacyServiceList(ApiModel):
+    """The legacy envelope: ``is_success`` + ``services``, or ``error_code``/``error_msg`` on failure (Q34)."""
+
+    is_success: Bool = None
+    services: Annotated[list[LegacyService] | None, BeforeValidator(_json_list)] = None
+    error_code: Str = None
+    error_msg: Str = None
