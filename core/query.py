@@ -1,0 +1,500 @@
+"""The query layer: one ``ServiceQuery`` in, answers out, over one or more targets.
+
+It decides what the API filters and what we filter here: the API takes one status, one type, a workspace,
+a model id and tags; names (substring or glob), several statuses and sorting across targets are done
+locally. Listings are cached briefly and shared between concurrent identical requests, so paging through
+an answer in Slack does not list the fleet again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import fnmatch
+import hashlib
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from core.client import ListParams, ModelArtsClient, validate_service_id
+from core.errors import (
+    AmbiguousServiceError,
+    ApiError,
+    ApiNotFoundError,
+    QueryError,
+    ServiceNotFoundError,
+    ServicesBotError,
+)
+from core.models import KNOWN_INFER_TYPES, KNOWN_STATUSES, UNHEALTHY_STATUSES, Service
+from core.suggest import closest, did_you_mean
+
+SortKey = Literal["changed", "published", "name"]
+SORT_ALIASES: dict[str, SortKey] = {
+    "changed": "changed",
+    "transition_at": "changed",
+    "updated": "changed",
+    "published": "published",
+    "publish_at": "published",
+    "name": "name",
+    "service_name": "name",
+}
+STATUS_GROUPS: dict[str, frozenset[str]] = {"unhealthy": UNHEALTHY_STATUSES}
+MAX_LIMIT = 1000
+_UUID_LIKE = re.compile(
+    r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$"
+)
+
+
+def parse_statuses(words: Iterable[str]) -> frozenset[str]:
+    """Statuses and groups (``unhealthy``) → a set of known statuses; a typo gets a suggestion."""
+    result: set[str] = set()
+    for raw in words:
+        word = raw.strip().lower()
+        if not word:
+            continue
+        if word in STATUS_GROUPS:
+            result |= STATUS_GROUPS[word]
+        elif word in KNOWN_STATUSES:
+            result.add(word)
+        else:
+            guess = did_you_mean(word, [*KNOWN_STATUSES, *STATUS_GROUPS])
+            raise QueryError(
+                f"Unknown status '{raw}'." + (f" Did you mean '{guess}'?" if guess else ""),
+                hint="Valid statuses: " + ", ".join(KNOWN_STATUSES) + ", or unhealthy (failed + concerning).",
+                suggestion=guess,
+            )
+    return frozenset(result)
+
+
+class ServiceQuery(BaseModel):
+    """What to list. Every surface (Slack grammar, CLI, MCP arguments) builds one of these."""
+
+    statuses: frozenset[str] = Field(default=frozenset(), description="Any of these statuses; empty = all.")
+    name: str | None = Field(None, description="Name substring, or a glob when it has * ? or [ ].")
+    infer_type: str | None = Field(None, description="real-time, batch or edge.")
+    workspace_id: str | None = Field(None, description="Only this workspace (default: the target's).")
+    model_id: str | None = Field(None, description="Only services deploying this model (filtered by the API).")
+    tags: str | None = Field(None, description="Tag filter, passed to the API verbatim.")
+    target: str | None = Field(None, description="Only this target (project/region) by name.")
+    sort: SortKey = Field("changed", description="changed (status change time), published or name.")
+    order: Literal["asc", "desc"] | None = Field(None, description="Default: desc for times, asc for names.")
+    limit: int = Field(20, ge=1, le=MAX_LIMIT, description="Services per answer page.")
+    cursor: str | None = Field(None, description="Opaque position from a previous answer's next_cursor.")
+
+    @classmethod
+    def build(cls, **fields: Any) -> ServiceQuery:
+        """Validate with errors a person can act on, instead of pydantic's report."""
+        try:
+            return cls.model_validate({k: v for k, v in fields.items() if v is not None})
+        except ValidationError as exc:
+            raise _query_error(exc) from None
+
+    @field_validator("statuses", mode="before")
+    @classmethod
+    def _statuses(cls, value: Any) -> frozenset[str]:
+        if isinstance(value, str):
+            value = value.split(",")
+        return parse_statuses(value or [])
+
+    @field_validator("infer_type")
+    @classmethod
+    def _infer_type(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        lowered = value.strip().lower()
+        if lowered in KNOWN_INFER_TYPES:
+            return lowered
+        guess = did_you_mean(lowered, KNOWN_INFER_TYPES)
+        raise QueryError(
+            f"Unknown service type '{value}'." + (f" Did you mean '{guess}'?" if guess else ""),
+            hint="Valid types: " + ", ".join(KNOWN_INFER_TYPES) + ".",
+            suggestion=guess,
+        )
+
+    @field_validator("sort", mode="before")
+    @classmethod
+    def _sort(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in SORT_ALIASES:
+            return SORT_ALIASES[value.strip().lower()]
+        guess = did_you_mean(str(value), ["changed", "published", "name"])
+        raise QueryError(
+            f"Cannot sort by '{value}'." + (f" Did you mean '{guess}'?" if guess else ""),
+            hint="Sort by changed, published or name.",
+            suggestion=guess,
+        )
+
+    @field_validator("name", "workspace_id", "model_id", "tags", "target")
+    @classmethod
+    def _non_blank(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
+            raise QueryError("A filter value is empty.", hint="Write it as key:value, e.g. name:ocr-*.")
+        return value.strip()
+
+    @property
+    def effective_order(self) -> Literal["asc", "desc"]:
+        return self.order or ("asc" if self.sort == "name" else "desc")
+
+    def fingerprint(self) -> str:
+        """Identifies the filters (not the page), so a cursor cannot be replayed on another query."""
+        data = self.model_dump(mode="json", exclude={"cursor", "limit"})
+        data["statuses"] = sorted(data["statuses"])
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+    def describe(self) -> str:
+        """The filter in words, for answer headers ("failed or concerning, type real-time, name ocr-*")."""
+        parts = []
+        if self.statuses:
+            parts.append(" or ".join(sorted(self.statuses)))
+        for label, value in (
+            ("name", self.name),
+            ("type", self.infer_type),
+            ("workspace", self.workspace_id),
+            ("model", self.model_id),
+            ("tags", self.tags),
+            ("target", self.target),
+        ):
+            if value:
+                parts.append(f"{label} {value}")
+        return ", ".join(parts) or "all services"
+
+
+def _query_error(exc: ValidationError) -> QueryError:
+    error = exc.errors()[0]
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, QueryError):
+        return cause
+    field = ".".join(str(p) for p in error["loc"]) or "query"
+    if field == "limit":
+        return QueryError(f"limit must be between 1 and {MAX_LIMIT}.", hint="e.g. limit:50.")
+    return QueryError(f"Invalid {field}: {error['msg']}.")
+
+
+class ListResult(BaseModel):
+    """One page of an answer; ``total`` counts every match so a reader knows what it did not see."""
+
+    total: int
+    services: list[Service]
+    offset: int = 0
+    limit: int
+    next_cursor: str | None = None
+    description: str
+    warnings: list[str] = Field(default_factory=list)
+
+
+class Summary(BaseModel):
+    """Counts by status and by type, and the unhealthy services (with their error messages)."""
+
+    total: int
+    by_status: dict[str, int]
+    by_infer_type: dict[str, int]
+    unhealthy: list[Service]
+    unhealthy_total: int
+    description: str
+    warnings: list[str] = Field(default_factory=list)
+
+
+class _TtlCache:
+    """Listings by key for a few seconds; concurrent callers of one key share one fetch."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._entries: dict[Any, tuple[float, Any]] = {}
+        self._inflight: dict[Any, asyncio.Task[Any]] = {}
+
+    async def get(self, key: Any, fetch: Callable[[], Awaitable[Any]]) -> Any:
+        entry = self._entries.get(key)
+        if entry and time.monotonic() - entry[0] < self.seconds:
+            return entry[1]
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(fetch())
+            self._inflight[key] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
+        value = await asyncio.shield(task)
+        if self.seconds > 0:
+            self._entries[key] = (time.monotonic(), value)
+        return value
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def encode_cursor(offset: int, fingerprint: str) -> str:
+    raw = json.dumps({"o": offset, "f": fingerprint}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, fingerprint: str) -> int:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        offset, owner = int(data["o"]), str(data["f"])
+    except (ValueError, KeyError, TypeError):
+        raise QueryError(
+            "The cursor is not one this bot issued.", hint="Drop the cursor to start from the first page."
+        ) from None
+    if owner != fingerprint or offset < 0:
+        raise QueryError(
+            "The cursor belongs to a different query.",
+            hint="Use a cursor only with the filters it came with, or drop it to start again.",
+        )
+    return offset
+
+
+def _sort_key(sort: SortKey) -> Callable[[Service], Any]:
+    epoch = datetime.fromtimestamp(0, UTC)
+    if sort == "name":
+        return lambda s: ((s.service_name or "").lower(), s.service_id)
+    if sort == "published":
+        return lambda s: (s.publish_at or epoch, s.service_id)
+    return lambda s: (s.transition_at or s.publish_at or epoch, s.service_id)
+
+
+def _name_matcher(pattern: str) -> Callable[[str], bool]:
+    lowered = pattern.lower()
+    if any(ch in lowered for ch in "*?["):
+        regex = re.compile(fnmatch.translate(lowered))
+        return lambda name: regex.match(name.lower()) is not None
+    return lambda name: lowered in name.lower()
+
+
+class ServiceQueries:
+    """Runs queries over the clients of every configured target."""
+
+    def __init__(
+        self,
+        clients: list[ModelArtsClient],
+        *,
+        cache_seconds: float = 5.0,
+        detail_concurrency: int = 8,
+        unhealthy_details: int = 25,
+    ) -> None:
+        if not clients:
+            raise ValueError("at least one target is needed")
+        self.clients = clients
+        self._cache = _TtlCache(cache_seconds)
+        self._detail_cache: dict[tuple[str, str, Any], Service] = {}
+        self._detail_slots = asyncio.Semaphore(detail_concurrency)
+        self._unhealthy_details = unhealthy_details
+
+    # -- public ------------------------------------------------------------------------------------
+
+    async def list(self, query: ServiceQuery) -> ListResult:
+        matches, warnings = await self._matching(query)
+        matches.sort(key=_sort_key(query.sort), reverse=query.effective_order == "desc")
+        fingerprint = query.fingerprint()
+        offset = decode_cursor(query.cursor, fingerprint) if query.cursor else 0
+        page = matches[offset : offset + query.limit]
+        await self._add_failure_causes(page)
+        end = offset + len(page)
+        return ListResult(
+            total=len(matches),
+            services=page,
+            offset=offset,
+            limit=query.limit,
+            next_cursor=encode_cursor(end, fingerprint) if end < len(matches) else None,
+            description=query.describe(),
+            warnings=warnings,
+        )
+
+    async def summary(self, query: ServiceQuery | None = None) -> Summary:
+        query = query or ServiceQuery()
+        matches, warnings = await self._matching(query)
+        unhealthy = sorted((s for s in matches if s.is_unhealthy), key=_sort_key("changed"), reverse=True)
+        shown = unhealthy[: self._unhealthy_details]
+        await self._add_failure_causes(shown)
+        by_status = Counter(s.status or "unknown" for s in matches)
+        by_type = Counter(s.infer_type or "unknown" for s in matches)
+        return Summary(
+            total=len(matches),
+            by_status=dict(by_status.most_common()),
+            by_infer_type=dict(by_type.most_common()),
+            unhealthy=shown,
+            unhealthy_total=len(unhealthy),
+            description=query.describe(),
+            warnings=warnings,
+        )
+
+    async def get(self, ref: str, *, target: str | None = None) -> Service:
+        """A service by id or exact name, with its details; ambiguous names list the candidates."""
+        ref = (ref or "").strip()
+        if not ref:
+            raise QueryError("No service given.", hint="Give a service id or name, e.g. `show ocr-prod`.")
+        clients = self._clients(target)
+        if _UUID_LIKE.match(ref):
+            found = await self._by_id(ref, clients)
+            if found:
+                return found
+        by_name = await self._by_name(ref, clients)
+        if by_name:
+            return by_name
+        if not _UUID_LIKE.match(ref) and _looks_like_id(ref):
+            found = await self._by_id(ref, clients)
+            if found:
+                return found
+        raise ServiceNotFoundError(ref, await self._closest_names(ref, clients))
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    # -- fetching ----------------------------------------------------------------------------------
+
+    def _clients(self, target: str | None) -> list[ModelArtsClient]:
+        if target is None:
+            return self.clients
+        chosen = [c for c in self.clients if c.target.name == target]
+        if not chosen:
+            names = [c.target.name for c in self.clients]
+            guess = did_you_mean(target, names)
+            raise QueryError(
+                f"Unknown target '{target}'." + (f" Did you mean '{guess}'?" if guess else ""),
+                hint="Configured targets: " + ", ".join(names) + ".",
+                suggestion=guess,
+            )
+        return chosen
+
+    def _plans(self, query: ServiceQuery, client: ModelArtsClient) -> list[ListParams]:
+        """The API requests one target needs: per workspace, and per status when several (Q27, Q29)."""
+        workspaces: list[str | None] = (
+            [query.workspace_id] if query.workspace_id else list(client.target.workspace_ids) or [None]
+        )
+        statuses: list[str | None] = sorted(query.statuses) if query.statuses else [None]
+        return [
+            ListParams(
+                workspace_id=ws,
+                status=status,
+                infer_type=query.infer_type,
+                model_id=query.model_id,
+                tags=query.tags,
+                sort_by="publish_at",
+                order="asc",
+            )
+            for ws in workspaces
+            for status in statuses
+        ]
+
+    async def _listing(self, client: ModelArtsClient, params: ListParams) -> list[Service]:
+        return await self._cache.get((client.target.name, params), lambda: client.list_all(params))  # type: ignore[no-any-return]
+
+    async def _gather_listings(self, jobs: list[tuple[ModelArtsClient, ListParams]]) -> tuple[list[Service], list[str]]:
+        """Run listings concurrently; one target failing is a warning as long as another answered."""
+        results = await asyncio.gather(*(self._listing(c, p) for c, p in jobs), return_exceptions=True)
+        services: dict[tuple[str | None, str], Service] = {}
+        failures: list[tuple[str, BaseException]] = []
+        for (client, _params), result in zip(jobs, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, ServicesBotError):
+                    raise result
+                failures.append((client.target.name, result))
+                continue
+            for service in result:
+                services.setdefault((service.target, service.service_id), service)
+        if failures and len(failures) == len(jobs):
+            raise failures[0][1]
+        warnings = sorted({f"Target {name} could not be read: {err}" for name, err in failures})
+        return list(services.values()), warnings
+
+    async def _matching(self, query: ServiceQuery) -> tuple[list[Service], list[str]]:
+        jobs = [(c, p) for c in self._clients(query.target) for p in self._plans(query, c)]
+        services, warnings = await self._gather_listings(jobs)
+        name_ok = _name_matcher(query.name) if query.name else None
+        matches = [
+            s
+            for s in services
+            if (not query.statuses or s.status in query.statuses)
+            and (not query.infer_type or s.infer_type in (None, query.infer_type))
+            and (not query.workspace_id or s.workspace_id in (None, query.workspace_id))
+            and (name_ok is None or name_ok(s.service_name or ""))
+        ]
+        return matches, warnings
+
+    async def _details(self, service: Service) -> Service | None:
+        """Details of a listed service, cached per status change (the cause of a failure does not move)."""
+        key = (service.target or "", service.service_id, service.transition_at)
+        if key in self._detail_cache:
+            return self._detail_cache[key]
+        client = next((c for c in self.clients if c.target.name == service.target), self.clients[0])
+        async with self._detail_slots:
+            try:
+                detail = await client.get_service(service.service_id)
+            except ServicesBotError:
+                return None
+        if len(self._detail_cache) > 10_000:
+            self._detail_cache.clear()
+        self._detail_cache[key] = detail
+        return detail
+
+    async def _add_failure_causes(self, services: list[Service]) -> None:
+        """List rows carry no error_msg (Q17): fetch details for the failed ones shown, in parallel."""
+        todo = [s for s in services if s.status == "failed" and not s.error_msg]
+        details = await asyncio.gather(*(self._details(s) for s in todo))
+        for service, detail in zip(todo, details, strict=True):
+            if detail is not None and detail.error_msg:
+                service.error_msg = detail.error_msg
+
+    async def _by_id(self, service_id: str, clients: list[ModelArtsClient]) -> Service | None:
+        validate_service_id(service_id)
+        results = await asyncio.gather(*(c.get_service(service_id) for c in clients), return_exceptions=True)
+        errors: list[BaseException] = []
+        for result in results:
+            if isinstance(result, Service):
+                return result
+            if not isinstance(result, ApiNotFoundError):
+                errors.append(result)
+        if errors and len(errors) == len(results):
+            raise errors[0]
+        return None
+
+    async def _by_name(self, name: str, clients: list[ModelArtsClient]) -> Service | None:
+        """The API's ``service_name`` filter is pushed (exact or fuzzy, Q28); exactness is checked here."""
+        jobs = [
+            (c, ListParams(service_name=name, workspace_id=ws))
+            for c in clients
+            for ws in (list(c.target.workspace_ids) or [None])
+        ]
+        found, _warnings = await self._gather_listings(jobs)
+        exact = [s for s in found if s.service_name == name] or [
+            s for s in found if (s.service_name or "").lower() == name.lower()
+        ]
+        if not exact:
+            return None
+        if len(exact) > 1:
+            raise AmbiguousServiceError(
+                name,
+                [
+                    {"service_id": s.service_id, "workspace_id": s.workspace_id, "status": s.status, "target": s.target}
+                    for s in exact
+                ],
+            )
+        client = next(c for c in clients if c.target.name == exact[0].target)
+        try:
+            return await client.get_service(exact[0].service_id)
+        except ApiNotFoundError:
+            return None
+
+    async def _closest_names(self, ref: str, clients: list[ModelArtsClient]) -> list[str]:
+        try:
+            everything, _ = await self._gather_listings(
+                [(c, p) for c in clients for p in self._plans(ServiceQuery(), c)]
+            )
+        except ApiError:
+            return []
+        names = {s.service_name for s in everything if s.service_name}
+        contains = sorted(n for n in names if ref.lower() in n.lower())[:3]
+        return list(dict.fromkeys([*closest(ref, names, n=3), *contains]))[:5]
+
+
+def _looks_like_id(ref: str) -> bool:
+    try:
+        validate_service_id(ref)
+    except QueryError:
+        return False
+    return True
