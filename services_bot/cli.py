@@ -1,0 +1,144 @@
+"""``services-bot``: the command line (ask, emulator, demo).
+
+Errors reach the user as one readable line and an exit code (2: bad input or configuration, 1: the API
+failed), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from core.config import load_settings
+from core.errors import ApiError, ServicesBotError
+from core.grammar import HELP_TEXT, HelpCommand, ListCommand, NotificationCommand, ShowCommand, parse_command
+from core.query import ServiceQueries
+from services_bot.logs import setup_logging
+from services_bot.text import render_list, render_service, render_summary
+from services_bot.wiring import open_queries
+
+
+async def answer(queries: ServiceQueries, text: str, *, as_json: bool) -> str:
+    """Run one ``/services``-style command and render it for the terminal or for scripts."""
+    command = parse_command(text)
+    if isinstance(command, HelpCommand):
+        return json.dumps({"help": HELP_TEXT}) if as_json else HELP_TEXT
+    if isinstance(command, NotificationCommand):
+        raise ServicesBotError(
+            f"`{command.verb}` manages Slack channel notifications.",
+            hint="Use it from Slack with /services; `ask` answers queries only.",
+        )
+    if isinstance(command, ShowCommand):
+        service = await queries.get(command.ref, target=command.target)
+        return _json(service.model_dump(mode="json", exclude_none=True)) if as_json else render_service(service)
+    if isinstance(command, ListCommand):
+        result = await queries.list(command.query)
+        return _json(result.model_dump(mode="json", exclude_none=True)) if as_json else render_list(result)
+    summary = await queries.summary(command.query)
+    return _json(summary.model_dump(mode="json", exclude_none=True)) if as_json else render_summary(summary)
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+async def _ask(text: str, as_json: bool) -> str:
+    """Grammar errors and help come before any configuration or network error."""
+    if isinstance(parse_command(text), HelpCommand):
+        return json.dumps({"help": HELP_TEXT}) if as_json else HELP_TEXT
+    async with open_queries(load_settings()) as queries:
+        return await answer(queries, text, as_json=as_json)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    text = " ".join(args.text)
+    try:
+        output = asyncio.run(_ask(text, args.json))
+    except ServicesBotError as exc:
+        return _fail(exc, args.json)
+    print(output)
+    return 0
+
+
+def _fail(exc: ServicesBotError, as_json: bool) -> int:
+    code = 1 if isinstance(exc, ApiError) else 2
+    if as_json:
+        error: dict[str, Any] = {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint}
+        if isinstance(exc, ApiError):
+            error.update(status=exc.status, error_code=exc.error_code, request_id=exc.request_id)
+        print(_json({"error": error}))
+    else:
+        print(f"error: {exc.user_text()}", file=sys.stderr)
+        if isinstance(exc, ApiError):
+            print(f"       ({exc.details()})", file=sys.stderr)
+    return code
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    import emulator
+
+    emulator.run(emulator.settings_from_args(args))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from services_bot.demo import run_demo
+
+    return run_demo(port=args.port, services=args.services, churn=args.churn, once=args.once)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import emulator
+
+    parser = argparse.ArgumentParser(
+        prog="services-bot",
+        description="Ask about Huawei Cloud ModelArts inference services from Slack, MCP or the terminal.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log requests and retries to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    ask = sub.add_parser(
+        "ask",
+        help="answer a /services command in the terminal",
+        description="Answer a /services command, e.g. `services-bot ask failed` or "
+        '`services-bot ask "unhealthy type:real-time sort:changed"`. Configuration comes from the '
+        "environment (MODELARTS_ENDPOINT or MODELARTS_REGION, MODELARTS_PROJECT_ID, credentials).",
+        epilog=HELP_TEXT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ask.add_argument("--json", action="store_true", help="print the structured answer as JSON")
+    ask.add_argument("text", nargs="*", help="the command, as after /services")
+    ask.set_defaults(func=cmd_ask)
+
+    emu = sub.add_parser("emulator", help="run a local emulator of the ModelArts services API")
+    emulator.add_arguments(emu)
+    emu.set_defaults(func=cmd_emulator)
+
+    demo = sub.add_parser("demo", help="start the emulator with a churning fleet and show answers")
+    demo.add_argument("--port", type=int, default=8090, help="emulator port (0 = any free port)")
+    demo.add_argument("--services", type=int, default=200, help="fleet size")
+    demo.add_argument("--churn", type=float, default=0.5, help="status transitions per second")
+    demo.add_argument("--once", action="store_true", help="exit after the answers instead of serving")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""Plain-text answers for the terminal (``services-bot ask``).
+
+API strings are untrusted: control characters (terminal escapes) are stripped and long values cut, so a
+service named with an escape sequence cannot repaint the operator's terminal.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from core.models import Service
+from core.query import ListResult, Summary
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(value: object, width: int = 200) -> str:
+    text = _CONTROL.sub("", "" if value is None else str(value)).replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def ago(when: datetime | None, now: datetime | None = None) -> str:
+    if when is None:
+        return "-"
+    seconds = int(((now or datetime.now(UTC)) - when).total_seconds())
+    if seconds < 0:
+        return "just now"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def _calls(service: Service) -> str:
+    if service.invocation_times is None and service.failed_times is None:
+        return "-"
+    return f"{service.failed_times or 0}/{service.invocation_times or 0}"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
+    return [line(headers), *(line(r) for r in rows)]
+
+
+def render_list(result: ListResult) -> str:
+    first = result.offset + 1 if result.services else 0
+    head = f"{result.total} service(s) — {result.description}"
+    if result.total > len(result.services):
+        head += f" (showing {first}–{result.offset + len(result.services)})"
+    lines = [head]
+    if result.services:
+        multi = len({s.target for s in result.services}) > 1
+        headers = ["STATUS", "NAME", "TYPE", "WORKSPACE", "CHANGED", "FAILED/CALLS", *(["TARGET"] if multi else [])]
+        rows = []
+        for s in result.services:
+            row = [
+                clean(s.status or "unknown", 12),
+                clean(s.display_name, 48),
+                clean(s.infer_type or "-", 10),
+                clean(s.workspace_id or "-", 32),
+                ago(s.transition_at),
+                _calls(s),
+            ]
+            rows.append([*row, clean(s.target, 20)] if multi else row)
+        table = _table(headers, rows)
+        lines.append(table[0])
+        for s, row_text in zip(result.services, table[1:], strict=True):
+            lines.append(row_text)
+            if s.error_msg and s.status == "failed":
+                lines.append(f"    ↳ {clean(s.error_msg, 160)}")
+    if result.next_cursor:
+        lines.append(f"More: add cursor:{result.next_cursor}")
+    lines.extend(f"warning: {w}" for w in result.warnings)
+    return "\n".join(lines)
+
+
+def render_summary(summary: Summary) -> str:
+    lines = [f"{summary.total} service(s) — {summary.description}", ""]
+    lines.append("By status:  " + ", ".join(f"{k} {v}" for k, v in summary.by_status.items()) if summary.total else "")
+    lines.append(
+        "By type:    " + ", ".join(f"{k} {v}" for k, v in summary.by_infer_type.items()) if summary.total else ""
+    )
+    if summary.unhealthy_total:
+        lines += ["", f"Unhealthy ({summary.unhealthy_total}):"]
+        for s in summary.unhealthy:
+            cause = f" — {clean(s.error_msg, 120)}" if s.error_msg else ""
+            lines.append(f"  {clean(s.status, 12):<11} {clean(s.display_name, 48)}  {ago(s.transition_at)}{cause}")
+        if summary.unhealthy_total > len(summary.unhealthy):
+            lines.append(f"  … and {summary.unhealthy_total - len(summary.unhealthy)} more (ask `unhealthy`)")
+    else:
+        lines += ["", "Nothing is failed or concerning."]
+    lines.extend(f"warning: {w}" for w in summary.warnings)
+    return "\n".join(line for line in lines).strip("\n")
+
+
+def _dash(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _when(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M:%S} UTC ({ago(value)})" if value else "-"
+
+
+def render_service(s: Service) -> str:
+    lines = [
+        f"{clean(s.display_name, 100)}  [{clean(s.status or 'unknown', 20)}]",
+        f"  id:            {clean(s.service_id)}",
+    ]
+    fields = [
+        ("type", s.infer_type),
+        ("workspace", s.workspace_id),
+        ("target", s.target),
+        ("description", s.description),
+        (
+            "progress",
+            f"{s.progress}%" if s.progress is not None and (s.status == "deploying" or s.progress < 100) else None,
+        ),
+        ("error", s.error_msg),
+        ("access address", s.access_address),
+        ("custom domain", s.bind_access_address),
+        (
+            "calls",
+            f"{s.invocation_times or 0} total, {s.failed_times or 0} failed"
+            if s.invocation_times is not None
+            else None,
+        ),
+        ("shared/subscribed", "yes" if s.is_shared else None),
+        ("pool", s.cluster_id or s.pool_name),
+        ("published", _when(s.publish_at) if s.publish_at else None),
+        ("status changed", _when(s.transition_at) if s.transition_at else None),
+        ("config updated", _when(s.update_time) if s.update_time else None),
+        ("auto-stop", _when(s.due_time) if s.due_time else None),
+    ]
+    if s.schedule and not s.due_time:
+        fields.append(
+            (
+                "schedule",
+                "; ".join(f"{x.type or '?'} after {x.duration} {(x.time_unit or '').lower()}" for x in s.schedule),
+            )
+        )
+    lines += [f"  {label + ':':<15}{clean(value)}" for label, value in fields if value]
+    for c in s.config or []:
+        spec = c.specification or "-"
+        if c.custom_spec:
+            extra = ", ".join(f"{k} {v}" for k, v in c.custom_spec.model_dump(exclude_none=True).items())
+            spec += f" ({extra})" if extra else ""
+        lines.append(
+            f"  model:         {clean(c.model_name or c.model_id)} {clean(c.model_version or '')}"
+            f"  weight {_dash(c.weight)}  instances {_dash(c.instance_count)}"
+            f"  {clean(spec, 60)}  [{clean(c.status or '-', 12)}]"
+        )
+        for n in c.nodes or []:
+            lines.append(
+                f"    node:        {clean(n.name or n.id)}  {clean(n.instance_status or '-')}/{clean(n.state or '-')}"
+                + (f" — {clean(n.message, 100)}" if n.message else "")
+            )
+    lines += [f"  note:          {clean(n)}" for n in s.notes]
+    return "\n".join(lines)

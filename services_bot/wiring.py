@@ -1,0 +1,69 @@
+"""The only place that turns settings into credentials, clients and the query layer.
+
+Surfaces (CLI, Slack, MCP) receive a ready ``ServiceQueries``; none of them builds a client itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+
+from core.auth import AkSkSigner, Credentials, IamPasswordToken, StaticToken
+from core.client import ModelArtsClient
+from core.config import Settings, Target
+from core.query import ServiceQueries
+from core.retry import RetryPolicy
+
+
+def credentials_for(settings: Settings, target: Target, http: httpx.AsyncClient) -> Credentials:
+    mode = settings.auth_mode()
+    if mode == "token":
+        assert settings.modelarts_auth_token is not None
+        return StaticToken(settings.modelarts_auth_token)
+    if mode == "aksk":
+        assert settings.huaweicloud_sdk_ak is not None and settings.huaweicloud_sdk_sk is not None
+        return AkSkSigner(
+            settings.huaweicloud_sdk_ak, settings.huaweicloud_sdk_sk, settings.huaweicloud_sdk_security_token
+        )
+    assert settings.huaweicloud_iam_username and settings.huaweicloud_iam_password and settings.huaweicloud_iam_domain
+    return IamPasswordToken(
+        http,
+        settings.iam_endpoint(target),
+        settings.huaweicloud_iam_username,
+        settings.huaweicloud_iam_password,
+        settings.huaweicloud_iam_domain,
+        timeout=settings.services_bot_timeout_seconds,
+    )
+
+
+@asynccontextmanager
+async def open_queries(settings: Settings) -> AsyncIterator[ServiceQueries]:
+    """Build everything from settings and close the HTTP pool on exit. Config errors raise before I/O."""
+    targets = settings.targets()
+    settings.auth_mode()
+    concurrency = settings.services_bot_concurrency
+    limits = httpx.Limits(max_connections=concurrency * len(targets) + 4, max_keepalive_connections=concurrency * 2)
+    async with httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.services_bot_timeout_seconds),
+        limits=limits,
+        headers={"User-Agent": "services-bot/0.1", "Accept": "application/json"},
+    ) as http:
+        retry = RetryPolicy(
+            max_retries=settings.services_bot_max_retries,
+            base_seconds=settings.services_bot_retry_base_seconds,
+            budget_seconds=settings.services_bot_retry_budget_seconds,
+        )
+        clients = [
+            ModelArtsClient(
+                http,
+                target,
+                credentials_for(settings, target, http),
+                retry=retry,
+                page_size=settings.services_bot_page_size,
+                concurrency=concurrency,
+            )
+            for target in targets
+        ]
+        yield ServiceQueries(clients, cache_seconds=settings.services_bot_cache_seconds)
