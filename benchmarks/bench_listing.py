@@ -1,0 +1,152 @@
+"""Benchmark: list every service at 1 000 / 10 000 / 100 000 emulated services, and `ask failed` at 10 000.
+
+Each size runs the emulator in its own process (the API side) and the client in another fresh process, so
+the client's peak memory (ru_maxrss) is its own. Against a baseline in the same run: the same client paging
+one request at a time (concurrency 1), so the ratio survives a noisy shared machine.
+
+    python benchmarks/bench_listing.py            # all sizes
+    python benchmarks/bench_listing.py --sizes 1000 10000 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PROJECT, TOKEN = "emulator-project", "emulator-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_emulator(services: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    code = (
+        "import emulator; emulator.run(emulator.EmulatorSettings("
+        f"port={port}, services={services}, seed=1, workspaces=0))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/_emulator/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("emulator did not start")
+
+
+def client_run(url: str, concurrency: int, mode: str, repeat: int) -> dict[str, float]:
+    """Runs in a fresh process: list everything ``repeat`` times, report the best wall time and peak RSS."""
+    from core.client import ListParams
+    from core.config import Settings
+    from services_bot.cli import answer
+    from services_bot.wiring import open_queries
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        modelarts_endpoint=url,
+        modelarts_project_id=PROJECT,
+        modelarts_auth_token=TOKEN,
+        services_bot_concurrency=concurrency,
+        services_bot_cache_seconds=0,
+    )
+
+    async def main() -> dict[str, float]:
+        async with open_queries(settings) as queries:
+            client = queries.clients[0]
+            if mode == "ask":
+                times = []
+                for _ in range(repeat):
+                    started = time.perf_counter()
+                    await answer(queries, "failed", as_json=False)
+                    times.append(time.perf_counter() - started)
+                times.sort()
+                return {"p50_ms": statistics.median(times) * 1000, "p99_ms": times[-1] * 1000, "runs": repeat}
+            best = float("inf")
+            count = 0
+            for _ in range(repeat):
+                client.requests_sent = 0
+                started = time.perf_counter()
+                services = await client.list_all(ListParams())
+                best = min(best, time.perf_counter() - started)
+                count = len(services)
+                del services
+            return {"seconds": best, "services": count, "requests": client.requests_sent}
+
+    result = asyncio.run(main())
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def in_subprocess(url: str, concurrency: int, mode: str, repeat: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--client", url, str(concurrency), mode, str(repeat)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--client":
+        _, _, url, concurrency, mode, repeat = sys.argv
+        print(json.dumps(client_run(url, int(concurrency), mode, int(repeat))))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    print(
+        f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
+        f"{__import__('os').cpu_count()} cores"
+    )
+    print("| services | listed | requests | wall, 8 at a time | wall, sequential | speed-up | client peak RSS |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for size in args.sizes:
+        proc, url = start_emulator(size)
+        try:
+            fast = in_subprocess(url, 8, "list", args.repeat)
+            slow = in_subprocess(url, 1, "list", args.repeat)
+            print(
+                f"| {size:,} | {int(fast['services']):,} | {int(fast['requests'])} | {fast['seconds']:.2f} s | "
+                f"{slow['seconds']:.2f} s | {slow['seconds'] / fast['seconds']:.1f}× | {fast['peak_rss_mb']:.0f} MB |"
+            )
+            if size == 10_000:
+                ask = in_subprocess(url, 8, "ask", 30)
+                ask_line = (
+                    f"`ask failed` at 10,000 services: p50 {ask['p50_ms']:.0f} ms, max of 30 {ask['p99_ms']:.0f} ms"
+                )
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    if 10_000 in args.sizes:
+        print()
+        print(ask_line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Shared fixtures: real emulators on loopback ports, and settings that point the product at them.
+
+The emulator runs in a background thread with its own event loop; the product's code under test runs in
+pytest's loop and talks to it over real HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from core.config import Settings
+from core.query import ServiceQueries
+from emulator import EmulatorServer, EmulatorSettings
+from services_bot.wiring import open_queries
+
+_NO_CREDENTIALS: dict[str, Any] = {
+    "modelarts_auth_token": None,
+    "huaweicloud_sdk_ak": None,
+    "huaweicloud_sdk_sk": None,
+    "huaweicloud_sdk_security_token": None,
+    "huaweicloud_iam_username": None,
+    "huaweicloud_iam_password": None,
+    "huaweicloud_iam_domain": None,
+    "huaweicloud_iam_endpoint": None,
+    "modelarts_region": None,
+    "modelarts_workspace_id": None,
+    "services_bot_config": None,
+}
+
+
+def make_settings(server: EmulatorServer, **overrides: Any) -> Settings:
+    """Settings aimed at ``server`` with its static token, fast retries and no cache, ignoring the environment."""
+    fields: dict[str, Any] = {
+        **_NO_CREDENTIALS,
+        "modelarts_endpoint": server.url,
+        "modelarts_project_id": server.settings.project_id,
+        "modelarts_auth_token": server.settings.token,
+        "services_bot_retry_base_seconds": 0.01,
+        "services_bot_retry_budget_seconds": 5.0,
+        "services_bot_timeout_seconds": 5.0,
+        "services_bot_cache_seconds": 0.0,
+    }
+    fields.update(overrides)
+    return Settings(_env_file=None, **fields)  # type: ignore[call-arg]
+
+
+@asynccontextmanager
+async def queries_for(server: EmulatorServer, **overrides: Any) -> AsyncIterator[ServiceQueries]:
+    async with open_queries(make_settings(server, **overrides)) as queries:
+        yield queries
+
+
+class Control:
+    """The emulator's /_emulator/ control API, used to set up each scenario."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.Client(base_url=url + "/_emulator", timeout=30)
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = self.http.post(path, json=body or {})
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def get(self, path: str) -> Any:
+        response = self.http.get(path)
+        response.raise_for_status()
+        return response.json()
+
+    def delete(self, path: str) -> None:
+        self.http.delete(path).raise_for_status()
+
+    def reset(self, **body: Any) -> None:
+        self.post("/reset", body)
+
+    def faults(self, **body: Any) -> None:
+        self.post("/faults", body)
+
+    def quirks(self, **body: Any) -> None:
+        self.post("/quirks", body)
+
+    def set_status(self, service_id: str, status: str, error_msg: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": status}
+        if error_msg is not None:
+            body["error_msg"] = error_msg
+        return self.post(f"/services/{service_id}/status", body)  # type: ignore[no-any-return]
+
+    def add(self, **body: Any) -> dict[str, Any]:
+        response = self.http.post("/services", json=body)
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
+    def requests(self) -> dict[str, Any]:
+        return self.get("/requests")  # type: ignore[no-any-return]
+
+    def clear_requests(self) -> None:
+        self.delete("/requests")
+
+    def list_raw(self, project_id: str, token: str, **params: Any) -> dict[str, Any]:
+        """The emulator's own answer in one page: the oracle that client listings are checked against."""
+        response = httpx.get(
+            f"{self.url}/v1/{project_id}/services",
+            params={"limit": 10_000_000, **params},
+            headers={"X-Auth-Token": token},
+            timeout=60,
+        )
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[EmulatorServer]:
+    """A small fleet shared by most tests; ``control`` resets it before each test that uses it."""
+    with EmulatorServer(EmulatorSettings(port=0, services=300, seed=7)) as server:
+        yield server
+
+
+@pytest.fixture
+def control(emulator_server: EmulatorServer) -> Iterator[Control]:
+    ctl = Control(emulator_server.url)
+    ctl.reset(services=300, seed=7)
+    yield ctl
+    ctl.http.close()
+
+
+@pytest.fixture(scope="session")
+def flat_server() -> Iterator[EmulatorServer]:
+    """A fleet with only the default workspace, so the number of listed services is exactly the fleet size."""
+    with EmulatorServer(EmulatorSettings(port=0, services=0, seed=3, workspaces=0)) as server:
+        yield server
+
+
+@pytest.fixture
+def flat_control(flat_server: EmulatorServer) -> Iterator[Control]:
+    ctl = Control(flat_server.url)
+    yield ctl
+    ctl.http.close()

@@ -1,0 +1,107 @@
+"""Each way of authenticating works against the emulator, and failures say what to fix without leaking secrets."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from core.auth import IamPasswordToken
+from core.client import ListParams
+from core.errors import AuthenticationError
+from emulator import EmulatorServer
+from tests.conftest import Control, queries_for
+
+
+def iam_settings(server: EmulatorServer, password: str | None = None) -> dict:
+    s = server.settings
+    return {
+        "modelarts_auth_token": None,
+        "huaweicloud_iam_username": s.iam_user,
+        "huaweicloud_iam_password": password or s.iam_password,
+        "huaweicloud_iam_domain": s.iam_domain,
+        "huaweicloud_iam_endpoint": server.url,
+    }
+
+
+async def test_static_token(emulator_server: EmulatorServer, control: Control) -> None:
+    async with queries_for(emulator_server) as queries:
+        assert await queries.clients[0].list_all(ListParams())
+
+
+async def test_static_token_rejected_says_which_setting(
+    emulator_server: EmulatorServer, control: Control, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with queries_for(emulator_server, modelarts_auth_token="expired-secret-token") as queries:
+        with pytest.raises(AuthenticationError) as caught:
+            await queries.clients[0].list_all(ListParams())
+    assert caught.value.status == 401 and "MODELARTS_AUTH_TOKEN" in caught.value.user_text()
+    assert "expired-secret-token" not in caught.value.user_text() + caplog.text
+    assert control.requests()["by_route"]["list"] == 1  # a 401 with a static token is not retried
+
+
+async def test_iam_password_token_is_fetched_once_and_reused(emulator_server: EmulatorServer, control: Control) -> None:
+    async with queries_for(emulator_server, **iam_settings(emulator_server)) as queries:
+        client = queries.clients[0]
+        for _ in range(3):
+            assert await client.list_all(ListParams())
+        await client.get_service((await client.list_all(ListParams()))[0].service_id)
+        assert isinstance(client.credentials, IamPasswordToken) and client.credentials.logins == 1
+    assert control.requests()["by_route"]["iam"] == 1
+
+
+async def test_iam_token_expired_server_side_is_refreshed_once(
+    emulator_server: EmulatorServer, control: Control
+) -> None:
+    async with queries_for(emulator_server, **iam_settings(emulator_server)) as queries:
+        client = queries.clients[0]
+        await client.list_all(ListParams())
+        control.post("/tokens/expire")
+        assert await client.list_all(ListParams())  # 401 → new token → success
+        assert isinstance(client.credentials, IamPasswordToken) and client.credentials.logins == 2
+
+
+async def test_iam_token_is_refreshed_before_it_expires(emulator_server: EmulatorServer, control: Control) -> None:
+    control.faults(token_ttl_seconds=60)  # shorter than the 5-minute refresh margin
+    async with queries_for(emulator_server, **iam_settings(emulator_server)) as queries:
+        client = queries.clients[0]
+        await client.list_all(ListParams())
+        await client.list_all(ListParams())
+        assert isinstance(client.credentials, IamPasswordToken) and client.credentials.logins == 2
+    assert control.requests()["by_route"]["list"] == 2  # no request was spent on a 401
+
+
+async def test_wrong_iam_password_is_explained_and_not_leaked(
+    emulator_server: EmulatorServer, control: Control, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with queries_for(emulator_server, **iam_settings(emulator_server, password="Wr0ng-Secret!")) as queries:
+        with pytest.raises(AuthenticationError) as caught:
+            await queries.clients[0].list_all(ListParams())
+    text = caught.value.user_text()
+    assert "HUAWEICLOUD_IAM_PASSWORD" in text and "demo" in text
+    assert "Wr0ng-Secret!" not in text + caplog.text
+
+
+async def test_aksk_signed_requests_are_accepted(emulator_server: EmulatorServer, control: Control) -> None:
+    s = emulator_server.settings
+    async with queries_for(
+        emulator_server, modelarts_auth_token=None, huaweicloud_sdk_ak=s.ak, huaweicloud_sdk_sk=s.sk
+    ) as queries:
+        client = queries.clients[0]
+        services = await client.list_all(ListParams(status="running", sort_by="service_name"))
+        assert services
+        assert (await client.get_service(services[0].service_id)).service_id == services[0].service_id
+        assert await client.list_legacy()
+
+
+async def test_wrong_secret_key_is_refused(emulator_server: EmulatorServer, control: Control) -> None:
+    s = emulator_server.settings
+    async with queries_for(
+        emulator_server, modelarts_auth_token=None, huaweicloud_sdk_ak=s.ak, huaweicloud_sdk_sk="not-the-secret"
+    ) as queries:
+        with pytest.raises(AuthenticationError) as caught:
+            await queries.clients[0].list_all(ListParams())
+    assert "not-the-secret" not in caught.value.user_text()
+    assert "clock" in caught.value.user_text()

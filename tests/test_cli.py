@@ -1,0 +1,115 @@
+"""`services-bot ask` as a person or a script uses it: readable tables, JSON for scripts, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from emulator import EmulatorServer
+from tests.conftest import Control
+
+
+def run(args: list[str], env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("MODELARTS_", "HUAWEICLOUD_", "SERVICES_BOT_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "services_bot.cli", *args],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd="/",
+    )
+
+
+def env_for(server: EmulatorServer, **extra: str) -> dict[str, str]:
+    return {
+        "MODELARTS_ENDPOINT": server.url,
+        "MODELARTS_PROJECT_ID": server.settings.project_id,
+        "MODELARTS_AUTH_TOKEN": server.settings.token,
+        **extra,
+    }
+
+
+def assert_no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_ask_failed_prints_a_table_with_errors(emulator_server: EmulatorServer, control: Control) -> None:
+    row = control.list_raw(emulator_server.settings.project_id, emulator_server.settings.token)["services"][0]
+    control.set_status(row["service_id"], "failed", "CrashLoopBackOff in container model")
+    proc = run(["ask", "failed"], env_for(emulator_server))
+    assert proc.returncode == 0, proc.stderr
+    assert "STATUS" in proc.stdout and row["service_name"] in proc.stdout
+    assert "CrashLoopBackOff in container model" in proc.stdout
+
+
+def test_ask_json_has_total_and_services(emulator_server: EmulatorServer, control: Control) -> None:
+    proc = run(["ask", "--json", "unhealthy type:real-time sort:changed"], env_for(emulator_server))
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    assert isinstance(answer["total"], int)
+    for service in answer["services"]:
+        assert {"service_id", "service_name", "status"} <= service.keys()
+        assert service["status"] in ("failed", "concerning") and service["infer_type"] == "real-time"
+
+
+def test_ask_summary_and_show(emulator_server: EmulatorServer, control: Control) -> None:
+    created = control.add(service_name="cli-show-target", status="running")
+    summary = run(["ask", "summary"], env_for(emulator_server))
+    assert summary.returncode == 0 and "By status:" in summary.stdout
+    show = run(["ask", "show", "cli-show-target"], env_for(emulator_server))
+    assert show.returncode == 0 and created["service_id"] in show.stdout and "model:" in show.stdout
+    shown = json.loads(run(["ask", "--json", "show", created["service_id"]], env_for(emulator_server)).stdout)
+    assert shown["service_id"] == created["service_id"] and shown["config"]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["ask", "faild"], "Did you mean 'failed'?"),
+        (["ask", "limit:0"], "between 1 and 1000"),
+        (["ask", "show", "no-such-service-anywhere"], "No service with id or name"),
+    ],
+)
+def test_bad_input_is_one_clear_line(emulator_server: EmulatorServer, args: list[str], fragment: str) -> None:
+    proc = run(args, env_for(emulator_server))
+    assert proc.returncode == 2
+    assert fragment in proc.stderr
+    assert_no_traceback(proc)
+
+
+def test_missing_configuration_is_explained() -> None:
+    proc = run(["ask", "failed"], {})
+    assert proc.returncode == 2 and "MODELARTS_PROJECT_ID" in proc.stderr
+    assert_no_traceback(proc)
+
+
+def test_unreachable_api_is_explained_with_exit_1() -> None:
+    env = {
+        "MODELARTS_ENDPOINT": "http://127.0.0.1:9",
+        "MODELARTS_PROJECT_ID": "p",
+        "MODELARTS_AUTH_TOKEN": "t",
+        "SERVICES_BOT_MAX_RETRIES": "1",
+        "SERVICES_BOT_RETRY_BASE_SECONDS": "0.01",
+    }
+    proc = run(["ask", "failed"], env)
+    assert proc.returncode == 1 and "Cannot reach ModelArts" in proc.stderr
+    assert_no_traceback(proc)
+    as_json = json.loads(run(["ask", "--json", "failed"], env).stdout)
+    assert as_json["error"]["type"] == "UnavailableError"
+
+
+def test_help_lists_the_grammar() -> None:
+    proc = run(["ask", "help"])
+    assert proc.returncode == 0 and "/services show" in proc.stdout
+
+
+def test_demo_once_answers_and_exits() -> None:
+    proc = run(["demo", "--once", "--port", "0", "--services", "60"], timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    assert "$ services-bot ask summary" in proc.stdout and "By status:" in proc.stdout
+    assert_no_traceback(proc)
