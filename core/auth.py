@@ -15,7 +15,15 @@ from typing import Protocol
 import httpx
 from pydantic import SecretStr
 
-from core.errors import ApiError, AuthenticationError, MalformedResponseError, UnavailableError
+from core.errors import (
+    ApiError,
+    AuthenticationError,
+    MalformedResponseError,
+    RateLimitedError,
+    ServerError,
+    UnavailableError,
+)
+from core.retry import parse_retry_after
 from core.signing import sign_headers
 
 
@@ -144,6 +152,19 @@ class IamPasswordToken:
                 status=response.status_code,
                 request_id=request_id,
                 hint="Check HUAWEICLOUD_IAM_USERNAME, HUAWEICLOUD_IAM_PASSWORD and HUAWEICLOUD_IAM_DOMAIN.",
+            )
+        if response.status_code == 429:
+            raise RateLimitedError(
+                "IAM is throttling token requests.",
+                status=429,
+                request_id=request_id,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        if response.status_code >= 500:
+            raise ServerError(
+                f"IAM answered HTTP {response.status_code} to the token request.",
+                status=response.status_code,
+                request_id=request_id,
             )
         if response.status_code >= 400:
             raise ApiError(

@@ -39,6 +39,7 @@ log = logging.getLogger("services_bot.client")
 
 T = TypeVar("T")
 OffsetMode = Literal["page", "record"]
+MAX_PAGES = 10_000
 _SERVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -106,24 +107,20 @@ class ModelArtsClient:
     async def list_page(self, params: ListParams, *, offset: int = 0, limit: int | None = None) -> ServicePage:
         """One page of ``GET /v1/{project_id}/services``."""
         query = {**params.query(), "offset": str(offset), "limit": str(limit or self.page_size)}
-        return await self._request("GET", f"{self._base}/services", query, _parse(ServicePage))
+        return await self._request("GET", f"{self._base}/services", query, _parse(ServicePage, self._context("list")))
 
     async def get_service(self, service_id: str) -> Service:
         """``GET /v1/{project_id}/services/{service_id}``; unknown ids raise ``ApiNotFoundError``."""
         service_id = validate_service_id(service_id)
-        service = await self._request("GET", f"{self._base}/services/{service_id}", {}, _parse(Service))
-        service.detail = "details"
-        service.target = self.target.name
-        return service
+        return await self._request(
+            "GET", f"{self._base}/services/{service_id}", {}, _parse(Service, self._context("details"))
+        )
 
     async def list_legacy(self, workspace_id: str | None = None) -> list[Service]:
         """The legacy ``GET /v1/{project_id}/infer-services``, normalised to ``Service`` (no paging, Q30)."""
         query = {"workspace_id": workspace_id} if workspace_id else {}
         envelope = await self._request("GET", f"{self._base}/infer-services", query, _parse_legacy)
-        services = [row.to_service() for row in envelope.services or []]
-        for service in services:
-            service.target = self.target.name
-        return services
+        return [row.to_service(self.target.name) for row in envelope.services or []]
 
     async def list_all(self, params: ListParams) -> list[Service]:
         """Every service matching ``params``, each exactly once, whichever way the server reads ``offset``.
@@ -137,43 +134,44 @@ class ModelArtsClient:
         first = await self.list_page(params, offset=0, limit=size)
         seen: dict[str, Service] = {}
         _collect(seen, first)
-        total = first.total_count if first.total_count is not None else len(first.services)
-        if len(first.services) < size or len(seen) >= total:
-            return self._finish(seen)
+        total = first.total_count
+        if len(first.services) < size or (total is not None and len(seen) >= total):
+            return list(seen.values())
+        probed = False
         if self.offset_mode is None:
             second = await self.list_page(params, offset=1, limit=size)
             self.offset_mode = _detect_offset_mode(first, second)
             log.info("offset mode detected", extra={"target": self.target.name, "mode": self.offset_mode})
             if self.offset_mode == "page":
                 _collect(seen, second)
+                probed = True
+        if total is None:  # no total_count: nothing to fan out over, read on until a short page
+            await self._read_on(params, seen, None, 2 if probed else 1)
+            return list(seen.values())
         pages = -(-total // size)
-        offsets = [
-            (index if self.offset_mode == "page" else index * size)
-            for index in range(1, pages)
-            if not (self.offset_mode == "page" and index == 1 and len(seen) > len(first.services))
-        ]
-        results = await asyncio.gather(*(self.list_page(params, offset=o, limit=size) for o in offsets))
+        indexes = range(2 if probed else 1, pages)
+        results = await asyncio.gather(*(self.list_page(params, offset=self._offset(i), limit=size) for i in indexes))
         for page in results:
             _collect(seen, page)
         if len(seen) < total:
-            await self._sweep_tail(params, seen, total, len(offsets) + 1)
-        return self._finish(seen)
+            await self._read_on(params, seen, total, pages)
+        return list(seen.values())
 
-    async def _sweep_tail(self, params: ListParams, seen: dict[str, Service], total: int, index: int) -> None:
-        """Rows moved past the pages we asked for (services added meanwhile): read on until a short page."""
-        for _ in range(100):
-            offset = index if self.offset_mode == "page" else index * self.page_size
-            page = await self.list_page(params, offset=offset, limit=self.page_size)
+    def _offset(self, page_index: int) -> int:
+        return page_index if self.offset_mode == "page" else page_index * self.page_size
+
+    async def _read_on(self, params: ListParams, seen: dict[str, Service], total: int | None, start: int) -> None:
+        """Page sequentially from ``index`` until a short page (or ``total`` reached): rows pushed past the
+        pages we asked for by services added meanwhile, or a server that sends no ``total_count``."""
+        for index in range(start, start + MAX_PAGES):
+            page = await self.list_page(params, offset=self._offset(index), limit=self.page_size)
             _collect(seen, page)
-            if len(page.services) < self.page_size or len(seen) >= total:
+            if len(page.services) < self.page_size or (total is not None and len(seen) >= total):
                 return
-            index += 1
+        raise MalformedResponseError(f"The API kept returning full pages past {MAX_PAGES} pages; paging stopped.")
 
-    def _finish(self, seen: dict[str, Service]) -> list[Service]:
-        services = list(seen.values())
-        for service in services:
-            service.target = self.target.name
-        return services
+    def _context(self, detail: str) -> dict[str, str]:
+        return {"target": self.target.name, "detail": detail}
 
     # -- transport ---------------------------------------------------------------------------------
 
@@ -184,52 +182,74 @@ class ModelArtsClient:
         refreshed = False
         async with self._semaphore:
             while True:
-                request = self.http.build_request(method, url, params=query)
-                await self.credentials.apply(request, self.target.project_id)
-                self.requests_sent += 1
-                error: ApiError
-                retry_after: float | None = None
-                try:
-                    response = await self.http.send(request)
-                except httpx.TimeoutException as exc:
-                    error = UnavailableError(f"ModelArts did not answer in time ({type(exc).__name__}).")
-                except httpx.TransportError as exc:
-                    error = UnavailableError(
-                        f"Cannot reach ModelArts at {self.target.endpoint} ({type(exc).__name__})."
-                    )
-                else:
-                    if response.status_code == 401 and not refreshed:
-                        refreshed = True
-                        if await self.credentials.refresh_after_401(self.target.project_id):
-                            continue
-                    if response.status_code < 400:
-                        try:
-                            return parse(response)
-                        except MalformedResponseError as exc:
-                            error = exc
-                    else:
-                        error = _classify(response)
-                        if response.status_code not in RETRYABLE_STATUSES:
-                            error.attempts = retry_number + 1
-                            raise error
-                        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                outcome = await self._attempt(method, url, query, parse)
+                if isinstance(outcome, _Unauthorized):
+                    if not refreshed and await self.credentials.refresh_after_401(self.target.project_id):
+                        refreshed = True  # one fresh token per request, not counted as a retry
+                        continue
+                    outcome = _Retryable(outcome.error, None, final=True)
+                if not isinstance(outcome, _Retryable):
+                    return outcome
                 retry_number += 1
                 remaining = self.retry.budget_seconds - (time.monotonic() - started)
-                wait = self.retry.wait_before(retry_number, retry_after, remaining)
+                wait = None if outcome.final else self.retry.wait_before(retry_number, outcome.retry_after, remaining)
                 if wait is None:
-                    error.attempts = retry_number
-                    raise error
+                    outcome.error.attempts = retry_number
+                    raise outcome.error
                 log.warning(
                     "retrying ModelArts request",
                     extra={
                         "target": self.target.name,
                         "path": httpx.URL(url).path,
-                        "status": error.status,
+                        "status": outcome.error.status,
                         "retry": retry_number,
                         "wait_s": round(wait, 3),
                     },
                 )
                 await asyncio.sleep(wait)
+
+    async def _attempt(
+        self, method: str, url: str, query: dict[str, str], parse: Callable[[httpx.Response], T]
+    ) -> T | _Retryable | _Unauthorized:
+        """One try: the parsed answer, or what went wrong and whether it may heal."""
+        request = self.http.build_request(method, url, params=query)
+        try:
+            await self.credentials.apply(request, self.target.project_id)
+        except (UnavailableError, ServerError, RateLimitedError) as exc:  # IAM itself is briefly unwell
+            return _Retryable(exc, getattr(exc, "retry_after", None))
+        self.requests_sent += 1
+        try:
+            response = await self.http.send(request)
+        except httpx.TimeoutException as exc:
+            return _Retryable(UnavailableError(f"ModelArts did not answer in time ({type(exc).__name__})."), None)
+        except httpx.TransportError as exc:
+            error = UnavailableError(f"Cannot reach ModelArts at {self.target.endpoint} ({type(exc).__name__}).")
+            return _Retryable(error, None)
+        if response.status_code < 400:
+            try:
+                return parse(response)
+            except MalformedResponseError as exc:
+                return _Retryable(exc, None)
+        error = _classify(response)
+        if response.status_code == 401:
+            return _Unauthorized(error)
+        if response.status_code in RETRYABLE_STATUSES:
+            return _Retryable(error, parse_retry_after(response.headers.get("Retry-After")))
+        return _Retryable(error, None, final=True)
+
+
+@dataclass
+class _Retryable:
+    """A failed attempt: ``final`` when retrying cannot help (4xx other than 429)."""
+
+    error: ApiError
+    retry_after: float | None
+    final: bool = False
+
+
+@dataclass
+class _Unauthorized:
+    error: ApiError
 
 
 def _collect(seen: dict[str, Service], page: ServicePage) -> None:
@@ -253,10 +273,10 @@ def _detect_offset_mode(first: ServicePage, second: ServicePage) -> OffsetMode:
     return "record" if overlap > len(second_ids) // 2 else "page"
 
 
-def _parse(model: type[T]) -> Callable[[httpx.Response], T]:
+def _parse(model: type[T], context: dict[str, str] | None = None) -> Callable[[httpx.Response], T]:
     def parse(response: httpx.Response) -> T:
         try:
-            return model.model_validate_json(response.content)  # type: ignore[attr-defined,no-any-return]
+            return model.model_validate_json(response.content, context=context)  # type: ignore[attr-defined,no-any-return]
         except ValidationError as exc:
             raise MalformedResponseError(
                 f"ModelArts answered HTTP {response.status_code} with a body that is not the documented "

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 KNOWN_STATUSES: tuple[str, ...] = (
     "running",
@@ -108,6 +109,12 @@ def _lenient_str(value: Any) -> str | None:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+def _interned_str(value: Any) -> str | None:
+    """Like ``_lenient_str``, interned: statuses, types, workspaces, owners repeat across a fleet of 100 000."""
+    text = _lenient_str(value)
+    return sys.intern(text) if text is not None and len(text) <= 64 else text
+
+
 def epoch_to_datetime(value: Any) -> datetime | None:
     """Epoch ms (documented) or seconds (as in the list example, Q02) → aware UTC datetime."""
     if isinstance(value, datetime):
@@ -168,6 +175,7 @@ Int = Annotated[int | None, BeforeValidator(_lenient_int)]
 Float = Annotated[float | None, BeforeValidator(_lenient_float)]
 Bool = Annotated[bool | None, BeforeValidator(_lenient_bool)]
 Str = Annotated[str | None, BeforeValidator(_lenient_str)]
+Token = Annotated[str | None, BeforeValidator(_interned_str)]
 EpochTime = Annotated[datetime | None, BeforeValidator(epoch_to_datetime)]
 IsoTime = Annotated[datetime | None, BeforeValidator(iso_to_datetime)]
 JsonObject = Annotated[dict[str, Any] | None, BeforeValidator(_json_object)]
@@ -274,14 +282,14 @@ class Service(ApiModel):
     service_id: str
     service_name: Str = None
     description: Str = None
-    status: Str = None
-    infer_type: Str = None
-    workspace_id: Str = None
+    status: Token = None
+    infer_type: Token = None
+    workspace_id: Token = None
     progress: Int = None
     error_msg: Str = None
-    owner: Str = None
-    tenant: Str = None
-    project: Str = None
+    owner: Token = None
+    tenant: Token = None
+    project: Token = None
     publish_at: EpochTime = None
     update_time: EpochTime = None
     transition_at: EpochTime = None
@@ -302,14 +310,14 @@ class Service(ApiModel):
     access_address: Str = None
     bind_access_address: Str = None
     debug_url: Str = None
-    cluster_id: Str = None
-    pool_name: Str = None
+    cluster_id: Token = None
+    pool_name: Token = None
     vpc_id: Str = None
     subnet_network_id: Str = None
     security_group_id: Str = None
-    detail: str = "list"
-    target: str | None = None
-    notes: list[str] = Field(default_factory=list)
+    detail: str = Field("list", validate_default=True)
+    target: str | None = Field(None, validate_default=True)
+    notes: tuple[str, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -324,8 +332,16 @@ class Service(ApiModel):
                 odd.append(name)
         if odd:
             data = dict(data)
-            data["notes"] = [*data.get("notes", []), *(f"{n} was seconds-sized; read as seconds" for n in odd)]
+            data["notes"] = (*data.get("notes", ()), *(f"{n} was seconds-sized; read as seconds" for n in odd))
         return data
+
+    @field_validator("detail", "target")
+    @classmethod
+    def _from_context(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """The client passes target and endpoint kind as validation context: set while parsing, they cost no
+        per-instance bookkeeping, which matters at 100 000 services."""
+        context = info.context or {}
+        return context.get(info.field_name, value) if info.field_name else value
 
     @property
     def is_unhealthy(self) -> bool:
@@ -362,7 +378,7 @@ class LegacyService(ApiModel):
     publish_time: EpochTime = None
     update_time: EpochTime = None
 
-    def to_service(self) -> Service:
+    def to_service(self, target: str | None = None) -> Service:
         known = {
             "service_id": self.service_id,
             "service_name": self.service_name,
@@ -375,6 +391,7 @@ class LegacyService(ApiModel):
             "publish_at": self.publish_time,
             "legacy_update_time": self.update_time,
             "detail": "legacy",
+            "target": target,
         }
         return Service.model_validate({**(self.__pydantic_extra__ or {}), **known})
 

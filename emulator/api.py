@@ -172,13 +172,16 @@ async def list_services(request: Request, emu: EmulatorState) -> Response:
     except InvalidParameter as exc:
         return api_error(400, exc.code, exc.message, quirks=quirks)
     total, page = run_list_query(emu.fleet, q, quirks.offset_mode)
-    head: dict[str, object] = {"total_count": float(total) if quirks.float_numbers else total}
+    head: dict[str, object] = {}
+    if not quirks.missing_total_count:
+        head["total_count"] = float(total) if quirks.float_numbers else total
     if not quirks.missing_count:
         head["count"] = float(len(page)) if quirks.float_numbers else len(page)
     if quirks.unknown_fields:
         head["new_field"] = dict(UNKNOWN_FIELD)
     rows = b",".join([encoded_row(s, quirks) for s in page])
-    body = b"".join((dumps(head)[:-1], b',"services":[', rows, b"]}"))
+    opening = dumps(head)[:-1] + b"," if head else b"{"
+    body = b"".join((opening, b'"services":[', rows, b"]}"))
     return Response(body, media_type=JSON)
 
 

@@ -24,6 +24,7 @@ class Quirks:
     float_numbers: bool = False  # Q04: integer fields as 1.0-style floats
     sparse: bool = False  # Q18: only the fields the spec examples show
     missing_count: bool = False  # Q26: no `count` in the list envelope
+    missing_total_count: bool = False  # a server that gives no `total_count` at all: paging must still end
     unknown_fields: bool = False  # unknown top-level and nested fields
     legacy_error_200: bool = False  # Q33: legacy errors with HTTP 200 + is_success false
     sample_collection_bool: bool = False  # Q05: is_opened_sample_collection as a JSON boolean

@@ -105,3 +105,10 @@ async def test_wrong_secret_key_is_refused(emulator_server: EmulatorServer, cont
             await queries.clients[0].list_all(ListParams())
     assert "not-the-secret" not in caught.value.user_text()
     assert "clock" in caught.value.user_text()
+
+
+async def test_iam_briefly_unavailable_is_retried(emulator_server: EmulatorServer, control: Control) -> None:
+    control.faults(error_status=503, error_count=1, paths=["/v3/"])
+    async with queries_for(emulator_server, **iam_settings(emulator_server)) as queries:
+        assert await queries.clients[0].list_all(ListParams())
+    assert control.requests()["by_route"]["iam"] == 2

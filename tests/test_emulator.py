@@ -771,7 +771,8 @@ def test_quirks_on_list_rows(client: httpx.Client) -> None:
     assert client.get("/_emulator/quirks").json() == {
         "offset_mode": "page", "numbers_as_strings": False, "config_as_string": False,
         "workspace_id_as_number": False, "publish_at_seconds": False, "float_numbers": False, "sparse": False,
-        "missing_count": False, "unknown_fields": False, "legacy_error_200": False, "sample_collection_bool": False,
+        "missing_count": False, "missing_total_count": False,
+        "unknown_fields": False, "legacy_error_200": False, "sample_collection_bool": False,
     }  # fmt: skip
     client.post("/_emulator/quirks", json={"numbers_as_strings": True})
     row = _first(client, status="deploying")

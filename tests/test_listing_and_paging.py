@@ -78,3 +78,14 @@ async def test_missing_count_field_is_tolerated(flat_server: EmulatorServer, fla
     async with queries_for(flat_server) as queries:
         services = await queries.clients[0].list_all(ListParams())
     assert len({s.service_id for s in services}) == 1500
+
+
+@pytest.mark.parametrize("mode", ["page", "record"])
+async def test_without_total_count_paging_reads_on_until_a_short_page(
+    flat_server: EmulatorServer, flat_control: Control, mode: str
+) -> None:
+    flat_control.reset(services=2500, seed=4)
+    flat_control.quirks(missing_total_count=True, missing_count=True, offset_mode=mode)
+    async with queries_for(flat_server) as queries:
+        services = await queries.clients[0].list_all(ListParams())
+    assert len(services) == len({s.service_id for s in services}) == 2500

@@ -10,9 +10,7 @@ import pytest
 
 from core.models import LegacyServiceList, Service, ServicePage
 
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec" / "fixtures"
-if not SPEC.exists():  # a checkout with shared/ beside it, as CI has
-    SPEC = Path(__file__).resolve().parents[1].parent / "shared" / "spec" / "fixtures"
+SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec" / "fixtures"  # shared/ lies beside the checkout
 
 
 def fixture(name: str) -> bytes:
