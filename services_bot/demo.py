@@ -52,7 +52,8 @@ async def _show_answers(settings: Settings) -> None:
 
 
 def run_demo(*, port: int, services: int, churn: float, once: bool) -> int:
-    config = emulator.EmulatorSettings(port=port, services=services, churn=churn)
+    # one workspace, so that every service of the fleet is in the default listing (quirk Q29)
+    config = emulator.EmulatorSettings(port=port, services=services, churn=churn, workspaces=0)
     with emulator.EmulatorServer(config) as server:
         settings = demo_settings(server.url, config.project_id, config.token)
         print(f"Emulated ModelArts API: {server.url}  (project {config.project_id}, {services} services)")

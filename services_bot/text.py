@@ -106,7 +106,7 @@ def _when(value: datetime | None) -> str:
 def render_service(s: Service) -> str:
     lines = [
         f"{clean(s.display_name, 100)}  [{clean(s.status or 'unknown', 20)}]",
-        f"  id:            {clean(s.service_id)}",
+        f"  id:              {clean(s.service_id)}",
     ]
     fields = [
         ("type", s.infer_type),
@@ -140,21 +140,21 @@ def render_service(s: Service) -> str:
                 "; ".join(f"{x.type or '?'} after {x.duration} {(x.time_unit or '').lower()}" for x in s.schedule),
             )
         )
-    lines += [f"  {label + ':':<15}{clean(value)}" for label, value in fields if value]
+    lines += [f"  {label + ':':<17}{clean(value)}" for label, value in fields if value]
     for c in s.config or []:
         spec = c.specification or "-"
         if c.custom_spec:
             extra = ", ".join(f"{k} {v}" for k, v in c.custom_spec.model_dump(exclude_none=True).items())
             spec += f" ({extra})" if extra else ""
         lines.append(
-            f"  model:         {clean(c.model_name or c.model_id)} {clean(c.model_version or '')}"
+            f"  model:           {clean(c.model_name or c.model_id)} {clean(c.model_version or '')}"
             f"  weight {_dash(c.weight)}  instances {_dash(c.instance_count)}"
             f"  {clean(spec, 60)}  [{clean(c.status or '-', 12)}]"
         )
         for n in c.nodes or []:
             lines.append(
-                f"    node:        {clean(n.name or n.id)}  {clean(n.instance_status or '-')}/{clean(n.state or '-')}"
+                f"    node:          {clean(n.name or n.id)}  {clean(n.instance_status or '-')}/{clean(n.state or '-')}"
                 + (f" — {clean(n.message, 100)}" if n.message else "")
             )
-    lines += [f"  note:          {clean(n)}" for n in s.notes]
+    lines += [f"  note:            {clean(n)}" for n in s.notes]
     return "\n".join(lines)
