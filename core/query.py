@@ -167,10 +167,8 @@ class ServiceQuery(BaseModel):
 
 
 def _query_error(exc: ValidationError) -> QueryError:
+    """Validators raise ``QueryError`` directly (pydantic passes it through); this covers type errors."""
     error = exc.errors()[0]
-    cause = error.get("ctx", {}).get("error")
-    if isinstance(cause, QueryError):
-        return cause
     field = ".".join(str(p) for p in error["loc"]) or "query"
     if field == "limit":
         return QueryError(f"limit must be between 1 and {MAX_LIMIT}.", hint="e.g. limit:50.")
