@@ -85,6 +85,19 @@ def cmd_emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from tools.server import create_mcp_server
+
+    try:
+        settings = load_settings()
+        settings.targets()
+        settings.auth_mode()
+    except ServicesBotError as exc:
+        return _fail(exc, False)
+    create_mcp_server(lambda: open_queries(settings)).run()
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from services_bot.demo import run_demo
 
@@ -117,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     emu = sub.add_parser("emulator", help="run a local emulator of the ModelArts services API")
     emulator.add_arguments(emu)
     emu.set_defaults(func=cmd_emulator)
+
+    mcp = sub.add_parser(
+        "mcp",
+        help="serve the MCP tools over stdio (for an agent's config)",
+        description="MCP server over stdio: tools list_services, get_service, summarize_services. "
+        "Configuration comes from the environment, as for `ask`.",
+    )
+    mcp.set_defaults(func=cmd_mcp)
 
     demo = sub.add_parser("demo", help="start the emulator with a churning fleet and show answers")
     demo.add_argument("--port", type=int, default=8090, help="emulator port (0 = any free port)")

@@ -1,0 +1,117 @@
+"""The MCP tools, called through the MCP SDK's own client: in-process and over stdio, against the emulator."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from emulator import EmulatorServer
+from services_bot.wiring import open_queries
+from tests.conftest import Control, make_settings
+from tools.server import create_mcp_server
+
+TOOLS = {"list_services", "get_service", "summarize_services"}
+
+
+def server_for(emulator_server: EmulatorServer):  # type: ignore[no-untyped-def]
+    settings = make_settings(emulator_server)
+    return create_mcp_server(lambda: open_queries(settings))
+
+
+async def test_tools_are_read_only_with_schemas(emulator_server: EmulatorServer, control: Control) -> None:
+    async with Client(server_for(emulator_server)) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert set(tools) == TOOLS
+    for tool in tools.values():
+        assert tool.annotations and tool.annotations.read_only_hint and tool.annotations.idempotent_hint
+        assert tool.description and "Example" in tool.description
+        assert tool.output_schema is not None
+    status_schema = str(tools["list_services"].input_schema)
+    assert "concerning" in status_schema and "real-time" in status_schema
+
+
+async def test_list_services_pages_with_a_cursor_and_gives_totals(
+    emulator_server: EmulatorServer, control: Control
+) -> None:
+    seen: list[str] = []
+    async with Client(server_for(emulator_server)) as client:
+        args: dict = {"limit": 40, "sort_by": "name"}
+        while True:
+            result = await client.call_tool("list_services", args)
+            assert not result.is_error
+            page = result.structured_content
+            assert page is not None
+            seen += [row["service_id"] for row in page["services"]]
+            if not page["next_cursor"]:
+                break
+            args = {**args, "cursor": page["next_cursor"]}
+    assert len(seen) == len(set(seen)) == page["total"]
+
+
+async def test_failed_rows_carry_their_error(emulator_server: EmulatorServer, control: Control) -> None:
+    row = control.list_raw(emulator_server.settings.project_id, emulator_server.settings.token)["services"][0]
+    control.set_status(row["service_id"], "failed", "GPU driver mismatch")
+    async with Client(server_for(emulator_server)) as client:
+        listed = (await client.call_tool("list_services", {"status": ["failed"]})).structured_content
+        summary = (await client.call_tool("summarize_services", {})).structured_content
+        detail = (await client.call_tool("get_service", {"service": row["service_id"]})).structured_content
+    assert listed and any(r.get("error_msg") == "GPU driver mismatch" for r in listed["services"])
+    assert summary and summary["by_status"]["failed"] >= 1
+    assert detail and detail["error_msg"] == "GPU driver mismatch" and detail["config"]
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "fragment"),
+    [
+        ("get_service", {"service": "no-such-service"}, "No service with id or name"),
+        ("list_services", {"status": ["faild"]}, "failed"),
+        ("list_services", {"cursor": "bogus"}, "cursor"),
+        ("list_services", {"limit": 0}, "limit"),
+    ],
+)
+async def test_bad_calls_are_tool_errors_that_say_how_to_fix_them(
+    emulator_server: EmulatorServer, control: Control, tool: str, args: dict, fragment: str
+) -> None:
+    async with Client(server_for(emulator_server)) as client:
+        result = await client.call_tool(tool, args)
+    assert result.is_error
+    text = " ".join(getattr(c, "text", "") for c in result.content)
+    assert fragment in text and "Traceback" not in text
+
+
+async def test_api_failure_is_a_tool_error(emulator_server: EmulatorServer, control: Control) -> None:
+    control.faults(error_status=500, error_count=100)
+    async with Client(server_for(emulator_server)) as client:
+        result = await client.call_tool("summarize_services", {})
+    assert result.is_error and "ModelArts" in " ".join(getattr(c, "text", "") for c in result.content)
+
+
+async def test_services_bot_mcp_over_stdio(emulator_server: EmulatorServer, control: Control) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELARTS_", "HUAWEICLOUD_", "SERVICES_BOT_"))}
+    env.update(
+        MODELARTS_ENDPOINT=emulator_server.url,
+        MODELARTS_PROJECT_ID=emulator_server.settings.project_id,
+        MODELARTS_AUTH_TOKEN=emulator_server.settings.token,
+    )
+    params = StdioServerParameters(command=sys.executable, args=["-m", "services_bot.cli", "mcp"], env=env, cwd="/")
+    async with Client(params) as client:
+        assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+        result = await client.call_tool("summarize_services", {})
+    assert not result.is_error and result.structured_content and result.structured_content["total"] > 0
+
+
+async def test_service_resource_and_triage_prompt(emulator_server: EmulatorServer, control: Control) -> None:
+    created = control.add(service_name="mcp-resource-target", status="running")
+    async with Client(server_for(emulator_server)) as client:
+        templates = (await client.list_resource_templates()).resource_templates
+        assert [t.uri_template for t in templates] == ["modelarts://services/{service_id}"]
+        read = await client.read_resource(f"modelarts://services/{created['service_id']}")
+        prompts = {p.name for p in (await client.list_prompts()).prompts}
+        prompt = await client.get_prompt("triage_unhealthy_services", {})
+    assert created["service_id"] in read.contents[0].text  # type: ignore[union-attr]
+    assert prompts == {"triage_unhealthy_services"}
+    assert "summarize_services" in str(prompt.messages[0].content)

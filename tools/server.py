@@ -1,0 +1,203 @@
+"""The MCP server: the query layer as three read-only tools for LLM agents.
+
+Answers are compact by default (one small row per service, totals always given, a cursor for more) so an
+agent's context window is not flooded; mistakes come back as tool errors that say how to fix the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp.types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+from core.errors import ServicesBotError
+from core.models import KNOWN_INFER_TYPES, KNOWN_STATUSES, Service
+from core.query import ServiceQueries, ServiceQuery
+
+StatusName = Literal[
+    "running", "deploying", "concerning", "failed", "stopped", "finished", "stopping", "deleting", "pending", "waiting"
+]
+InferType = Literal["real-time", "batch", "edge"]
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
+assert set(StatusName.__args__) == set(KNOWN_STATUSES) and set(InferType.__args__) == set(KNOWN_INFER_TYPES)  # type: ignore[attr-defined]
+
+
+class ServiceRow(BaseModel):
+    """One service in a few fields: enough to decide what to look at next."""
+
+    service_id: str
+    service_name: str | None
+    status: str | None
+    infer_type: str | None
+    workspace_id: str | None
+    transition_at: datetime | None = Field(description="When the status last changed (UTC).")
+    invocation_times: int | None = None
+    failed_times: int | None = None
+    error_msg: str | None = Field(None, description="Failure cause; only for failed services.")
+    target: str | None = None
+
+    @classmethod
+    def of(cls, s: Service) -> ServiceRow:
+        return cls(
+            service_id=s.service_id,
+            service_name=s.service_name,
+            status=s.status,
+            infer_type=s.infer_type,
+            workspace_id=s.workspace_id,
+            transition_at=s.transition_at,
+            invocation_times=s.invocation_times,
+            failed_times=s.failed_times,
+            error_msg=s.error_msg if s.status == "failed" else None,
+            target=s.target,
+        )
+
+
+class ServiceList(BaseModel):
+    total: int = Field(description="All services matching the filters, including those not in this page.")
+    returned: int
+    services: list[ServiceRow]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` to get the next page; null when done.")
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ServiceSummary(BaseModel):
+    total: int
+    by_status: dict[str, int]
+    by_infer_type: dict[str, int]
+    unhealthy_total: int
+    unhealthy: list[ServiceRow] = Field(description="Failed and concerning services, latest change first.")
+    warnings: list[str] = Field(default_factory=list)
+
+
+def _tool_error(exc: ServicesBotError) -> ToolError:
+    return ToolError(exc.user_text())
+
+
+def create_mcp_server(open_queries: Callable[[], AbstractAsyncContextManager[ServiceQueries]]) -> MCPServer:
+    """An MCP server whose lifespan opens the query layer once (``open_queries`` comes from the wiring)."""
+    holder: dict[str, ServiceQueries] = {}
+
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer) -> AsyncIterator[None]:
+        async with open_queries() as queries:
+            holder["queries"] = queries
+            yield None
+
+    server = MCPServer(
+        name="services-bot",
+        instructions="Read-only access to Huawei Cloud ModelArts inference services: list and filter services, "
+        "read one service's details, and summarise what is unhealthy. Start with summarize_services.",
+        lifespan=lifespan,
+    )
+
+    @server.tool(annotations=READ_ONLY, structured_output=True)
+    async def list_services(
+        status: Annotated[list[StatusName] | None, Field(description="Any of these statuses; omit for all.")] = None,
+        name: Annotated[
+            str | None, Field(description="Name substring, or glob with * ? [ ] (case-insensitive).")
+        ] = None,
+        infer_type: Annotated[InferType | None, Field(description="Only this service type.")] = None,
+        workspace_id: Annotated[str | None, Field(description="Only this workspace (default workspace 0).")] = None,
+        model_id: Annotated[str | None, Field(description="Only services deploying this model id.")] = None,
+        tags: Annotated[str | None, Field(description="Tag filter passed to the API, e.g. team=ocr.")] = None,
+        sort_by: Annotated[Literal["changed", "published", "name"], Field(description="Sort key.")] = "changed",
+        order: Annotated[
+            Literal["asc", "desc"] | None, Field(description="Default desc for times, asc for names.")
+        ] = None,
+        limit: Annotated[int, Field(ge=1, le=200, description="Rows per page (1-200).")] = 50,
+        cursor: Annotated[
+            str | None, Field(description="next_cursor of the previous page with the same filters.")
+        ] = None,
+    ) -> ServiceList:
+        """List ModelArts inference services with filters; compact rows, newest status change first.
+
+        Use it to find services by status, name, type or workspace. Failed rows include error_msg.
+        `total` counts every match; fetch more with `cursor`. Example: {"status": ["failed", "concerning"],
+        "infer_type": "real-time", "limit": 20}. For one service's full details use get_service.
+        """
+        try:
+            query = ServiceQuery.build(
+                statuses=list(status or []), name=name, infer_type=infer_type, workspace_id=workspace_id,
+                model_id=model_id, tags=tags, sort=sort_by, order=order, limit=limit, cursor=cursor,
+            )  # fmt: skip
+            result = await holder["queries"].list(query)
+        except ServicesBotError as exc:
+            raise _tool_error(exc) from None
+        rows = [ServiceRow.of(s) for s in result.services]
+        return ServiceList(
+            total=result.total,
+            returned=len(rows),
+            services=rows,
+            next_cursor=result.next_cursor,
+            warnings=result.warnings,
+        )
+
+    @server.tool(annotations=READ_ONLY, structured_output=True)
+    async def get_service(
+        service: Annotated[str, Field(description="A service id, or a service's exact name.")],
+    ) -> dict[str, Any]:
+        """Full details of one service: status, error_msg, models (version, weight, instances, flavor), access
+        address, edge nodes, schedule and times. Example: {"service": "ocr-invoice-prod"}. An ambiguous name
+        returns the candidate ids; an unknown one returns the closest names."""
+        try:
+            found = await holder["queries"].get(service)
+        except ServicesBotError as exc:
+            raise _tool_error(exc) from None
+        return found.model_dump(mode="json", exclude_none=True)
+
+    @server.tool(annotations=READ_ONLY, structured_output=True)
+    async def summarize_services(
+        infer_type: Annotated[InferType | None, Field(description="Only this service type.")] = None,
+        workspace_id: Annotated[str | None, Field(description="Only this workspace.")] = None,
+    ) -> ServiceSummary:
+        """Counts of services by status and by type, and the unhealthy ones (failed, concerning) with their error
+        messages. The best first call for "what is wrong with our ModelArts services?". Example: {}."""
+        try:
+            summary = await holder["queries"].summary(
+                ServiceQuery.build(infer_type=infer_type, workspace_id=workspace_id)
+            )
+        except ServicesBotError as exc:
+            raise _tool_error(exc) from None
+        return ServiceSummary(
+            total=summary.total,
+            by_status=summary.by_status,
+            by_infer_type=summary.by_infer_type,
+            unhealthy_total=summary.unhealthy_total,
+            unhealthy=[ServiceRow.of(s) for s in summary.unhealthy],
+            warnings=summary.warnings,
+        )
+
+    @server.resource(
+        "modelarts://services/{service_id}",
+        name="service",
+        description="Details of one ModelArts service as JSON (the same as get_service).",
+        mime_type="application/json",
+    )
+    async def service_resource(service_id: str) -> str:
+        try:
+            found = await holder["queries"].get(service_id)
+        except ServicesBotError as exc:
+            raise ResourceNotFoundError(exc.user_text()) from None
+        return found.model_dump_json(exclude_none=True)
+
+    @server.prompt(name="triage_unhealthy_services", description="Find unhealthy services and their likely causes.")
+    def triage_unhealthy_services(workspace_id: str | None = None) -> str:
+        scope = f" in workspace {workspace_id}" if workspace_id else ""
+        return (
+            f"Triage the unhealthy ModelArts inference services{scope}.\n"
+            "1. Call summarize_services to see counts by status and the failed/concerning services.\n"
+            "2. For each unhealthy service (at most 5, latest status change first), call get_service and read "
+            "error_msg, the models' status (notReady means an instance is not serving), instance counts, "
+            "flavor, and edge nodes' instance_status and message.\n"
+            "3. Group services that fail for the same reason (image pull, out of memory, insufficient pool "
+            "resources, health check) and say what an engineer should check first for each group.\n"
+            "Quote error messages exactly; do not guess causes the data does not show."
+        )
+
+    return server
