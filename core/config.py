@@ -74,6 +74,11 @@ class Settings(BaseSettings):
         None, description="IAM endpoint (default from the region, else the ModelArts endpoint)."
     )
     services_bot_config: Path | None = Field(None, description="TOML file listing several targets.")
+    services_bot_host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")
+    services_bot_port: int = Field(3000, ge=0, le=65535, description="Port the HTTP server listens on.")
+    services_bot_mcp_token: SecretStr | None = Field(
+        None, description="Bearer token for MCP over HTTP; mandatory when not bound to loopback."
+    )
     services_bot_timeout_seconds: float = Field(10.0, gt=0, description="Per-request timeout.")
     services_bot_max_retries: int = Field(3, ge=0, le=10, description="Retries on 429/5xx/timeouts.")
     services_bot_retry_base_seconds: float = Field(

@@ -94,7 +94,18 @@ def cmd_mcp(args: argparse.Namespace) -> int:
         settings.auth_mode()
     except ServicesBotError as exc:
         return _fail(exc, False)
-    create_mcp_server(lambda: open_queries(settings)).run()
+    server = create_mcp_server(lambda: open_queries(settings))
+    if args.transport == "stdio":
+        server.run()
+        return 0
+    from tools.http import run_http
+
+    host = args.host or settings.services_bot_host
+    port = settings.services_bot_port if args.port is None else args.port
+    try:
+        run_http(server, host=host, port=port, token=settings.services_bot_mcp_token)
+    except ServicesBotError as exc:
+        return _fail(exc, False)
     return 0
 
 
@@ -133,10 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     mcp = sub.add_parser(
         "mcp",
-        help="serve the MCP tools over stdio (for an agent's config)",
-        description="MCP server over stdio: tools list_services, get_service, summarize_services. "
-        "Configuration comes from the environment, as for `ask`.",
+        help="serve the MCP tools over stdio (for an agent's config) or Streamable HTTP",
+        description="MCP server: tools list_services, get_service, summarize_services. Configuration comes "
+        "from the environment, as for `ask`. Over HTTP the endpoint is /mcp; SERVICES_BOT_MCP_TOKEN, when set, "
+        "is required as a bearer token, and is mandatory off loopback.",
     )
+    mcp.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="default stdio")
+    mcp.add_argument("--host", help="HTTP address (default SERVICES_BOT_HOST, 127.0.0.1)")
+    mcp.add_argument("--port", type=int, help="HTTP port (default SERVICES_BOT_PORT, 3000)")
     mcp.set_defaults(func=cmd_mcp)
 
     demo = sub.add_parser("demo", help="start the emulator with a churning fleet and show answers")

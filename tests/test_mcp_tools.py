@@ -115,3 +115,73 @@ async def test_service_resource_and_triage_prompt(emulator_server: EmulatorServe
     assert created["service_id"] in read.contents[0].text  # type: ignore[union-attr]
     assert prompts == {"triage_unhealthy_services"}
     assert "summarize_services" in str(prompt.messages[0].content)
+
+
+def _mcp_http_process(emulator_server: EmulatorServer, port: int, **extra: str):  # type: ignore[no-untyped-def]
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELARTS_", "HUAWEICLOUD_", "SERVICES_BOT_"))}
+    env.update(
+        MODELARTS_ENDPOINT=emulator_server.url,
+        MODELARTS_PROJECT_ID=emulator_server.settings.project_id,
+        MODELARTS_AUTH_TOKEN=emulator_server.settings.token,
+        **extra,
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "services_bot.cli", "mcp", "--transport", "http", "--port", str(port)],
+        env=env,
+        cwd="/",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def test_mcp_over_http_requires_the_bearer_token(emulator_server: EmulatorServer, control: Control) -> None:
+    import asyncio
+    import socket
+
+    import httpx
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = _mcp_http_process(emulator_server, port, SERVICES_BOT_MCP_TOKEN="s3cret-mcp-token")
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        async with httpx.AsyncClient() as probe:
+            for _ in range(100):
+                try:
+                    refused = await probe.post(url, json={})
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            assert refused.status_code == 401
+            wrong = await probe.post(url, json={}, headers={"Authorization": "Bearer nope"})
+            assert wrong.status_code == 401
+        http = httpx2.AsyncClient(headers={"Authorization": "Bearer s3cret-mcp-token"})
+        async with Client(streamable_http_client(url, http_client=http)) as client:
+            assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+            result = await client.call_tool("list_services", {"status": ["running"], "limit": 3})
+        assert not result.is_error and result.structured_content and result.structured_content["returned"] <= 3
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_mcp_over_http_off_loopback_without_a_token_refuses_to_start(emulator_server: EmulatorServer) -> None:
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELARTS_", "HUAWEICLOUD_", "SERVICES_BOT_"))}
+    env.update(MODELARTS_ENDPOINT=emulator_server.url, MODELARTS_PROJECT_ID="p", MODELARTS_AUTH_TOKEN="t")
+    proc = subprocess.run(
+        [sys.executable, "-m", "services_bot.cli", "mcp", "--transport", "http", "--host", "0.0.0.0", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd="/",
+    )
+    assert proc.returncode == 2 and "SERVICES_BOT_MCP_TOKEN" in proc.stderr and "Traceback" not in proc.stderr
