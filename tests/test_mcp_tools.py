@@ -185,3 +185,16 @@ def test_mcp_over_http_off_loopback_without_a_token_refuses_to_start(emulator_se
         cwd="/",
     )
     assert proc.returncode == 2 and "SERVICES_BOT_MCP_TOKEN" in proc.stderr and "Traceback" not in proc.stderr
+
+
+async def test_answers_are_compact_unless_full_detail_is_asked(
+    emulator_server: EmulatorServer, control: Control
+) -> None:
+    async with Client(server_for(emulator_server)) as client:
+        compact = await client.call_tool("list_services", {"limit": 5})
+        full = await client.call_tool("list_services", {"limit": 5, "detail": "full"})
+    rows = compact.structured_content["services"]  # type: ignore[index]
+    assert all("owner" not in r and "publish_at" not in r for r in rows)
+    assert all("publish_at" in r for r in full.structured_content["services"])  # type: ignore[index]
+    text = " ".join(getattr(c, "text", "") for c in compact.content)
+    assert text.startswith("5 of ") and "{" not in text  # a short rendering, not the JSON again

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
-from mcp.types import ToolAnnotations
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from core.errors import ServicesBotError
@@ -24,6 +24,7 @@ StatusName = Literal[
     "running", "deploying", "concerning", "failed", "stopped", "finished", "stopping", "deleting", "pending", "waiting"
 ]
 InferType = Literal["real-time", "batch", "edge"]
+Detail = Literal["compact", "full"]
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 assert set(StatusName.__args__) == set(KNOWN_STATUSES) and set(InferType.__args__) == set(KNOWN_INFER_TYPES)  # type: ignore[attr-defined]
 
@@ -32,19 +33,40 @@ class ServiceRow(BaseModel):
     """One service in a few fields: enough to decide what to look at next."""
 
     service_id: str
-    service_name: str | None
-    status: str | None
-    infer_type: str | None
-    workspace_id: str | None
-    transition_at: datetime | None = Field(description="When the status last changed (UTC).")
+    service_name: str | None = None
+    status: str | None = None
+    infer_type: str | None = None
+    workspace_id: str | None = None
+    transition_at: datetime | None = Field(None, description="When the status last changed (UTC).")
     invocation_times: int | None = None
     failed_times: int | None = None
     error_msg: str | None = Field(None, description="Failure cause; only for failed services.")
     target: str | None = None
+    description: str | None = Field(None, description="detail=full only, as are the fields below.")
+    publish_at: datetime | None = None
+    progress: int | None = None
+    owner: str | None = None
+    is_shared: bool | None = None
+    shared_count: int | None = None
+    due_time: datetime | None = None
 
     @classmethod
-    def of(cls, s: Service) -> ServiceRow:
+    def of(cls, s: Service, detail: Detail = "compact") -> ServiceRow:
+        more = (
+            {
+                "description": s.description,
+                "publish_at": s.publish_at,
+                "progress": s.progress,
+                "owner": s.owner,
+                "is_shared": s.is_shared,
+                "shared_count": s.shared_count,
+                "due_time": s.due_time,
+            }
+            if detail == "full"
+            else {}
+        )
         return cls(
+            **more,
             service_id=s.service_id,
             service_name=s.service_name,
             status=s.status,
@@ -79,6 +101,22 @@ def _tool_error(exc: ServicesBotError) -> ToolError:
     return ToolError(exc.user_text())
 
 
+def _answer(data: BaseModel | dict[str, Any], text: str, always: tuple[str, ...] = ()) -> CallToolResult:
+    """Structured content without nulls plus a short text, instead of the SDK's default of repeating the whole
+    structure as indented JSON text (which more than doubles what an agent must read)."""
+    if isinstance(data, BaseModel):
+        structured = data.model_dump(mode="json", exclude_none=True)
+        structured.update({key: getattr(data, key) for key in always})
+    else:
+        structured = data
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
+
+
+def _row_line(row: ServiceRow) -> str:
+    cause = f" — {row.error_msg[:200]}" if row.error_msg else ""
+    return f"{row.service_name or row.service_id} [{row.status}] {row.infer_type or '-'} id={row.service_id}{cause}"
+
+
 def create_mcp_server(open_queries: Callable[[], AbstractAsyncContextManager[ServiceQueries]]) -> MCPServer:
     """An MCP server whose lifespan opens the query layer once (``open_queries`` comes from the wiring)."""
     holder: dict[str, ServiceQueries] = {}
@@ -94,6 +132,7 @@ def create_mcp_server(open_queries: Callable[[], AbstractAsyncContextManager[Ser
         instructions="Read-only access to Huawei Cloud ModelArts inference services: list and filter services, "
         "read one service's details, and summarise what is unhealthy. Start with summarize_services.",
         lifespan=lifespan,
+        log_level="WARNING",  # the SDK configures root logging; INFO would log every API request to stderr
     )
 
     @server.tool(annotations=READ_ONLY, structured_output=True)
@@ -114,7 +153,8 @@ def create_mcp_server(open_queries: Callable[[], AbstractAsyncContextManager[Ser
         cursor: Annotated[
             str | None, Field(description="next_cursor of the previous page with the same filters.")
         ] = None,
-    ) -> ServiceList:
+        detail: Annotated[Detail, Field(description="compact rows (default) or full list rows.")] = "compact",
+    ) -> Annotated[CallToolResult, ServiceList]:
         """List ModelArts inference services with filters; compact rows, newest status change first.
 
         Use it to find services by status, name, type or workspace. Failed rows include error_msg.
@@ -129,19 +169,22 @@ def create_mcp_server(open_queries: Callable[[], AbstractAsyncContextManager[Ser
             result = await holder["queries"].list(query)
         except ServicesBotError as exc:
             raise _tool_error(exc) from None
-        rows = [ServiceRow.of(s) for s in result.services]
-        return ServiceList(
+        rows = [ServiceRow.of(s, detail) for s in result.services]
+        answer = ServiceList(
             total=result.total,
             returned=len(rows),
             services=rows,
             next_cursor=result.next_cursor,
             warnings=result.warnings,
         )
+        head = f"{len(rows)} of {result.total} services ({result.description})"
+        more = "; more with next_cursor" if result.next_cursor else ""
+        return _answer(answer, "\n".join([head + more, *(_row_line(r) for r in rows[:10])]), always=("next_cursor",))
 
     @server.tool(annotations=READ_ONLY, structured_output=True)
     async def get_service(
         service: Annotated[str, Field(description="A service id, or a service's exact name.")],
-    ) -> dict[str, Any]:
+    ) -> Annotated[CallToolResult, dict[str, Any]]:
         """Full details of one service: status, error_msg, models (version, weight, instances, flavor), access
         address, edge nodes, schedule and times. Example: {"service": "ocr-invoice-prod"}. An ambiguous name
         returns the candidate ids; an unknown one returns the closest names."""
@@ -149,13 +192,15 @@ def create_mcp_server(open_queries: Callable[[], AbstractAsyncContextManager[Ser
             found = await holder["queries"].get(service)
         except ServicesBotError as exc:
             raise _tool_error(exc) from None
-        return found.model_dump(mode="json", exclude_none=True)
+        cause = f"; error: {found.error_msg}" if found.error_msg else ""
+        text = f"{found.display_name} [{found.status}] id={found.service_id}{cause}"
+        return _answer(found.model_dump(mode="json", exclude_none=True), text)
 
     @server.tool(annotations=READ_ONLY, structured_output=True)
     async def summarize_services(
         infer_type: Annotated[InferType | None, Field(description="Only this service type.")] = None,
         workspace_id: Annotated[str | None, Field(description="Only this workspace.")] = None,
-    ) -> ServiceSummary:
+    ) -> Annotated[CallToolResult, ServiceSummary]:
         """Counts of services by status and by type, and the unhealthy ones (failed, concerning) with their error
         messages. The best first call for "what is wrong with our ModelArts services?". Example: {}."""
         try:
@@ -164,7 +209,7 @@ def create_mcp_server(open_queries: Callable[[], AbstractAsyncContextManager[Ser
             )
         except ServicesBotError as exc:
             raise _tool_error(exc) from None
-        return ServiceSummary(
+        answer = ServiceSummary(
             total=summary.total,
             by_status=summary.by_status,
             by_infer_type=summary.by_infer_type,
@@ -172,6 +217,9 @@ def create_mcp_server(open_queries: Callable[[], AbstractAsyncContextManager[Ser
             unhealthy=[ServiceRow.of(s) for s in summary.unhealthy],
             warnings=summary.warnings,
         )
+        counts = ", ".join(f"{k} {v}" for k, v in summary.by_status.items())
+        lines = [f"{summary.total} services: {counts}", *(_row_line(r) for r in answer.unhealthy[:10])]
+        return _answer(answer, "\n".join(lines))
 
     @server.resource(
         "modelarts://services/{service_id}",
