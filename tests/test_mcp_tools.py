@@ -198,3 +198,14 @@ async def test_answers_are_compact_unless_full_detail_is_asked(
     assert all("publish_at" in r for r in full.structured_content["services"])  # type: ignore[index]
     text = " ".join(getattr(c, "text", "") for c in compact.content)
     assert text.startswith("5 of ") and "{" not in text  # a short rendering, not the JSON again
+
+
+async def test_get_service_by_exact_name_and_ambiguous_name(emulator_server: EmulatorServer, control: Control) -> None:
+    one = control.add(service_name="mcp-by-name", status="running")
+    control.add(service_name="mcp-twin", status="running")
+    control.add(service_name="mcp-twin", status="stopped")
+    async with Client(server_for(emulator_server)) as client:
+        found = await client.call_tool("get_service", {"service": "mcp-by-name"})
+        twins = await client.call_tool("get_service", {"service": "mcp-twin"})
+    assert found.structured_content and found.structured_content["service_id"] == one["service_id"]
+    assert twins.is_error and "service id" in " ".join(getattr(c, "text", "") for c in twins.content)
