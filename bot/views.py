@@ -1,0 +1,194 @@
+"""Block Kit views of the query layer's answers: pure functions from answers to Slack blocks.
+
+Everything the API sends is untrusted: it is escaped for mrkdwn (``&``, ``<``, ``>``) so a service named
+``<!channel>`` renders literally and pings no one, and every text is cut to Slack's limits (section text 3000,
+header 150, button value 2000, 50 blocks a message) so a large answer paginates instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from core.models import Service
+from core.query import ListResult, Summary
+
+MAX_BLOCKS = 50
+SECTION_TEXT = 3000
+HEADER_TEXT = 150
+BUTTON_VALUE = 2000
+STATUS_EMOJI = {
+    "running": ":large_green_circle:",
+    "deploying": ":large_blue_circle:",
+    "concerning": ":large_orange_circle:",
+    "failed": ":red_circle:",
+    "stopped": ":white_circle:",
+    "finished": ":white_check_mark:",
+    "stopping": ":double_vertical_bar:",
+    "deleting": ":wastebasket:",
+    "pending": ":hourglass_flowing_sand:",
+    "waiting": ":hourglass:",
+}
+
+Block = dict[str, Any]
+
+
+def escape(value: object, limit: int = 500) -> str:
+    """mrkdwn-safe text: the three control characters escaped, long values cut with an ellipsis."""
+    text = "" if value is None else str(value)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def plain(value: object, limit: int) -> str:
+    """plain_text fields are not parsed as mrkdwn; they only need the length bound."""
+    text = " ".join(("" if value is None else str(value)).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def emoji(status: str | None) -> str:
+    return STATUS_EMOJI.get(status or "", ":grey_question:")
+
+
+def ago(when: datetime | None, now: datetime | None = None) -> str:
+    if when is None:
+        return "never changed"
+    seconds = max(0, int(((now or datetime.now(UTC)) - when).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
+    button: Block = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": plain(text, 75)},
+        "action_id": action_id,
+        "value": value[:BUTTON_VALUE],
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def service_line(s: Service, now: datetime | None = None) -> str:
+    calls = f" · {s.failed_times or 0}/{s.invocation_times or 0} failed calls" if s.invocation_times is not None else ""
+    line = (
+        f"{emoji(s.status)} *{escape(s.display_name, 120)}* `{escape(s.status or 'unknown', 20)}` · "
+        f"{escape(s.infer_type or '-', 20)} · ws {escape(s.workspace_id or '-', 40)} · "
+        f"{ago(s.transition_at, now)}{calls}"
+    )
+    if s.status == "failed" and s.error_msg:
+        line += f"\n> {escape(s.error_msg, 600)}"
+    return line
+
+
+def list_view(result: ListResult, command_text: str, *, now: datetime | None = None) -> list[Block]:
+    """Header with the count and filter, one line per service with a Details button, paging buttons."""
+    shown = result.services[: MAX_BLOCKS - 4]
+    header = f"{result.total} service{'s' if result.total != 1 else ''}: {result.description}"
+    blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text", "text": plain(header, HEADER_TEXT)}}]
+    if not shown:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "Nothing matches."}})
+    for s in shown:
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": service_line(s, now)[:SECTION_TEXT]},
+                "accessory": _button("Details", "service_details", json.dumps({"id": s.service_id, "t": s.target})),
+            }
+        )
+    position = f"{result.offset + 1}–{result.offset + len(shown)} of {result.total}" if shown else "0 of 0"
+    context = [position, *(escape(w, 300) for w in result.warnings)]
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "  ·  ".join(context)[:3000]}]})
+    buttons = []
+    if result.offset > 0:
+        previous = max(0, result.offset - result.limit)
+        buttons.append(_button("Previous", "page_previous", json.dumps({"q": command_text, "o": previous})))
+    if result.next_cursor:
+        buttons.append(_button("Next", "page_next", json.dumps({"q": command_text, "c": result.next_cursor})))
+    buttons.append(_button("Share in channel", "share_in_channel", json.dumps({"q": command_text, "o": result.offset})))
+    blocks.append({"type": "actions", "elements": buttons})
+    return blocks
+
+
+def summary_view(summary: Summary, *, now: datetime | None = None) -> list[Block]:
+    header = f"{summary.total} services: {summary.description}"
+    by_status = "\n".join(f"{emoji(k)} {escape(k, 30)}: *{v}*" for k, v in summary.by_status.items()) or "none"
+    by_type = "\n".join(f"{escape(k, 30)}: *{v}*" for k, v in summary.by_infer_type.items()) or "none"
+    blocks: list[Block] = [
+        {"type": "header", "text": {"type": "plain_text", "text": plain(header, HEADER_TEXT)}},
+        {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": f"*By status*\n{by_status}"[:2000]},
+                {"type": "mrkdwn", "text": f"*By type*\n{by_type}"[:2000]},
+            ],
+        },
+        {"type": "divider"},
+    ]
+    if not summary.unhealthy_total:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "Nothing is failed or concerning."}})
+    for s in summary.unhealthy[: MAX_BLOCKS - len(blocks) - 1]:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": service_line(s, now)[:SECTION_TEXT]}})
+    if summary.unhealthy_total > len(summary.unhealthy):
+        more = f"… and {summary.unhealthy_total - len(summary.unhealthy)} more: `/services unhealthy`"
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]})
+    return blocks[:MAX_BLOCKS]
+
+
+def _when(value: datetime | None) -> str | None:
+    return (
+        f"<!date^{int(value.timestamp())}^{{date_short_pretty}} {{time}}|{value:%Y-%m-%d %H:%M} UTC>" if value else None
+    )
+
+
+def details_view(s: Service) -> list[Block]:
+    """Status, progress, error, models, address, nodes, schedule and times of one service."""
+    head = f"{s.display_name} ({s.status or 'unknown'})"
+    facts = [
+        ("Status", f"{emoji(s.status)} {escape(s.status or 'unknown', 30)}"),
+        ("Type", escape(s.infer_type, 30)),
+        ("Workspace", escape(s.workspace_id, 60)),
+        ("Service id", f"`{escape(s.service_id, 80)}`"),
+        (
+            "Progress",
+            f"{s.progress}%" if s.progress is not None and (s.status == "deploying" or s.progress < 100) else None,
+        ),
+        ("Calls", f"{s.failed_times or 0} failed of {s.invocation_times}" if s.invocation_times is not None else None),
+        ("Published", _when(s.publish_at)),
+        ("Status changed", _when(s.transition_at)),
+        ("Auto-stop", _when(s.due_time)),
+        ("Access address", escape(s.access_address, 300) if s.access_address else None),
+    ]
+    fields = [{"type": "mrkdwn", "text": f"*{k}*\n{v}"[:2000]} for k, v in facts if v]
+    blocks: list[Block] = [
+        {"type": "header", "text": {"type": "plain_text", "text": plain(head, HEADER_TEXT)}},
+        {"type": "section", "fields": fields[:10]},
+    ]
+    if s.error_msg:
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Error*\n> {escape(s.error_msg, 2800)}"}}
+        )
+    if s.schedule and not s.due_time:
+        text = "; ".join(
+            f"{escape(x.type or '?', 20)} after {x.duration} {escape((x.time_unit or '').lower(), 20)}"
+            for x in s.schedule
+        )
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Schedule: {text}"[:3000]}]})
+    for c in (s.config or [])[:20]:
+        line = (
+            f"*Model* {escape(c.model_name or c.model_id, 100)} {escape(c.model_version or '', 40)} · "
+            f"weight {c.weight if c.weight is not None else '-'} · instances "
+            f"{c.instance_count if c.instance_count is not None else '-'} · {escape(c.specification or '-', 80)}"
+            f" · `{escape(c.status or '-', 20)}`"
+        )
+        for n in (c.nodes or [])[:10]:
+            message = f" — {escape(n.message, 200)}" if n.message else ""
+            state = f"{escape(n.instance_status or '-', 20)}/{escape(n.state or '-', 20)}"
+            line += f"\n    node {escape(n.name or n.id, 80)}: {state}{message}"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": line[:SECTION_TEXT]}})
+    return blocks[:MAX_BLOCKS]
