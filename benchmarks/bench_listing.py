@@ -61,18 +61,10 @@ def start_emulator(services: int) -> tuple[subprocess.Popen[bytes], str]:
 def client_run(url: str, concurrency: int, mode: str, repeat: int) -> dict[str, float]:
     """Runs in a fresh process: list everything ``repeat`` times, report the best wall time and peak RSS."""
     from core.client import ListParams
-    from core.config import Settings
     from services_bot.cli import answer
-    from services_bot.wiring import open_queries
+    from services_bot.wiring import local_settings, open_queries
 
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        modelarts_endpoint=url,
-        modelarts_project_id=PROJECT,
-        modelarts_auth_token=TOKEN,
-        services_bot_concurrency=concurrency,
-        services_bot_cache_seconds=0,
-    )
+    settings = local_settings(url, PROJECT, TOKEN, services_bot_concurrency=concurrency, services_bot_cache_seconds=0)
 
     async def main() -> dict[str, float]:
         async with open_queries(settings) as queries:

@@ -17,7 +17,7 @@ from mcp import Client
 
 from core.config import Settings
 from emulator import EmulatorServer, EmulatorSettings
-from services_bot.wiring import open_queries
+from services_bot.wiring import local_settings, open_queries
 from tools.server import create_mcp_server
 
 
@@ -45,12 +45,7 @@ def main() -> None:
     for size in (10, 1_000, 10_000):
         with EmulatorServer(EmulatorSettings(port=0, services=size, seed=1, workspaces=0)) as server:
             s = server.settings
-            settings = Settings(
-                _env_file=None,  # type: ignore[call-arg]
-                modelarts_endpoint=server.url,
-                modelarts_project_id=s.project_id,
-                modelarts_auth_token=s.token,
-            )
+            settings = local_settings(server.url, s.project_id, s.token)
             raw = raw_bytes(server.url, s.project_id, s.token)
             default = asyncio.run(answer_bytes(settings, {}))
             wide = asyncio.run(answer_bytes(settings, {"limit": 200}))

@@ -8,9 +8,10 @@ header 150, button value 2000, 50 blocks a message) so a large answer paginates 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from core.humanize import ago
 from core.models import Service
 from core.query import ListResult, Summary
 
@@ -52,16 +53,6 @@ def emoji(status: str | None) -> str:
     return STATUS_EMOJI.get(status or "", ":grey_question:")
 
 
-def ago(when: datetime | None, now: datetime | None = None) -> str:
-    if when is None:
-        return "never changed"
-    seconds = max(0, int(((now or datetime.now(UTC)) - when).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
-
-
 def _button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
     button: Block = {
         "type": "button",
@@ -79,7 +70,7 @@ def service_line(s: Service, now: datetime | None = None) -> str:
     line = (
         f"{emoji(s.status)} *{escape(s.display_name, 120)}* `{escape(s.status or 'unknown', 20)}` · "
         f"{escape(s.infer_type or '-', 20)} · ws {escape(s.workspace_id or '-', 40)} · "
-        f"{ago(s.transition_at, now)}{calls}"
+        f"{ago(s.transition_at, now) or 'never changed'}{calls}"
     )
     if s.status == "failed" and s.error_msg:
         line += f"\n> {escape(s.error_msg, 600)}"
@@ -156,7 +147,7 @@ def details_view(s: Service) -> list[Block]:
         ("Service id", f"`{escape(s.service_id, 80)}`"),
         (
             "Progress",
-            f"{s.progress}%" if s.progress is not None and (s.status == "deploying" or s.progress < 100) else None,
+            f"{s.shown_progress}%" if s.shown_progress is not None else None,
         ),
         ("Calls", f"{s.failed_times or 0} failed of {s.invocation_times}" if s.invocation_times is not None else None),
         ("Published", _when(s.publish_at)),

@@ -348,6 +348,13 @@ class Service(ApiModel):
         return self.status in UNHEALTHY_STATUSES
 
     @property
+    def shown_progress(self) -> int | None:
+        """Progress worth showing: while deploying, or when below 100 (it lingers at 100 after, Q16)."""
+        if self.progress is None or (self.status != "deploying" and self.progress >= 100):
+            return None
+        return self.progress
+
+    @property
     def display_name(self) -> str:
         return self.service_name or self.service_id
 

@@ -14,26 +14,9 @@ from core.config import Settings
 from core.errors import ServicesBotError
 from core.query import ServiceQuery
 from services_bot.cli import answer
-from services_bot.wiring import open_queries
+from services_bot.wiring import local_settings, open_queries
 
 DEMO_COMMANDS = ("summary", "unhealthy", "failed limit:5")
-
-
-def demo_settings(url: str, project_id: str, token: str) -> Settings:
-    """Settings for the emulator only; credentials from the environment are ignored on purpose."""
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        modelarts_endpoint=url,
-        modelarts_project_id=project_id,
-        modelarts_auth_token=token,
-        huaweicloud_sdk_ak=None,
-        huaweicloud_sdk_sk=None,
-        huaweicloud_iam_username=None,
-        huaweicloud_iam_password=None,
-        services_bot_config=None,
-        modelarts_workspace_id=None,
-        modelarts_region=None,
-    )
 
 
 async def _show_answers(settings: Settings) -> None:
@@ -55,7 +38,7 @@ def run_demo(*, port: int, services: int, churn: float, once: bool) -> int:
     # one workspace, so that every service of the fleet is in the default listing (quirk Q29)
     config = emulator.EmulatorSettings(port=port, services=services, churn=churn, workspaces=0)
     with emulator.EmulatorServer(config) as server:
-        settings = demo_settings(server.url, config.project_id, config.token)
+        settings = local_settings(server.url, config.project_id, config.token)
         print(f"Emulated ModelArts API: {server.url}  (project {config.project_id}, {services} services)")
         asyncio.run(_show_answers(settings))
         if once:

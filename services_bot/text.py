@@ -7,8 +7,9 @@ service named with an escape sequence cannot repaint the operator's terminal.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 
+from core.humanize import ago
 from core.models import Service
 from core.query import ListResult, Summary
 
@@ -18,18 +19,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 def clean(value: object, width: int = 200) -> str:
     text = _CONTROL.sub("", "" if value is None else str(value)).replace("\n", " ")
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def ago(when: datetime | None, now: datetime | None = None) -> str:
-    if when is None:
-        return "-"
-    seconds = int(((now or datetime.now(UTC)) - when).total_seconds())
-    if seconds < 0:
-        return "just now"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
 
 
 def _calls(service: Service) -> str:
@@ -60,7 +49,7 @@ def render_list(result: ListResult) -> str:
                 clean(s.display_name, 48),
                 clean(s.infer_type or "-", 10),
                 clean(s.workspace_id or "-", 32),
-                ago(s.transition_at),
+                ago(s.transition_at) or "-",
                 _calls(s),
             ]
             rows.append([*row, clean(s.target, 20)] if multi else row)
@@ -77,22 +66,26 @@ def render_list(result: ListResult) -> str:
 
 
 def render_summary(summary: Summary) -> str:
-    lines = [f"{summary.total} service(s) — {summary.description}", ""]
-    lines.append("By status:  " + ", ".join(f"{k} {v}" for k, v in summary.by_status.items()) if summary.total else "")
-    lines.append(
-        "By type:    " + ", ".join(f"{k} {v}" for k, v in summary.by_infer_type.items()) if summary.total else ""
-    )
+    lines = [f"{summary.total} service(s) — {summary.description}"]
+    if summary.total:
+        lines += [
+            "",
+            "By status:  " + ", ".join(f"{clean(k, 30)} {v}" for k, v in summary.by_status.items()),
+            "By type:    " + ", ".join(f"{clean(k, 30)} {v}" for k, v in summary.by_infer_type.items()),
+        ]
     if summary.unhealthy_total:
         lines += ["", f"Unhealthy ({summary.unhealthy_total}):"]
         for s in summary.unhealthy:
             cause = f" — {clean(s.error_msg, 120)}" if s.error_msg else ""
-            lines.append(f"  {clean(s.status, 12):<11} {clean(s.display_name, 48)}  {ago(s.transition_at)}{cause}")
+            lines.append(
+                f"  {clean(s.status, 12):<11} {clean(s.display_name, 48)}  {ago(s.transition_at) or '-'}{cause}"
+            )
         if summary.unhealthy_total > len(summary.unhealthy):
             lines.append(f"  … and {summary.unhealthy_total - len(summary.unhealthy)} more (ask `unhealthy`)")
     else:
         lines += ["", "Nothing is failed or concerning."]
     lines.extend(f"warning: {w}" for w in summary.warnings)
-    return "\n".join(line for line in lines).strip("\n")
+    return "\n".join(lines)
 
 
 def _dash(value: object) -> str:
@@ -115,7 +108,7 @@ def render_service(s: Service) -> str:
         ("description", s.description),
         (
             "progress",
-            f"{s.progress}%" if s.progress is not None and (s.status == "deploying" or s.progress < 100) else None,
+            f"{s.shown_progress}%" if s.shown_progress is not None else None,
         ),
         ("error", s.error_msg),
         ("access address", s.access_address),

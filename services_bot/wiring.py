@@ -17,6 +17,28 @@ from core.query import ServiceQueries
 from core.retry import RetryPolicy
 
 
+def local_settings(url: str, project_id: str, token: str, **overrides: object) -> Settings:
+    """Settings aimed at one local endpoint (the emulator) with a static token, ignoring every credential and
+    target in the environment: two credentials at once would be refused, and a demo must not touch a cloud."""
+    fields: dict[str, object] = {
+        "modelarts_endpoint": url,
+        "modelarts_project_id": project_id,
+        "modelarts_auth_token": token,
+        "modelarts_region": None,
+        "modelarts_workspace_id": None,
+        "huaweicloud_sdk_ak": None,
+        "huaweicloud_sdk_sk": None,
+        "huaweicloud_sdk_security_token": None,
+        "huaweicloud_iam_username": None,
+        "huaweicloud_iam_password": None,
+        "huaweicloud_iam_domain": None,
+        "huaweicloud_iam_endpoint": None,
+        "services_bot_config": None,
+        **overrides,
+    }
+    return Settings(_env_file=None, **fields)  # type: ignore[arg-type, call-arg]
+
+
 def credentials_for(settings: Settings, target: Target, http: httpx.AsyncClient) -> Credentials:
     mode = settings.auth_mode()
     if mode == "token":

@@ -16,37 +16,18 @@ import pytest
 from core.config import Settings
 from core.query import ServiceQueries
 from emulator import EmulatorServer, EmulatorSettings
-from services_bot.wiring import open_queries
-
-_NO_CREDENTIALS: dict[str, Any] = {
-    "modelarts_auth_token": None,
-    "huaweicloud_sdk_ak": None,
-    "huaweicloud_sdk_sk": None,
-    "huaweicloud_sdk_security_token": None,
-    "huaweicloud_iam_username": None,
-    "huaweicloud_iam_password": None,
-    "huaweicloud_iam_domain": None,
-    "huaweicloud_iam_endpoint": None,
-    "modelarts_region": None,
-    "modelarts_workspace_id": None,
-    "services_bot_config": None,
-}
+from services_bot.wiring import local_settings, open_queries
 
 
 def make_settings(server: EmulatorServer, **overrides: Any) -> Settings:
     """Settings aimed at ``server`` with its static token, fast retries and no cache, ignoring the environment."""
-    fields: dict[str, Any] = {
-        **_NO_CREDENTIALS,
-        "modelarts_endpoint": server.url,
-        "modelarts_project_id": server.settings.project_id,
-        "modelarts_auth_token": server.settings.token,
+    fast: dict[str, Any] = {
         "services_bot_retry_base_seconds": 0.01,
         "services_bot_retry_budget_seconds": 5.0,
         "services_bot_timeout_seconds": 5.0,
         "services_bot_cache_seconds": 0.0,
     }
-    fields.update(overrides)
-    return Settings(_env_file=None, **fields)  # type: ignore[call-arg]
+    return local_settings(server.url, server.settings.project_id, server.settings.token, **{**fast, **overrides})
 
 
 @asynccontextmanager
