@@ -92,6 +92,37 @@ class Settings(BaseSettings):
     services_bot_cache_seconds: float = Field(
         5.0, ge=0, description="How long a listing is reused for repeated queries (0 = never)."
     )
+    slack_bot_token: SecretStr | None = Field(None, description="Slack bot token (xoxb-…).")
+    slack_signing_secret: SecretStr | None = Field(
+        None, description="Slack signing secret; every HTTP request from Slack is verified with it."
+    )
+    slack_app_token: SecretStr | None = Field(
+        None, description="Slack app-level token (xapp-…); when set, `serve` uses Socket Mode instead of HTTP."
+    )
+    slack_api_url: str = Field(
+        "https://slack.com/api/", description="Slack Web API base URL (a local stand-in in the demo and tests)."
+    )
+    services_bot_db: Path = Field(Path("services-bot.db"), description="SQLite file of the watcher's store.")
+    services_bot_poll_seconds: float = Field(30.0, gt=0, description="Seconds between watcher polls.")
+    services_bot_resync_polls: int = Field(
+        20, ge=1, description="A full listing every N polls (catches deletions and clock skew); cheap polls between."
+    )
+    services_bot_notify_baseline: bool = Field(
+        False, description="Alert on the services already unhealthy at the first poll of a fresh store."
+    )
+    services_bot_alert_channel: str | None = Field(
+        None, description="Channel id of the default subscription (and of watcher outage messages)."
+    )
+    services_bot_alert_statuses: str = Field(
+        "failed,concerning", description="Statuses of the default subscription, comma-separated."
+    )
+    services_bot_history_days: int = Field(30, ge=1, description="Days of transition history kept.")
+    services_bot_group_threshold: int = Field(
+        5, ge=1, description="More transitions than this for one channel in one poll become one grouped message."
+    )
+    services_bot_outage_polls: int = Field(
+        3, ge=1, description="Failed polls in a row before the alert channel is told ModelArts cannot be reached."
+    )
 
     def auth_mode(self) -> AuthMode:
         """Pick the one configured credential; two at once is a mistake worth naming."""
