@@ -1,0 +1,48 @@
+"""The ASGI application: Slack's Web API (``/api/``), response_urls (``/response/``) and the control API
+(``/_workspace/``), plus one shared httpx client for talking to the bot."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from services_bot.workspace import control, responses, webapi
+from services_bot.workspace.settings import WorkspaceSettings
+from services_bot.workspace.state import WorkspaceState
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+def create_app(settings: WorkspaceSettings | None = None) -> Starlette:
+    """Build the workspace app; its state is ``app.state.workspace`` (a ``WorkspaceState``).
+
+    The httpx client that carries commands and clicks to the bot is opened in the lifespan, on the server's
+    own loop, and lives on ``app.state.http``.
+    """
+    settings = settings or WorkspaceSettings()
+    state = WorkspaceState(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # trust_env=False: a proxy from the environment must never sit between the workspace and a local bot.
+        async with httpx.AsyncClient(trust_env=False) as http:
+            app.state.http = http
+            yield
+
+    routes = [
+        Route("/api/{method}", webapi.api, methods=["GET", "POST"]),
+        Route("/response/{rid}", responses.respond, methods=["POST"]),
+        Route("/_workspace/healthz", healthz, methods=["GET"]),
+        *(Route(path, fn, methods=methods) for path, fn, methods in control.ROUTES),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.workspace = state
+    return app
