@@ -66,7 +66,9 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
 
 
 def service_line(s: Service, now: datetime | None = None) -> str:
-    calls = f" · {s.failed_times or 0}/{s.invocation_times or 0} failed calls" if s.invocation_times is not None else ""
+    calls = (
+        f" · {s.failed_times or 0:,}/{s.invocation_times:,} failed calls" if s.invocation_times is not None else ""
+    )
     line = (
         f"{emoji(s.status)} *{escape(s.display_name, 120)}* `{escape(s.status or 'unknown', 20)}` · "
         f"{escape(s.infer_type or '-', 20)} · ws {escape(s.workspace_id or '-', 40)} · "
@@ -77,8 +79,13 @@ def service_line(s: Service, now: datetime | None = None) -> str:
     return line
 
 
-def list_view(result: ListResult, command_text: str, *, now: datetime | None = None) -> list[Block]:
-    """Header with the count and filter, one line per service with a Details button, paging buttons."""
+def list_view(
+    result: ListResult, command_text: str, *, shareable: bool = True, now: datetime | None = None
+) -> list[Block]:
+    """Header with the count and filter, one line per service with a Details button, paging buttons.
+
+    Button values carry the command text and the page position, so a click re-runs the query statelessly.
+    """
     shown = result.services[: MAX_BLOCKS - 4]
     header = f"{result.total} service{'s' if result.total != 1 else ''}: {result.description}"
     blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text", "text": plain(header, HEADER_TEXT)}}]
@@ -101,8 +108,11 @@ def list_view(result: ListResult, command_text: str, *, now: datetime | None = N
         buttons.append(_button("Previous", "page_previous", json.dumps({"q": command_text, "o": previous})))
     if result.next_cursor:
         buttons.append(_button("Next", "page_next", json.dumps({"q": command_text, "c": result.next_cursor})))
-    buttons.append(_button("Share in channel", "share_in_channel", json.dumps({"q": command_text, "o": result.offset})))
-    blocks.append({"type": "actions", "elements": buttons})
+    if shareable:
+        share = json.dumps({"q": command_text, "o": result.offset})
+        buttons.append(_button("Share in channel", "share_in_channel", share))
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
     return blocks
 
 
@@ -149,7 +159,10 @@ def details_view(s: Service) -> list[Block]:
             "Progress",
             f"{s.shown_progress}%" if s.shown_progress is not None else None,
         ),
-        ("Calls", f"{s.failed_times or 0} failed of {s.invocation_times}" if s.invocation_times is not None else None),
+        (
+            "Calls",
+            f"{s.failed_times or 0:,} failed of {s.invocation_times:,}" if s.invocation_times is not None else None,
+        ),
         ("Published", _when(s.publish_at)),
         ("Status changed", _when(s.transition_at)),
         ("Auto-stop", _when(s.due_time)),

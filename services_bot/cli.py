@@ -109,6 +109,19 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from services_bot.serve import run_serve
+
+    try:
+        settings = load_settings()
+        host = args.host or settings.services_bot_host
+        port = settings.services_bot_port if args.port is None else args.port
+        run_serve(settings, host=host, port=port, mcp=not args.no_mcp)
+    except ServicesBotError as exc:
+        return _fail(exc, False)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from services_bot.demo import run_demo
 
@@ -153,6 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
     mcp.add_argument("--host", help="HTTP address (default SERVICES_BOT_HOST, 127.0.0.1)")
     mcp.add_argument("--port", type=int, help="HTTP port (default SERVICES_BOT_PORT, 3000)")
     mcp.set_defaults(func=cmd_mcp)
+
+    serve = sub.add_parser(
+        "serve",
+        help="production: the Slack app, MCP over HTTP and /healthz on one port",
+        description="Serve the Slack app (Socket Mode when SLACK_APP_TOKEN is set, else HTTP at POST /slack/events "
+        "with signatures verified with SLACK_SIGNING_SECRET), MCP over Streamable HTTP at /mcp and GET /healthz. "
+        "Needs SLACK_BOT_TOKEN and the ModelArts settings, as for `ask`.",
+    )
+    serve.add_argument("--host", help="address (default SERVICES_BOT_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default SERVICES_BOT_PORT, 3000)")
+    serve.add_argument(
+        "--no-mcp", action="store_true", help="do not serve /mcp (e.g. bound beyond loopback without a token)"
+    )
+    serve.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser("demo", help="start the emulator with a churning fleet and show answers")
     demo.add_argument("--port", type=int, default=8090, help="emulator port (0 = any free port)")

@@ -16,7 +16,9 @@ import pytest
 from core.config import Settings
 from core.query import ServiceQueries
 from emulator import EmulatorServer, EmulatorSettings
+from services_bot.serve import BackgroundServe
 from services_bot.wiring import local_settings, open_queries
+from services_bot.workspace import WorkspaceClient, WorkspaceServer, WorkspaceSettings
 
 
 def make_settings(server: EmulatorServer, **overrides: Any) -> Settings:
@@ -121,3 +123,39 @@ def flat_control(flat_server: EmulatorServer) -> Iterator[Control]:
     ctl = Control(flat_server.url)
     yield ctl
     ctl.http.close()
+
+
+@pytest.fixture(scope="session")
+def workspace_server() -> Iterator[WorkspaceServer]:
+    """The local Slack stand-in: it records what the bot posts and sends signed commands and clicks."""
+    with WorkspaceServer(WorkspaceSettings()) as server:
+        yield server
+
+
+def slack_settings(emulator: EmulatorServer, workspace: WorkspaceServer, **overrides: Any) -> Settings:
+    """``make_settings`` plus the Slack settings that point the bot at the stand-in workspace."""
+    return make_settings(
+        emulator,
+        slack_bot_token=workspace.settings.bot_token,
+        slack_signing_secret=workspace.settings.signing_secret,
+        slack_app_token=None,
+        slack_api_url=workspace.api_url,
+        services_bot_port=0,
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="session")
+def slack_bot(emulator_server: EmulatorServer, workspace_server: WorkspaceServer) -> Iterator[BackgroundServe]:
+    """``services-bot serve`` in HTTP mode against the shared emulator, wired to the stand-in workspace."""
+    with BackgroundServe(slack_settings(emulator_server, workspace_server, services_bot_max_retries=2)) as bot:
+        yield bot
+
+
+@pytest.fixture
+async def workspace(workspace_server: WorkspaceServer, slack_bot: BackgroundServe) -> AsyncIterator[WorkspaceClient]:
+    """A clean workspace whose slash commands and clicks go to ``slack_bot``."""
+    async with WorkspaceClient(workspace_server.url) as client:
+        await client.reset()
+        await client.set_app_url(slack_bot.url + "/slack/events")
+        yield client

@@ -57,7 +57,7 @@ def mcp_http_app(server: MCPServer, *, host: str, port: int, token: SecretStr | 
     if not token and not is_loopback(host):
         raise ConfigError(
             f"MCP over HTTP on {host} would be reachable from other machines without a token.",
-            hint="Set SERVICES_BOT_MCP_TOKEN, or listen on 127.0.0.1.",
+            hint="Set SERVICES_BOT_MCP_TOKEN, or listen on 127.0.0.1 (`serve --no-mcp` turns MCP off).",
         )
     security = None
     if not is_loopback(host):

@@ -1,0 +1,242 @@
+"""The Slack app: the ``/services`` command and the buttons of its answers, on slack-bolt's ``AsyncApp``.
+
+Every listener acks at once (grammar errors and help are answered in the ack itself, which needs no I/O), then
+answers through the command's ``response_url``; so Slack's 3-second limit is never at the mercy of ModelArts.
+Answers are ephemeral unless the asker wrote ``public`` or pressed "Share in channel".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.replies import Reply, details_reply, error_reply, help_reply, list_reply, summary_reply, unexpected_reply
+from core.errors import QueryError, ServicesBotError
+from core.grammar import (
+    Command,
+    HelpCommand,
+    ListCommand,
+    NotificationCommand,
+    ShowCommand,
+    SummaryCommand,
+    parse_command,
+)
+from core.query import ListResult, ServiceQueries, ServiceQuery, encode_cursor
+
+log = logging.getLogger(__name__)
+
+COMMAND = "/services"
+SLACK_PAGE = 40
+"""Most services one message lists: with the header, position and buttons it stays under Slack's 50 blocks."""
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")
+
+
+class NotificationCommands(Protocol):
+    """Carries out ``watch``/``unwatch``/``watches``/``history``/``mute`` for one channel (the notifier)."""
+
+    async def run(self, command: NotificationCommand, *, channel: str, user: str) -> Reply: ...
+
+
+class ButtonValueError(QueryError):
+    """A button's value could not be read: an answer from an older version, or a value cut to Slack's limit."""
+
+    def __init__(self) -> None:
+        super().__init__("This button no longer works.", hint="Ask again with /services.")
+
+
+class SlackHandlers:
+    """The listeners, holding what they share: the query layer, the notifier and a time limit per answer."""
+
+    def __init__(
+        self,
+        queries: ServiceQueries,
+        notifications: NotificationCommands | None,
+        *,
+        answer_timeout: float,
+        on_answer: Callable[[str, float, bool], None] | None = None,
+    ) -> None:
+        self.queries = queries
+        self.notifications = notifications
+        self.answer_timeout = answer_timeout
+        self.on_answer = on_answer
+
+    async def on_command(self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+        text = (command.get("text") or "").strip()
+        try:
+            parsed = parse_command(text)
+        except QueryError as exc:
+            await ack(**error_reply(exc).payload())
+            return
+        if isinstance(parsed, HelpCommand):
+            await ack(**help_reply().payload())
+            return
+        await ack()
+        channel, user = command.get("channel_id") or "", command.get("user_id") or ""
+        await self._answer(respond, "command", lambda: self._reply(parsed, text, channel, user))
+
+    async def on_details(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+
+        async def reply() -> Reply:
+            value = _button_value(body)
+            service = await self.queries.get(str(value.get("id") or ""), target=value.get("t"))
+            return details_reply(service)
+
+        await self._answer(respond, "details", reply, replace_original=False)
+
+    async def on_page(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        """Previous/Next: an ephemeral answer is replaced in place; a shared one stays as it is for the
+        channel and the clicker gets the next page to themselves."""
+        await ack()
+        ephemeral = bool((body.get("container") or {}).get("is_ephemeral"))
+
+        async def reply() -> Reply:
+            value = _button_value(body)
+            text = str(value.get("q") or "")
+            query = _list_query(text)
+            if value.get("c"):
+                query = query.model_copy(update={"cursor": str(value["c"])})
+            else:
+                query = _at_offset(query, int(value.get("o") or 0))
+            return list_reply(await self._list(query), text)
+
+        await self._answer(respond, "page", reply, replace_original=ephemeral)
+
+    async def on_share(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        """Post the same page in the channel for everyone, and remove the asker's private copy."""
+        await ack()
+        user = str((body.get("user") or {}).get("id") or "")
+
+        async def reply() -> Reply:
+            value = _button_value(body)
+            text = str(value.get("q") or "")
+            query = _at_offset(_list_query(text), int(value.get("o") or 0))
+            result = await self._list(query)
+            return list_reply(result, text, public=True, shared_by=user if _USER_ID.match(user) else None)
+
+        if await self._answer(respond, "share", reply, replace_original=False):
+            await respond(delete_original=True)
+
+    async def _list(self, query: ServiceQuery) -> ListResult:
+        """A Slack page lists at most ``SLACK_PAGE`` services, so paging never skips what a message cannot hold."""
+        if query.limit <= SLACK_PAGE:
+            return await self.queries.list(query)
+        result = await self.queries.list(query.model_copy(update={"limit": SLACK_PAGE}))
+        result.warnings.append(f"{SLACK_PAGE} per page in Slack")
+        return result
+
+    async def _reply(self, command: Command, text: str, channel: str, user: str) -> Reply:
+        if isinstance(command, ShowCommand):
+            return details_reply(await self.queries.get(command.ref, target=command.target), public=command.public)
+        if isinstance(command, SummaryCommand):
+            return summary_reply(await self.queries.summary(command.query), public=command.public)
+        if isinstance(command, ListCommand):
+            return list_reply(await self._list(command.query), text, public=command.public)
+        if isinstance(command, NotificationCommand):
+            if self.notifications is None:
+                raise ServicesBotError(
+                    "Notifications are not running in this bot.",
+                    hint="They run with `services-bot serve` or `services-bot demo`.",
+                )
+            return await self.notifications.run(command, channel=channel, user=user)
+        return help_reply()
+
+    async def _answer(
+        self, respond: AsyncRespond, kind: str, build: Callable[[], Awaitable[Reply]], **extra: Any
+    ) -> bool:
+        """Build a reply within the time limit and send it; any failure becomes an error message instead."""
+        started = asyncio.get_running_loop().time()
+        ok = False
+        try:
+            async with asyncio.timeout(self.answer_timeout):
+                reply = await build()
+            ok = True
+        except ServicesBotError as exc:
+            log.info("answer failed kind=%s error=%s detail=%s", kind, type(exc).__name__, exc.message)
+            reply = error_reply(exc)
+        except TimeoutError:
+            log.warning("answer timed out kind=%s after=%.0fs", kind, self.answer_timeout)
+            reply = error_reply(
+                ServicesBotError(
+                    f"ModelArts did not answer within {self.answer_timeout:.0f} s.",
+                    hint="Try again in a minute, or narrow the question (a status, a name: filter).",
+                )
+            )
+        except Exception:
+            log.exception("answer crashed kind=%s", kind)
+            reply = unexpected_reply()
+        payload = reply.payload(**extra) if ok else reply.payload(replace_original=False)
+        try:
+            await respond(**payload)
+        except Exception as exc:  # the asker cannot be told; the operator must be
+            log.error("respond failed kind=%s error=%s", kind, type(exc).__name__)
+            ok = False
+        if self.on_answer:
+            self.on_answer(kind, asyncio.get_running_loop().time() - started, ok)
+        return ok
+
+
+def _button_value(body: dict[str, Any]) -> dict[str, Any]:
+    actions = body.get("actions") or [{}]
+    try:
+        value = json.loads(actions[0].get("value") or "")
+    except (ValueError, TypeError):
+        raise ButtonValueError() from None
+    if not isinstance(value, dict):
+        raise ButtonValueError()
+    return value
+
+
+def _list_query(text: str) -> ServiceQuery:
+    command = parse_command(text)
+    if not isinstance(command, ListCommand):
+        raise ButtonValueError()
+    return command.query
+
+
+def _at_offset(query: ServiceQuery, offset: int) -> ServiceQuery:
+    if offset <= 0:
+        return query
+    return query.model_copy(update={"cursor": encode_cursor(offset, query.fingerprint())})
+
+
+class _TokenFromEnvironmentNotice(logging.Filter):
+    """bolt reads SLACK_BOT_TOKEN itself and warns that the given client wins; that client holds the same token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+logging.getLogger("bot.slack").addFilter(_TokenFromEnvironmentNotice())
+
+
+def create_slack_app(
+    queries: ServiceQueries,
+    *,
+    client: AsyncWebClient,
+    signing_secret: str | None,
+    notifications: NotificationCommands | None = None,
+    answer_timeout: float = 60.0,
+    on_answer: Callable[[str, float, bool], None] | None = None,
+) -> AsyncApp:
+    """The bolt app. ``signing_secret`` None means Socket Mode, where Slack's websocket replaces signatures."""
+    app = AsyncApp(
+        client=client,
+        signing_secret=signing_secret or "",
+        request_verification_enabled=signing_secret is not None,
+        process_before_response=False,
+        logger=logging.getLogger("bot.slack"),
+    )
+    handlers = SlackHandlers(queries, notifications, answer_timeout=answer_timeout, on_answer=on_answer)
+    app.command(COMMAND)(handlers.on_command)
+    app.action("service_details")(handlers.on_details)
+    app.action(re.compile(r"^page_(previous|next)$"))(handlers.on_page)
+    app.action("share_in_channel")(handlers.on_share)
+    return app

@@ -1,0 +1,122 @@
+"""Slack messages for answers and errors: a ``Reply`` is what ``respond()`` or ``ack()`` sends.
+
+Errors become short ephemeral messages that say what happened and what to do; they never carry a traceback,
+and API-provided text inside them is escaped like everything else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.views import Block, details_view, escape, list_view, plain, summary_view
+from core.errors import (
+    ApiError,
+    AuthenticationError,
+    ForbiddenError,
+    MalformedResponseError,
+    QueryError,
+    RateLimitedError,
+    ServerError,
+    ServicesBotError,
+    UnavailableError,
+)
+from core.grammar import HELP_TEXT, USAGE
+from core.models import Service
+from core.query import ListResult, Summary
+
+
+@dataclass
+class Reply:
+    """One Slack message: fallback ``text`` (notifications, screen readers) plus Block Kit ``blocks``."""
+
+    text: str
+    blocks: list[Block] = field(default_factory=list)
+    public: bool = False
+
+    def payload(self, **extra: Any) -> dict[str, Any]:
+        """Keyword arguments for ``respond()``: ``in_channel`` only when the asker chose to share."""
+        return {
+            "text": self.text,
+            "blocks": self.blocks,
+            "response_type": "in_channel" if self.public else "ephemeral",
+            **extra,
+        }
+
+
+def help_reply() -> Reply:
+    return Reply(
+        text=f"Usage: {USAGE}",
+        blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": f"```{escape(HELP_TEXT, 2900)}```"}}],
+    )
+
+
+def list_reply(result: ListResult, command_text: str, *, public: bool = False, shared_by: str | None = None) -> Reply:
+    blocks = list_view(result, command_text, shareable=not public)
+    if shared_by:
+        blocks.insert(1, _context(f"Shared by <@{shared_by}> · `/services {escape(command_text, 200)}`"))
+    return Reply(text=f"{result.total} services: {plain(result.description, 200)}", blocks=blocks, public=public)
+
+
+def summary_reply(summary: Summary, *, public: bool = False) -> Reply:
+    text = f"{summary.total} services, {summary.unhealthy_total} unhealthy"
+    return Reply(text=text, blocks=summary_view(summary), public=public)
+
+
+def details_reply(service: Service, *, public: bool = False) -> Reply:
+    return Reply(
+        text=f"{plain(service.display_name, 150)}: {plain(service.status or 'unknown', 20)}",
+        blocks=details_view(service),
+        public=public,
+    )
+
+
+def _context(text: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:3000]}]}
+
+
+def _attempts(exc: ApiError) -> str:
+    return f"; retried {exc.attempts - 1} time{'s' if exc.attempts != 2 else ''}" if exc.attempts > 1 else ""
+
+
+def _headline(exc: ServicesBotError) -> str:
+    """What happened, in the words an on-call engineer expects; the hint below says what to do."""
+    if isinstance(exc, RateLimitedError):
+        wait = f"try again in {round(exc.retry_after)} s" if exc.retry_after else "try again in a few seconds"
+        return f"ModelArts is throttling requests{_attempts(exc)}; {wait}."
+    if isinstance(exc, AuthenticationError):
+        return "ModelArts refused the bot's credentials (HTTP 401)."
+    if isinstance(exc, ForbiddenError):
+        return "ModelArts says the bot may not read this project (HTTP 403)."
+    if isinstance(exc, ServerError):
+        return f"ModelArts is failing (HTTP {exc.status}){_attempts(exc)}."
+    if isinstance(exc, UnavailableError):
+        return f"ModelArts cannot be reached{_attempts(exc)}."
+    if isinstance(exc, MalformedResponseError):
+        return f"ModelArts sent an answer the bot cannot read{_attempts(exc)}."
+    return exc.message
+
+
+def error_reply(exc: ServicesBotError) -> Reply:
+    """An ephemeral message: the problem in bold, then what to do; grammar errors add the usage line."""
+    headline = _headline(exc)
+    hint = "" if isinstance(exc, RateLimitedError) else exc.hint
+    lines = [f":warning: *{escape(headline, 1500)}*"]
+    if hint:
+        lines.append(escape(hint, 1000))
+    blocks: list[Block] = [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}]
+    if isinstance(exc, QueryError):
+        blocks.append(_context(f"Usage: `{escape(USAGE, 500)}` · `/services help` for examples"))
+    if isinstance(exc, ApiError):
+        blocks.append(_context(escape(exc.details(), 500)))
+    return Reply(text=plain(f"{headline} {hint}", 3000), blocks=blocks)
+
+
+def unexpected_reply() -> Reply:
+    """For a bug: the asker learns it failed (never a silent spinner or a stack trace); the log has the rest."""
+    return error_reply(
+        ServicesBotError(
+            "Something went wrong inside the bot while answering.",
+            hint="It has been logged; try again, and tell the bot's operators if it keeps happening.",
+        )
+    )
