@@ -54,6 +54,7 @@ class Faults:
     latency_ms: float = 0.0
     error_status: int | None = None
     error_count: int = 0
+    error_after: int = 0  # matching requests let through before the counted errors start (fail mid-listing)
     error_body: str = "json"
     error_rate: float = 0.0
     rate_limit_count: int = 0
@@ -87,7 +88,7 @@ class Faults:
         def number(v: Any) -> bool:
             return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
-        if key in ("error_count", "rate_limit_count", "malformed_count"):
+        if key in ("error_count", "error_after", "rate_limit_count", "malformed_count"):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{key} must be a non-negative integer")
             return value
@@ -152,6 +153,9 @@ def take_fault(faults: Faults, rng: random.Random) -> FaultAction | None:
         faults.rate_limit_count -= 1
         return FaultAction("rate_limit", 429, "json", faults.retry_after)
     if faults.error_count > 0 and faults.error_status is not None:
+        if faults.error_after > 0:
+            faults.error_after -= 1
+            return None
         faults.error_count -= 1
         return FaultAction("error", faults.error_status, faults.error_body)
     if faults.error_rate > 0 and rng.random() < faults.error_rate:

@@ -718,6 +718,13 @@ def test_fault_error_status(client: httpx.Client, status: int, body: str) -> Non
     assert client.get("/_emulator/faults").json()["error_count"] == 0
 
 
+def test_fault_errors_can_start_mid_listing(client: httpx.Client) -> None:
+    client.post("/_emulator/faults", json={"error_status": 503, "error_count": 1, "error_after": 2})
+    codes = [client.get(f"{P}/services", params={"limit": 1}).status_code for _ in range(4)]
+    assert codes == [200, 200, 503, 200]
+    assert client.post("/_emulator/faults", json={"error_after": -1}).status_code == 400
+
+
 def test_fault_error_rate_and_paths(client: httpx.Client) -> None:
     client.post("/_emulator/faults", json={"error_rate": 1.0, "paths": ["/infer-services"]})
     assert client.get(f"{P}/services", params={"limit": 1}).status_code == 200

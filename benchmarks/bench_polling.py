@@ -1,0 +1,268 @@
+"""Benchmark: what one watcher poll costs at 10 000 services with 0, 5 and 500 changes since the last poll,
+against a naive full listing; and how much memory the watcher's tracked state takes at 10 000 and 100 000.
+
+The emulator runs in its own process; the watcher runs here with an httpx transport that counts requests and
+response body bytes. Changes are made through the emulator's control API (not counted) between polls.
+
+    python benchmarks/bench_polling.py                 # 10 000 services, memory at 10 000 and 100 000
+    python benchmarks/bench_polling.py --memory-sizes 10000 --repeat 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.auth import StaticToken  # noqa: E402
+from core.client import ListParams, ModelArtsClient  # noqa: E402
+from core.config import Target  # noqa: E402
+from core.store import Store  # noqa: E402
+from core.watcher import Watcher  # noqa: E402
+
+PROJECT, TOKEN = "emulator-project", "emulator-token"
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """Counts requests and response body bytes (as received; the emulator does not compress)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.requests = 0
+        self.bytes = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        body = await response.aread()
+        self.requests += 1
+        self.bytes += len(body)
+        return httpx.Response(response.status_code, headers=response.headers, content=body, request=request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def take(self) -> tuple[int, int]:
+        counts = (self.requests, self.bytes)
+        self.requests = self.bytes = 0
+        return counts
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_emulator(services: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    code = (
+        "import emulator; emulator.run(emulator.EmulatorSettings("
+        f"port={port}, services={services}, seed=1, workspaces=0))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/_emulator/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("emulator did not start")
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def deep_size(known: dict[str, Any]) -> int:
+    """Bytes of the tracked-state dict, its entries and their strings (each distinct object counted once)."""
+    seen: set[int] = set()
+    total = sys.getsizeof(known)
+    for key, entry in known.items():
+        for obj in (key, entry, *(getattr(entry, f) for f in entry.__slots__)):
+            if obj is not None and id(obj) not in seen:
+                seen.add(id(obj))
+                total += sys.getsizeof(obj)
+    return total
+
+
+def db_size_mb(folder: Path) -> float:
+    """The SQLite file plus its WAL, as left after the polls."""
+    return sum(p.stat().st_size for p in folder.glob("bench.db*")) / 1e6
+
+
+@dataclass
+class Row:
+    label: str
+    requests: float
+    bytes: float
+    seconds: float
+    details: float = 0
+
+
+async def open_watcher(url: str, db: Path, counter: CountingTransport) -> tuple[httpx.AsyncClient, Watcher, Store]:
+    http = httpx.AsyncClient(transport=counter, timeout=60)
+    target = Target(name="bench", endpoint=url, project_id=PROJECT)
+    client = ModelArtsClient(http, target, StaticToken(SecretStr(TOKEN)), page_size=1000)
+    store = await Store(db).open()
+    await store.ensure_default_subscription("C-alerts", {"failed", "concerning"})
+    return http, Watcher([client], store), store
+
+
+def change(control: httpx.Client, ids: list[str], n: int, rng: random.Random) -> None:
+    for service_id in rng.sample(ids, n):
+        status = rng.choice(["failed", "concerning", "running", "stopped"])
+        control.post(f"/services/{service_id}/status", json={"status": status}).raise_for_status()
+
+
+async def polling_costs(services: int, repeat: int) -> list[Row]:
+    proc, url = start_emulator(services)
+    try:
+        counter = CountingTransport()
+        control = httpx.Client(base_url=url + "/_emulator", timeout=60)
+        with tempfile.TemporaryDirectory() as tmp:
+            http, watcher, store = await open_watcher(url, Path(tmp) / "bench.db", counter)
+            try:
+                await watcher.poll_once()  # baseline
+                counter.take()
+                ids = list(watcher.targets["bench"].known or {})
+                rng = random.Random(5)
+                rows: list[Row] = []
+                client = watcher.clients[0]
+                samples: list[tuple[int, int, float]] = []
+                for _ in range(repeat):
+                    started = time.perf_counter()
+                    await client.list_all(ListParams())
+                    samples.append((*counter.take(), time.perf_counter() - started))
+                rows.append(_row("naive full listing (any number of changes)", samples, []))
+                for n in (0, 5, 500):
+                    samples, details = [], []
+                    for _ in range(repeat):
+                        change(control, ids, n, rng)
+                        started = time.perf_counter()
+                        result = await watcher.poll_once()
+                        elapsed = time.perf_counter() - started
+                        assert result.ok and result.targets[0].mode == "incremental", result.targets
+                        assert len(result.transitions) <= n
+                        samples.append((*counter.take(), elapsed))
+                        details.append(result.targets[0].detail_requests)
+                    rows.append(_row(f"watcher steady-state poll, {n} changes", samples, details))
+                return rows
+            finally:
+                await store.close()
+                await http.aclose()
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def _row(label: str, samples: list[tuple[int, int, float]], details: list[int]) -> Row:
+    return Row(
+        label,
+        statistics.median(s[0] for s in samples),
+        statistics.median(s[1] for s in samples),
+        statistics.median(s[2] for s in samples),
+        statistics.median(details) if details else 0,
+    )
+
+
+async def memory(services: int) -> dict[str, float]:
+    proc, url = start_emulator(services)
+    try:
+        counter = CountingTransport()
+        with tempfile.TemporaryDirectory() as tmp:
+            http, watcher, store = await open_watcher(url, Path(tmp) / "bench.db", counter)
+            try:
+                gc.collect()
+                before = rss_mb()
+                started = time.perf_counter()
+                await watcher.poll_once()
+                baseline_s = time.perf_counter() - started
+                gc.collect()
+                after = rss_mb()
+                counter.take()
+                started = time.perf_counter()
+                await watcher.poll_once()
+                quiet_s = time.perf_counter() - started
+                quiet_requests, quiet_bytes = counter.take()
+                known = watcher.targets["bench"].known or {}
+                return {
+                    "services": len(known),
+                    "state_mb": deep_size(known) / 1e6,
+                    "rss_growth_mb": after - before,
+                    "baseline_s": baseline_s,
+                    "quiet_requests": quiet_requests,
+                    "quiet_bytes": quiet_bytes,
+                    "quiet_s": quiet_s,
+                    "db_mb": db_size_mb(Path(tmp)),
+                }
+            finally:
+                await store.close()
+                await http.aclose()
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--services", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--memory-sizes", type=int, nargs="*", default=[10_000, 100_000])
+    args = parser.parse_args()
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    rows = asyncio.run(polling_costs(args.services, args.repeat))
+    naive = rows[0]
+    print(f"\n### Cost of one poll at {args.services:,} services (median of {args.repeat})\n")
+    print("| poll | API list requests | response bytes | detail lookups | time | bytes vs naive |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for row in rows:
+        ratio = f"{naive.bytes / row.bytes:,.0f}× less" if row is not naive and row.bytes else "—"
+        listed = row.requests - row.details
+        print(
+            f"| {row.label} | {listed:g} | {row.bytes:,.0f} B | {row.details:g} "
+            f"| {row.seconds * 1000:,.0f} ms | {ratio} |"
+        )
+    if args.memory_sizes:
+        print("\n### Tracked state\n")
+        print(
+            "| services | tracked state (deep size) | RSS growth after baseline | baseline poll | "
+            "quiet poll (requests, bytes, time) | SQLite file |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|")
+        for size in args.memory_sizes:
+            m = asyncio.run(memory(size))
+            print(
+                f"| {m['services']:,.0f} | {m['state_mb']:.1f} MB | {m['rss_growth_mb']:.0f} MB "
+                f"| {m['baseline_s']:.1f} s "
+                f"| {m['quiet_requests']:.0f}, {m['quiet_bytes']:,.0f} B, {m['quiet_s'] * 1000:.0f} ms "
+                f"| {m['db_mb']:.1f} MB |"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,331 @@
+"""What the watcher produces and who wants it: transitions, subscriptions, notices, deliveries, and the pure
+parsers of the notification commands (``watch``, ``unwatch``, ``history``, ``mute``).
+
+Everything here is free of I/O so routing and parsing can be tested exhaustively and fast; the store persists
+these models and the watcher fills them.
+
+Matching rule (``Subscription.matches``): a transition matches when *either end* is a watched status. So a
+channel watching ``failed`` hears when a service fails, when it recovers (leaves ``failed``), when a failed
+service is deleted (its last status was ``failed``) and when a new service appears already ``failed``. A
+``flap`` (same status, new ``transition_at``: it changed and came back between two polls) matches by that
+status. Name, type, workspace and target filters must all hold as well.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.errors import QueryError
+from core.models import KNOWN_INFER_TYPES, UNHEALTHY_STATUSES
+from core.query import parse_statuses
+from core.suggest import did_you_mean
+
+TransitionKind = Literal["changed", "new", "deleted", "flap"]
+DeliveryState = Literal["pending", "in_flight", "done", "failed"]
+
+DEFAULT_WATCH_STATUSES: frozenset[str] = UNHEALTHY_STATUSES
+DEFAULT_HISTORY_SINCE = timedelta(hours=24)
+MAX_HISTORY_SINCE = timedelta(days=366)
+DEFAULT_MUTE = timedelta(hours=1)
+MAX_MUTE = timedelta(days=30)
+
+_WATCH_KEYS: dict[str, str] = {
+    "name": "name_glob",
+    "type": "infer_type",
+    "ws": "workspace_id",
+    "workspace": "workspace_id",
+    "target": "target",
+}
+_DURATION_PART = re.compile(r"(\d+)\s*([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Transition(BaseModel):
+    """One observed change of one service. ``transition_at`` is the API's time, ``observed_at`` ours (UTC)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int | None = None
+    target: str
+    project_id: str | None = None
+    service_id: str
+    service_name: str | None = None
+    kind: TransitionKind
+    from_status: str | None = Field(None, description="None for a new service.")
+    to_status: str | None = Field(None, description="None for a deleted service.")
+    transition_at: datetime | None = None
+    observed_at: datetime = Field(default_factory=utcnow)
+    error_msg: str | None = None
+    infer_type: str | None = None
+    workspace_id: str | None = None
+    poll_id: str | None = None
+
+    @property
+    def display_name(self) -> str:
+        return self.service_name or self.service_id
+
+    @property
+    def statuses(self) -> set[str]:
+        """Both ends, for matching: a watched status on either side makes the change interesting."""
+        return {s for s in (self.from_status, self.to_status) if s}
+
+
+class Subscription(BaseModel):
+    """A channel's wish to hear about some transitions. ``name_glob`` is a glob when it has ``* ? [``, else a
+    case-insensitive substring, exactly like the ``name:`` filter of ``/services``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int | None = None
+    channel: str
+    statuses: frozenset[str] = DEFAULT_WATCH_STATUSES
+    name_glob: str | None = None
+    infer_type: str | None = None
+    workspace_id: str | None = None
+    target: str | None = None
+    created_by: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    is_default: bool = False
+
+    def matches(self, t: Transition) -> bool:
+        if not (t.statuses & self.statuses):
+            return False
+        if self.target and t.target != self.target:
+            return False
+        if self.infer_type and t.infer_type != self.infer_type:
+            return False
+        if self.workspace_id and t.workspace_id != self.workspace_id:
+            return False
+        return not self.name_glob or name_matches(self.name_glob, t.service_name or "")
+
+    def describe(self) -> str:
+        """``failed, concerning · name:ocr-* · type:real-time`` (statuses in a stable order)."""
+        parts = [", ".join(sorted(self.statuses, key=_status_order))]
+        for label, value in (
+            ("name", self.name_glob),
+            ("type", self.infer_type),
+            ("ws", self.workspace_id),
+            ("target", self.target),
+        ):
+            if value:
+                parts.append(f"{label}:{value}")
+        if self.is_default:
+            parts.append("(default)")
+        return " · ".join(parts)
+
+    def same_filter(self, other: Subscription) -> bool:
+        return (self.statuses, self.name_glob, self.infer_type, self.workspace_id, self.target) == (
+            other.statuses,
+            other.name_glob,
+            other.infer_type,
+            other.workspace_id,
+            other.target,
+        )
+
+
+class Notice(BaseModel):
+    """An operator message about the watcher itself (ModelArts unreachable, reachable again)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["outage", "recovered"]
+    target: str
+    text: str
+    observed_at: datetime = Field(default_factory=utcnow)
+
+
+class Delivery(BaseModel):
+    """One outbox row: a transition (or a notice) to post in one channel. Rows of one poll share ``poll_id``
+    so a burst can be grouped into one message per channel."""
+
+    id: int
+    channel: str
+    state: DeliveryState = "pending"
+    attempts: int = 0
+    next_attempt_at: datetime
+    created_at: datetime
+    poll_id: str | None = None
+    transition: Transition | None = None
+    notice: Notice | None = None
+    ts: str | None = None
+    thread_ts: str | None = None
+    error: str | None = None
+
+
+class AlertThread(BaseModel):
+    """The first alert of a service in a channel; later transitions within a day go into its thread."""
+
+    channel: str
+    target: str
+    service_id: str
+    root_ts: str
+    transition_id: int | None = None
+    delivery_id: int | None = None
+    opened_at: datetime
+    resolved: bool = False
+
+
+class Mute(BaseModel):
+    channel: str
+    target: str
+    service_id: str
+    service_name: str | None = None
+    until: datetime
+
+
+# -- matching --------------------------------------------------------------------------------------
+
+
+def name_matches(pattern: str, name: str) -> bool:
+    """Glob when the pattern has ``* ? [``, else substring; both case-insensitive."""
+    lowered = pattern.lower()
+    if any(ch in lowered for ch in "*?["):
+        return fnmatch.fnmatchcase(name.lower(), lowered)
+    return lowered in name.lower()
+
+
+def route(transitions: Iterable[Transition], subscriptions: Iterable[Subscription]) -> list[tuple[str, Transition]]:
+    """(channel, transition) pairs, one per channel however many of its subscriptions match."""
+    subs = list(subscriptions)
+    pairs: list[tuple[str, Transition]] = []
+    for t in transitions:
+        channels = dict.fromkeys(s.channel for s in subs if s.matches(t))
+        pairs.extend((channel, t) for channel in channels)
+    return pairs
+
+
+def _status_order(status: str) -> tuple[int, str]:
+    preferred = ("failed", "concerning")
+    return (preferred.index(status) if status in preferred else len(preferred), status)
+
+
+# -- parsers ---------------------------------------------------------------------------------------
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``30m``, ``1h``, ``2d``, ``1w`` or a sum such as ``1h30m``; a bare number means minutes."""
+    raw = (text or "").strip().lower()
+    if raw.isdigit():
+        raw += "m"
+    compact = raw.replace(" ", "")
+    total = 0
+    position = 0
+    for match in _DURATION_PART.finditer(compact):
+        if match.start() != position:
+            break
+        total += int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+    if not compact or position != len(compact):
+        raise QueryError(
+            f"'{text}' is not a duration.",
+            hint="Write a number and a unit: 30m, 2h, 1d (s, m, h, d, w; e.g. 1h30m).",
+        )
+    if total <= 0:
+        raise QueryError(f"The duration '{text}' is zero.", hint="Give a positive duration such as 30m or 2h.")
+    return timedelta(seconds=total)
+
+
+def parse_watch_args(args: list[str]) -> dict[str, Any]:
+    """``failed,concerning name:ocr-* type:real-time ws:... target:...`` → Subscription fields.
+
+    Statuses may be spread over several words and accept ``unhealthy``; none given means failed+concerning.
+    """
+    words: list[str] = []
+    fields: dict[str, Any] = {}
+    for arg in args:
+        key, sep, value = arg.partition(":")
+        if not sep:
+            words.extend(arg.split(","))
+            continue
+        field = _WATCH_KEYS.get(key.strip().lower())
+        if field is None:
+            guess = did_you_mean(key, list(_WATCH_KEYS))
+            raise QueryError(
+                f"Unknown filter '{key}:'." + (f" Did you mean '{guess}:'?" if guess else ""),
+                hint="watch takes statuses and name:, type:, ws:, target: (e.g. `watch failed name:ocr-*`).",
+                suggestion=guess,
+            )
+        value = value.strip()
+        if not value:
+            raise QueryError(f"'{key}:' has no value.", hint="Write it as key:value, e.g. name:ocr-*.")
+        if field in fields:
+            raise QueryError(f"'{key}:' is given twice.", hint="Give each filter once.")
+        fields[field] = _infer_type(value) if field == "infer_type" else value
+    statuses = parse_statuses(words)
+    return {
+        "statuses": statuses or DEFAULT_WATCH_STATUSES,
+        "name_glob": fields.get("name_glob"),
+        "infer_type": fields.get("infer_type"),
+        "workspace_id": fields.get("workspace_id"),
+        "target": fields.get("target"),
+    }
+
+
+def _infer_type(value: str) -> str:
+    lowered = value.lower()
+    if lowered in KNOWN_INFER_TYPES:
+        return lowered
+    guess = did_you_mean(lowered, KNOWN_INFER_TYPES)
+    raise QueryError(
+        f"Unknown service type '{value}'." + (f" Did you mean '{guess}'?" if guess else ""),
+        hint="Valid types: " + ", ".join(KNOWN_INFER_TYPES) + ".",
+        suggestion=guess,
+    )
+
+
+def parse_unwatch_args(args: list[str]) -> int:
+    """``unwatch N``: the number shown by ``watches``."""
+    if len(args) != 1 or not args[0].strip().isdigit() or int(args[0]) < 1:
+        raise QueryError(
+            "unwatch needs the number of one subscription.",
+            hint="`watches` lists this channel's subscriptions with their numbers; then e.g. `unwatch 2`.",
+        )
+    return int(args[0])
+
+
+def parse_history_args(args: list[str]) -> tuple[str | None, timedelta]:
+    """``history [service] [since:1h]`` → (service id or name, how far back; default 24 h)."""
+    service: str | None = None
+    since = DEFAULT_HISTORY_SINCE
+    for arg in args:
+        key, sep, value = arg.partition(":")
+        if sep and key.strip().lower() == "since":
+            since = parse_duration(value)
+            if since > MAX_HISTORY_SINCE:
+                raise QueryError(f"since:{value} is too far back.", hint="History goes back at most a year.")
+        elif sep:
+            raise QueryError(
+                f"Unknown option '{key}:'.",
+                hint="history takes a service and since:, e.g. `history ocr-prod since:2d`.",
+            )
+        elif service is None:
+            service = arg.strip()
+        else:
+            raise QueryError(
+                f"history takes one service, got '{service}' and '{arg}'.",
+                hint="e.g. `history ocr-prod since:2d`, or `history since:1h` for every service.",
+            )
+    return service, since
+
+
+def parse_mute_args(args: list[str]) -> tuple[str, timedelta]:
+    """``mute <service> [duration]`` (default 1 h, at most 30 days)."""
+    if not args:
+        raise QueryError("mute needs a service.", hint="e.g. `mute ocr-prod 2h` (default 1h, at most 30d).")
+    if len(args) > 2:
+        raise QueryError("mute takes a service and a duration.", hint="e.g. `mute ocr-prod 2h`.")
+    service = args[0].strip()
+    duration = parse_duration(args[1].removeprefix("for:")) if len(args) == 2 else DEFAULT_MUTE
+    if duration > MAX_MUTE:
+        raise QueryError(f"A mute lasts at most 30 days, not {args[1]}.", hint="e.g. `mute ocr-prod 7d`.")
+    return service, duration

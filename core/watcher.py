@@ -1,0 +1,558 @@
+"""The watcher: polls every target, turns what changed into transitions, and commits them with their outbox rows.
+
+Cheap polling. A steady-state poll asks for ``sort_by=transition_at&order=desc`` and stops paging at the first row
+older than the watermark (the newest ``transition_at`` seen) minus ``overlap_seconds``; its first page is small
+(``first_page`` rows, or twice what the previous scan found) and pages double up to the client's page size, so a
+quiet fleet of any size costs one small request. The overlap absorbs equal timestamps and changes the API makes
+visible a little late; rows already known are recognised and produce nothing. ``total_count`` of the same answer
+tells whether services appeared with an old ``transition_at`` or disappeared: when it disagrees with what we know,
+the target gets a full listing at once. A full listing also runs on start, on every ``resync_polls``-th poll, when
+rows carry no ``transition_at`` (sparse rows) and when the offset reading is unknown and more than one page is
+needed.
+
+Safety. A target's poll either completes and is committed in one transaction, or changes nothing: deletions
+are inferred only from a complete listing. ``outage_polls`` failed polls in a row of one target produce one
+"cannot reach ModelArts" notice, and the next success one "reachable again" notice.
+
+The diff itself (``diff_services``) is a pure function over the previous snapshot and the new rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from core.client import ListParams, ModelArtsClient
+from core.errors import ApiError, ServicesBotError
+from core.models import UNHEALTHY_STATUSES, Service
+from core.notifications import Notice, Transition
+from core.store import KnownService, Store, from_ms, to_ms
+
+log = logging.getLogger("services_bot.watcher")
+
+Listener = Callable[[list[Transition]], Awaitable[None]]
+PollMode = Literal["baseline", "full", "incremental"]
+PRUNE_EVERY_SECONDS = 3600.0
+
+
+@dataclass
+class Diff:
+    """What one listing changed: the rows to store, the ids to forget, the transitions to report."""
+
+    upserts: list[KnownService] = field(default_factory=list)
+    deletions: list[str] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
+
+
+@dataclass
+class TargetPoll:
+    """One target's part of a poll."""
+
+    target: str
+    mode: PollMode
+    ok: bool = True
+    requests: int = 0
+    detail_requests: int = 0
+    rows: int = 0
+    transitions: int = 0
+    reason: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class PollResult:
+    """One poll of every target."""
+
+    poll_id: str
+    started_at: datetime
+    duration_seconds: float
+    targets: list[TargetPoll]
+    transitions: list[Transition]
+    notices: list[Notice] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(t.ok for t in self.targets)
+
+    @property
+    def requests(self) -> int:
+        return sum(t.requests for t in self.targets)
+
+    @property
+    def full(self) -> bool:
+        return any(t.mode != "incremental" for t in self.targets)
+
+
+@dataclass
+class TargetHealth:
+    """The watcher's view of one target, kept between polls (and partly in the store)."""
+
+    name: str
+    reachable: bool = True
+    consecutive_failures: int = 0
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    outage_notified: bool = False
+    polls_since_full: int = 0
+    force_full: bool = True
+    baselined: bool = False
+    watermark_ms: int | None = None
+    recent_rows: int = 0
+    known: dict[str, KnownService] | None = None
+
+
+def known_from(service: Service) -> KnownService:
+    return KnownService(
+        service_id=service.service_id,
+        service_name=service.service_name,
+        status=service.status,
+        transition_ms=to_ms(service.transition_at),
+        infer_type=service.infer_type,
+        workspace_id=service.workspace_id,
+    )
+
+
+def diff_services(
+    known: dict[str, KnownService],
+    rows: Iterable[Service],
+    *,
+    complete: bool,
+    target: str,
+    project_id: str | None,
+    observed_at: datetime,
+) -> Diff:
+    """Compare rows with the last known state. Only a ``complete`` listing may conclude a service is gone."""
+    out = Diff()
+    seen: set[str] = set()
+    for row in rows:
+        if row.service_id in seen:
+            continue
+        seen.add(row.service_id)
+        now = known_from(row)
+        before = known.get(row.service_id)
+        if before == now:
+            continue
+        out.upserts.append(now)
+        kind = _kind(before, now)
+        if kind is None:
+            continue  # a rename or a move: stored, not announced
+        out.transitions.append(
+            Transition(
+                target=target,
+                project_id=project_id,
+                service_id=now.service_id,
+                service_name=now.service_name,
+                kind=kind,
+                from_status=before.status if before else None,
+                to_status=now.status,
+                transition_at=row.transition_at,
+                observed_at=observed_at,
+                error_msg=row.error_msg,
+                infer_type=now.infer_type,
+                workspace_id=now.workspace_id,
+            )
+        )
+    if complete:
+        for service_id, gone in known.items():
+            if service_id in seen:
+                continue
+            out.deletions.append(service_id)
+            out.transitions.append(
+                Transition(
+                    target=target,
+                    project_id=project_id,
+                    service_id=service_id,
+                    service_name=gone.service_name,
+                    kind="deleted",
+                    from_status=gone.status,
+                    to_status=None,
+                    transition_at=None,
+                    observed_at=observed_at,
+                    infer_type=gone.infer_type,
+                    workspace_id=gone.workspace_id,
+                )
+            )
+    return out
+
+
+def _kind(before: KnownService | None, now: KnownService) -> Literal["changed", "new", "flap"] | None:
+    if before is None:
+        return "new"
+    if before.status != now.status:
+        return "changed"
+    if before.transition_ms is not None and now.transition_ms is not None and now.transition_ms > before.transition_ms:
+        return "flap"
+    return None
+
+
+class _NeedsFullListing(Exception):
+    """The cheap scan cannot be trusted this time; ``str()`` says why."""
+
+
+class Watcher:
+    """Polls ``clients`` every ``poll_seconds`` and records what changed in ``store``."""
+
+    def __init__(
+        self,
+        clients: list[ModelArtsClient],
+        store: Store,
+        *,
+        poll_seconds: float = 30.0,
+        resync_polls: int = 20,
+        notify_baseline: bool = False,
+        outage_polls: int = 3,
+        alert_channel: str | None = None,
+        overlap_seconds: float = 60.0,
+        first_page: int = 20,
+        detail_limit: int = 20,
+    ) -> None:
+        if not clients:
+            raise ValueError("at least one target is needed")
+        self.clients = clients
+        self.store = store
+        self.poll_seconds = poll_seconds
+        self.resync_polls = max(1, resync_polls)
+        self.notify_baseline = notify_baseline
+        self.outage_polls = max(1, outage_polls)
+        self.alert_channel = alert_channel
+        self.overlap_ms = int(overlap_seconds * 1000)
+        self.first_page = max(2, first_page)
+        self.detail_limit = detail_limit
+        self.targets: dict[str, TargetHealth] = {c.target.name: TargetHealth(c.target.name) for c in clients}
+        self.polls = 0
+        self.errors = 0
+        self.last_poll: PollResult | None = None
+        self._listeners: list[Listener] = []
+        self._last_prune = 0.0
+
+    # -- health ------------------------------------------------------------------------------------
+
+    @property
+    def consecutive_failures(self) -> int:
+        return max(t.consecutive_failures for t in self.targets.values())
+
+    @property
+    def last_success_at(self) -> datetime | None:
+        """When every target had been read successfully at least once, the oldest of their last successes."""
+        times = [t.last_success_at for t in self.targets.values()]
+        return None if any(t is None for t in times) else min(t for t in times if t is not None)
+
+    @property
+    def last_error(self) -> str | None:
+        return next((t.last_error for t in self.targets.values() if t.last_error), None)
+
+    def health(self) -> dict[str, Any]:
+        """A JSON-ready snapshot for ``/healthz`` and ``/metrics``."""
+        return {
+            "polls": self.polls,
+            "errors": self.errors,
+            "consecutive_failures": self.consecutive_failures,
+            "last_success_at": self.last_success_at.isoformat() if self.last_success_at else None,
+            "last_error": self.last_error,
+            "targets": {
+                name: {
+                    "reachable": t.reachable,
+                    "consecutive_failures": t.consecutive_failures,
+                    "last_success_at": t.last_success_at.isoformat() if t.last_success_at else None,
+                    "last_error": t.last_error,
+                    "services": len(t.known) if t.known is not None else None,
+                    "watermark": from_ms(t.watermark_ms).isoformat() if t.watermark_ms else None,
+                }
+                for name, t in self.targets.items()
+            },
+        }
+
+    def add_listener(self, callback: Listener) -> None:
+        """``callback(transitions)`` after each poll that committed transitions or notices (the list may be
+        empty when only a notice was queued). Errors are logged and never stop the watcher."""
+        self._listeners.append(callback)
+
+    # -- loop --------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Poll forever (until cancelled). An exception is logged and counted; the next poll still comes."""
+        while True:
+            started = time.monotonic()
+            try:
+                await self.poll_once()
+                if started - self._last_prune >= PRUNE_EVERY_SECONDS:
+                    self._last_prune = started
+                    await self.store.prune()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.errors += 1
+                log.exception("watcher poll crashed")
+            await asyncio.sleep(max(0.0, self.poll_seconds - (time.monotonic() - started)))
+
+    async def poll_once(self) -> PollResult:
+        """Poll every target concurrently; each target commits on its own, so one failing spoils no other."""
+        started_at = datetime.now(UTC)
+        clock = time.monotonic()
+        self.polls += 1
+        poll_id = f"{to_ms(started_at):x}-{self.polls}"
+        results = await asyncio.gather(*(self._poll_target(c, poll_id) for c in self.clients))
+        transitions = [t for _poll, stored in results for t in stored]
+        notices: list[Notice] = []
+        for client, (poll, _stored) in zip(self.clients, results, strict=True):
+            notice = self._reachability(self.targets[client.target.name], poll)
+            if notice is not None:
+                notices.append(notice)
+                await self._queue_notice(notice, poll_id)
+        result = PollResult(
+            poll_id=poll_id,
+            started_at=started_at,
+            duration_seconds=time.monotonic() - clock,
+            targets=[poll for poll, _stored in results],
+            transitions=transitions,
+            notices=notices,
+        )
+        self.last_poll = result
+        if transitions or notices:
+            await self._notify(transitions)
+        return result
+
+    async def _notify(self, transitions: list[Transition]) -> None:
+        for listener in list(self._listeners):
+            try:
+                await listener(transitions)
+            except Exception:
+                log.exception("watcher listener failed", extra={"listener": getattr(listener, "__name__", "?")})
+
+    async def _queue_notice(self, notice: Notice, poll_id: str) -> None:
+        await self.store.set_meta(f"outage:{notice.target}", "1" if notice.kind == "outage" else None)
+        if self.alert_channel:
+            await self.store.add_notice(self.alert_channel, notice, poll_id)
+
+    def _reachability(self, state: TargetHealth, poll: TargetPoll) -> Notice | None:
+        """Count failures in a row; one notice when a target is declared unreachable, one when it is back."""
+        if poll.ok:
+            state.consecutive_failures = 0
+            state.reachable = True
+            state.last_error = None
+            state.last_success_at = datetime.now(UTC)
+            if state.outage_notified:
+                state.outage_notified = False
+                return Notice(
+                    kind="recovered",
+                    target=state.name,
+                    text=f"ModelArts ({state.name}) is reachable again; status alerts are back on.",
+                )
+            return None
+        if poll.reason == "internal":
+            return None  # our own failure (e.g. the disk): not the API's, say nothing about ModelArts
+        state.consecutive_failures += 1
+        if state.consecutive_failures >= self.outage_polls and not state.outage_notified:
+            state.reachable = False
+            state.outage_notified = True
+            return Notice(
+                kind="outage",
+                target=state.name,
+                text=(
+                    f"Cannot reach ModelArts ({state.name}): {state.consecutive_failures} polls in a row failed "
+                    f"({state.last_error}). Status alerts are paused until it answers again."
+                ),
+            )
+        return None
+
+    # -- one target --------------------------------------------------------------------------------
+
+    async def _load(self, client: ModelArtsClient, state: TargetHealth) -> dict[str, KnownService]:
+        if state.known is None:
+            stored = await self.store.target_state(state.name)
+            state.watermark_ms = stored.watermark_ms
+            state.baselined = stored.baselined
+            state.outage_notified = await self.store.get_meta(f"outage:{state.name}") is not None
+            state.known = await self.store.known_services(state.name)
+        return state.known
+
+    async def _poll_target(self, client: ModelArtsClient, poll_id: str) -> tuple[TargetPoll, list[Transition]]:
+        state = self.targets[client.target.name]
+        sent_before = client.requests_sent
+        poll = TargetPoll(target=state.name, mode="full")
+        try:
+            stored = await self._poll_target_inner(client, state, poll, poll_id)
+        except ServicesBotError as exc:
+            poll.ok = False
+            detail = f" [{exc.details()}]" if isinstance(exc, ApiError) else ""
+            poll.error = state.last_error = exc.message + detail
+            log.warning("watcher poll failed", extra={"target": state.name, "error": poll.error})
+            stored = []
+        except Exception as exc:
+            self.errors += 1
+            poll.ok = False
+            poll.reason = "internal"
+            poll.error = state.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("watcher poll crashed", extra={"target": state.name})
+            stored = []
+        poll.requests = client.requests_sent - sent_before
+        return poll, stored
+
+    async def _poll_target_inner(
+        self, client: ModelArtsClient, state: TargetHealth, poll: TargetPoll, poll_id: str
+    ) -> list[Transition]:
+        known = await self._load(client, state)
+        observed_at = datetime.now(UTC)
+        rows: list[Service] | None = None
+        if not state.baselined:
+            poll.mode, poll.reason = "baseline", "fresh store"
+        elif state.force_full:
+            poll.reason = "start"
+        elif state.polls_since_full + 1 >= self.resync_polls:
+            poll.reason = "resync"
+        else:
+            try:
+                rows = await self._recent_rows(client, state, known)
+                poll.mode = "incremental"
+            except _NeedsFullListing as why:
+                poll.reason = str(why)
+        complete = rows is None
+        if rows is None:
+            rows = await self._all_rows(client)
+        poll.rows = len(rows)
+        diff = diff_services(
+            known,
+            rows,
+            complete=complete,
+            target=state.name,
+            project_id=client.target.project_id,
+            observed_at=observed_at,
+        )
+        transitions = diff.transitions
+        if poll.mode == "baseline":
+            transitions = await self._baseline_transitions(transitions)
+        transitions, poll.detail_requests = await self._with_errors(client, transitions)
+        watermark = _newest(rows, state.watermark_ms)
+        stored = await self.store.record_poll(
+            state.name,
+            poll_id,
+            diff.upserts,
+            diff.deletions,
+            transitions,
+            watermark,
+            baseline=poll.mode == "baseline",
+        )
+        # the commit succeeded: only now does the in-memory snapshot move
+        for k in diff.upserts:
+            known[k.service_id] = k
+        for service_id in diff.deletions:
+            known.pop(service_id, None)
+        state.watermark_ms = watermark
+        state.baselined = True
+        if complete:
+            state.force_full = False
+            state.polls_since_full = 0
+        else:
+            state.polls_since_full += 1
+        poll.transitions = len(stored)
+        if stored or poll.mode != "incremental":
+            log.info(
+                "watcher poll",
+                extra={"target": state.name, "mode": poll.mode, "rows": poll.rows, "transitions": len(stored)},
+            )
+        return stored
+
+    async def _baseline_transitions(self, transitions: list[Transition]) -> list[Transition]:
+        """A fresh store reports nothing, or (``notify_baseline``) the services already in a watched status."""
+        if not self.notify_baseline:
+            return []
+        watched = await self.store.watched_statuses()
+        return [t for t in transitions if t.to_status in watched]
+
+    async def _with_errors(
+        self, client: ModelArtsClient, transitions: list[Transition]
+    ) -> tuple[list[Transition], int]:
+        """List rows carry no ``error_msg`` (Q17): fetch details for up to ``detail_limit`` unhealthy arrivals.
+        A detail that cannot be read leaves the message empty; it never fails the poll."""
+        todo = [
+            i
+            for i, t in enumerate(transitions)
+            if t.to_status in UNHEALTHY_STATUSES and not t.error_msg and t.kind != "deleted"
+        ][: self.detail_limit]
+        if not todo:
+            return transitions, 0
+        details = await asyncio.gather(
+            *(client.get_service(transitions[i].service_id) for i in todo), return_exceptions=True
+        )
+        out = list(transitions)
+        for i, detail in zip(todo, details, strict=True):
+            if isinstance(detail, Service) and detail.error_msg:
+                out[i] = out[i].model_copy(update={"error_msg": detail.error_msg})
+            elif isinstance(detail, BaseException) and not isinstance(detail, ServicesBotError):
+                raise detail
+        return out, len(todo)
+
+    def _workspaces(self, client: ModelArtsClient) -> list[str | None]:
+        return list(client.target.workspace_ids) or [None]
+
+    async def _all_rows(self, client: ModelArtsClient) -> list[Service]:
+        """A complete listing of every workspace of the target (publish order: stable while statuses move)."""
+        rows: list[Service] = []
+        for ws in self._workspaces(client):
+            rows += await client.list_all(ListParams(workspace_id=ws, sort_by="publish_at", order="asc"))
+        return rows
+
+    async def _recent_rows(
+        self, client: ModelArtsClient, state: TargetHealth, known: dict[str, KnownService]
+    ) -> list[Service]:
+        """Rows changed since the watermark (minus the overlap), newest first, for every workspace."""
+        if state.watermark_ms is None:
+            raise _NeedsFullListing("no watermark")
+        floor = state.watermark_ms - self.overlap_ms
+        # room for twice what the last scan found, so a steady churn still fits in one request
+        first = min(client.page_size, max(self.first_page, 2 * state.recent_rows))
+        rows: list[Service] = []
+        listed_total = 0
+        for ws in self._workspaces(client):
+            params = ListParams(workspace_id=ws, sort_by="transition_at", order="desc")
+            listed_total += await self._scan_workspace(client, params, floor, first, rows)
+        state.recent_rows = len(rows)
+        unseen = len({r.service_id for r in rows} - known.keys())
+        if listed_total != len(known) + unseen:
+            raise _NeedsFullListing("service count changed")
+        return rows
+
+    async def _scan_workspace(
+        self, client: ModelArtsClient, params: ListParams, floor: int, first: int, rows: list[Service]
+    ) -> int:
+        """Page newest first until a row is older than ``floor``; returns the listing's ``total_count``."""
+        limit = first
+        covered = 0
+        total: int | None = None
+        while True:
+            if covered and client.offset_mode is None:
+                raise _NeedsFullListing("offset reading unknown")
+            offset = covered // limit if client.offset_mode == "page" else covered
+            page = await client.list_page(params, offset=offset, limit=limit)
+            if total is None:
+                if page.total_count is None:
+                    raise _NeedsFullListing("no total_count")
+                total = page.total_count
+            for service in page.services:
+                moment = to_ms(service.transition_at)
+                if moment is None:
+                    raise _NeedsFullListing("rows without transition_at")
+                if moment < floor:
+                    return total
+                rows.append(service)
+            covered += limit
+            if len(page.services) < limit or covered >= total:
+                return total
+            if covered * 2 > total:
+                raise _NeedsFullListing("most of the fleet changed")
+            if covered % (limit * 2) == 0 and limit * 2 <= client.page_size:
+                limit *= 2  # the pages read so far end on a multiple of the doubled size, in either offset reading
+
+
+def _newest(rows: Iterable[Service], previous: int | None) -> int | None:
+    newest = previous
+    for row in rows:
+        moment = to_ms(row.transition_at)
+        if moment is not None and (newest is None or moment > newest):
+            newest = moment
+    return newest

@@ -1,0 +1,280 @@
+"""The watcher against a live emulator over loopback: what a channel is told when services change, what it is
+not told, what one poll costs, and what happens when ModelArts cannot be reached."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.notifications import Transition, parse_watch_args
+from core.store import Store
+from core.watcher import Watcher
+from emulator import EmulatorServer, EmulatorSettings
+from tests.conftest import Control, queries_for
+
+SERVICES, SEED = 300, 11
+ALERTS = "C-alerts"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[EmulatorServer]:
+    with EmulatorServer(EmulatorSettings(port=0, services=SERVICES, seed=SEED, workspaces=0)) as emu:
+        yield emu
+
+
+@pytest.fixture
+def ctl(server: EmulatorServer) -> Iterator[Control]:
+    control = Control(server.url)
+    control.reset(services=SERVICES, seed=SEED)
+    yield control
+    control.http.close()
+
+
+@asynccontextmanager
+async def watching(
+    server: EmulatorServer, db: Path, settings: dict[str, Any] | None = None, **options: Any
+) -> AsyncIterator[tuple[Watcher, Store]]:
+    """A watcher on the emulator with a fresh store whose default subscription sends failed/concerning to ALERTS."""
+    async with queries_for(server, services_bot_max_retries=0, **(settings or {})) as queries, Store(db) as store:
+        await store.ensure_default_subscription(ALERTS, {"failed", "concerning"})
+        yield Watcher(queries.clients, store, **options), store
+
+
+def services(ctl: Control, server: EmulatorServer, **filters: Any) -> list[dict[str, Any]]:
+    rows = ctl.list_raw(server.settings.project_id, server.settings.token, **filters)["services"]
+    return sorted(rows, key=lambda r: r["service_id"])
+
+
+async def channels(store: Store) -> list[tuple[str, str | None]]:
+    return [(d.channel, d.transition.service_id if d.transition else None) for d in await store.deliveries()]
+
+
+async def watch(store: Store, channel: str, *words: str) -> None:
+    await store.add_subscription(channel, **parse_watch_args(list(words)))
+
+
+async def test_the_first_poll_is_a_silent_baseline_and_a_quiet_poll_costs_one_request(
+    server: EmulatorServer, ctl: Control, tmp_path: Path
+) -> None:
+    async with watching(server, tmp_path / "w.db") as (watcher, store):
+        first = await watcher.poll_once()
+        assert [t.mode for t in first.targets] == ["baseline"] and first.ok
+        assert first.transitions == [] and await store.deliveries() == []
+        assert len(await store.known_services("default")) == SERVICES
+        ctl.clear_requests()
+        quiet = await watcher.poll_once()
+        assert [t.mode for t in quiet.targets] == ["incremental"] and quiet.transitions == []
+        assert ctl.requests()["by_route"]["list"] == 1 and ctl.requests()["total"] == 1
+        assert quiet.requests == 1
+
+
+async def test_a_failure_is_one_transition_with_its_error_and_one_row_per_matching_channel(
+    server: EmulatorServer, ctl: Control, tmp_path: Path
+) -> None:
+    heard: list[list[Transition]] = []
+
+    async def listener(transitions: list[Transition]) -> None:
+        heard.append(transitions)
+
+    async def broken(_transitions: list[Transition]) -> None:
+        raise RuntimeError("listener bug")
+
+    victim = services(ctl, server, status="running")[0]
+    prefix = victim["service_name"][:4]
+    async with watching(server, tmp_path / "w.db") as (watcher, store):
+        await watch(store, "C-team", "failed", f"name:{prefix.upper()}*")
+        await watch(store, "C-stopped", "stopped")
+        watcher.add_listener(broken)
+        watcher.add_listener(listener)
+        await watcher.poll_once()
+        before = datetime.now(UTC)
+        ctl.set_status(victim["service_id"], "failed", "CUDA out of memory")
+        result = await watcher.poll_once()
+        [t] = result.transitions
+        assert (t.kind, t.from_status, t.to_status, t.error_msg) == (
+            "changed",
+            "running",
+            "failed",
+            "CUDA out of memory",
+        )
+        assert (t.service_id, t.service_name, t.target) == (victim["service_id"], victim["service_name"], "default")
+        assert t.project_id == server.settings.project_id and t.id is not None
+        assert t.transition_at is not None and abs(t.transition_at - before) < timedelta(seconds=5)
+        assert t.observed_at >= t.transition_at - timedelta(seconds=1)
+        assert await channels(store) == [(ALERTS, t.service_id), ("C-team", t.service_id)]
+        assert heard == [[t]]
+        ctl.set_status(victim["service_id"], "running")
+        [back] = (await watcher.poll_once()).transitions
+        assert (back.from_status, back.to_status) == ("failed", "running")
+        assert (await channels(store))[2:] == [(ALERTS, t.service_id), ("C-team", t.service_id)]  # recovered
+        assert [t.to_status for t in await store.transitions(service=victim["service_name"])] == ["running", "failed"]
+
+
+async def test_new_and_deleted_services_are_reported_in_the_next_poll(
+    server: EmulatorServer, ctl: Control, tmp_path: Path
+) -> None:
+    doomed = services(ctl, server, status="failed")[0]
+    async with watching(server, tmp_path / "w.db") as (watcher, store):
+        await watcher.poll_once()
+        ctl.delete(f"/services/{doomed['service_id']}")
+        born = ctl.add(service_name="brand-new-ocr", status="concerning")
+        result = await watcher.poll_once()
+        kinds = {t.kind: t for t in result.transitions}
+        assert set(kinds) == {"new", "deleted"}
+        assert (kinds["new"].service_id, kinds["new"].from_status, kinds["new"].to_status) == (
+            born["service_id"],
+            None,
+            "concerning",
+        )
+        assert (kinds["deleted"].service_id, kinds["deleted"].from_status, kinds["deleted"].to_status) == (
+            doomed["service_id"],
+            "failed",
+            None,
+        )
+        assert result.targets[0].reason == "service count changed"  # noticed at once, not at the next resync
+        assert doomed["service_id"] not in await store.known_services("default")
+        assert len(await store.deliveries(channel=ALERTS)) == 2
+
+
+async def test_a_flap_between_two_polls_is_reported(server: EmulatorServer, ctl: Control, tmp_path: Path) -> None:
+    victim = services(ctl, server, status="failed")[0]
+    async with watching(server, tmp_path / "w.db") as (watcher, store):
+        await watcher.poll_once()
+        ctl.set_status(victim["service_id"], "running")
+        ctl.set_status(victim["service_id"], "failed")
+        [t] = (await watcher.poll_once()).transitions
+        assert (t.kind, t.from_status, t.to_status) == ("flap", "failed", "failed")
+        assert await channels(store) == [(ALERTS, victim["service_id"])]
+        assert (await watcher.poll_once()).transitions == []  # the overlap window does not report it twice
+
+
+async def test_a_muted_service_is_stored_but_not_posted_in_that_channel(
+    server: EmulatorServer, ctl: Control, tmp_path: Path
+) -> None:
+    victim = services(ctl, server, status="running")[0]
+    async with watching(server, tmp_path / "w.db") as (watcher, store):
+        await watch(store, "C-other", "failed")
+        await store.mute(ALERTS, "default", victim["service_id"], None, datetime.now(UTC) + timedelta(hours=1))
+        await watcher.poll_once()
+        ctl.set_status(victim["service_id"], "failed")
+        assert len((await watcher.poll_once()).transitions) == 1
+        assert await channels(store) == [("C-other", victim["service_id"])]
+
+
+async def test_filters_route_by_type_workspace_and_target(server: EmulatorServer, ctl: Control, tmp_path: Path) -> None:
+    victim = services(ctl, server, status="running", infer_type="batch")[0]
+    async with watching(server, tmp_path / "w.db") as (watcher, store):
+        for channel, words in {
+            "C-batch": ["failed", "type:batch"],
+            "C-edge": ["failed", "type:edge"],
+            "C-ws0": ["unhealthy", "ws:0"],
+            "C-ws1": ["unhealthy", "ws:1"],
+            "C-default": ["failed", "target:default"],
+            "C-dev": ["failed", "target:dev"],
+            "C-name": ["failed", f"name:{victim['service_name']}"],
+            "C-nope": ["failed", "name:zzz-*"],
+        }.items():
+            await watch(store, channel, *words)
+        await watcher.poll_once()
+        ctl.set_status(victim["service_id"], "failed")
+        await watcher.poll_once()
+        assert [c for c, _ in await channels(store)] == [ALERTS, "C-batch", "C-ws0", "C-default", "C-name"]
+
+
+@pytest.mark.parametrize("offset_mode", ["page", "record"])
+async def test_many_changes_are_paged_newest_first_without_a_full_listing(
+    server: EmulatorServer, ctl: Control, tmp_path: Path, offset_mode: str
+) -> None:
+    ctl.quirks(offset_mode=offset_mode)
+    victims = services(ctl, server, status="running")[:45]
+    async with watching(server, tmp_path / "w.db", {"services_bot_page_size": 100}, first_page=20) as (watcher, _s):
+        await watcher.poll_once()  # the baseline lists 3 pages and learns how offsets are read
+        for victim in victims:
+            ctl.set_status(victim["service_id"], "concerning")
+        ctl.clear_requests()
+        result = await watcher.poll_once()
+        assert result.targets[0].mode == "incremental"
+        assert {t.service_id for t in result.transitions} == {v["service_id"] for v in victims}
+        assert ctl.requests()["by_route"]["list"] == 3  # 20 + 20 + 40 rows, newest first
+        assert result.targets[0].detail_requests == 20  # error messages looked up for at most detail_limit
+
+
+async def test_a_poll_that_fails_midway_changes_nothing_and_an_outage_is_told_once(
+    server: EmulatorServer, ctl: Control, tmp_path: Path
+) -> None:
+    doomed, victim = services(ctl, server, status="running")[:2]
+    options = {"outage_polls": 2, "alert_channel": "C-ops", "resync_polls": 1}
+    async with watching(server, tmp_path / "w.db", {"services_bot_page_size": 50}, **options) as (watcher, store):
+        await watcher.poll_once()
+        ctl.delete(f"/services/{doomed['service_id']}")
+        ctl.set_status(victim["service_id"], "failed")
+        ctl.faults(error_status=503, error_count=1000, error_after=2)
+        ctl.clear_requests()
+        failed = await watcher.poll_once()
+        assert not failed.ok and failed.transitions == [] and failed.notices == []
+        statuses = Counter(entry["status"] for entry in ctl.requests()["log"])
+        assert statuses[200] == 2 and statuses[503] >= 1  # two pages were read before it broke
+        known = await store.known_services("default")
+        assert doomed["service_id"] in known and known[victim["service_id"]].status == "running"
+        assert await store.deliveries() == []
+        assert watcher.consecutive_failures == 1 and "503" in (watcher.last_error or "")
+        second = await watcher.poll_once()
+        assert [n.kind for n in second.notices] == ["outage"]
+        assert (await watcher.poll_once()).notices == []  # still down: no second notice
+        assert watcher.health()["targets"]["default"]["reachable"] is False
+        ctl.post("/faults", {"error_count": 0})
+        back = await watcher.poll_once()
+        assert back.ok and [n.kind for n in back.notices] == ["recovered"]
+        assert {(t.kind, t.service_id) for t in back.transitions} == {
+            ("deleted", doomed["service_id"]),
+            ("changed", victim["service_id"]),
+        }
+        ops = [d.notice.kind for d in await store.deliveries(channel="C-ops") if d.notice]
+        assert ops == ["outage", "recovered"]
+        assert watcher.consecutive_failures == 0 and watcher.last_success_at is not None
+
+
+async def test_after_a_restart_the_watcher_resumes_without_a_new_baseline(
+    server: EmulatorServer, ctl: Control, tmp_path: Path
+) -> None:
+    victim = services(ctl, server, status="running")[0]
+    async with watching(server, tmp_path / "w.db") as (watcher, _store):
+        await watcher.poll_once()
+    ctl.set_status(victim["service_id"], "failed")  # while the bot was down
+    async with watching(server, tmp_path / "w.db") as (watcher, store):
+        result = await watcher.poll_once()
+        assert result.targets[0].mode == "full" and result.targets[0].reason == "start"
+        assert [(t.service_id, t.to_status) for t in result.transitions] == [(victim["service_id"], "failed")]
+        assert len(await store.subscriptions()) == 1  # the default subscription was not duplicated
+        assert (await watcher.poll_once()).targets[0].mode == "incremental"
+
+
+async def test_notify_baseline_reports_services_already_unhealthy(
+    server: EmulatorServer, ctl: Control, tmp_path: Path
+) -> None:
+    unhealthy = {r["service_id"] for s in ("failed", "concerning") for r in services(ctl, server, status=s)}
+    async with watching(server, tmp_path / "w.db", notify_baseline=True, detail_limit=0) as (watcher, store):
+        result = await watcher.poll_once()
+        assert {t.service_id for t in result.transitions} == unhealthy
+        assert {t.kind for t in result.transitions} == {"new"}
+        assert len(await store.deliveries(channel=ALERTS)) == len(unhealthy)
+
+
+async def test_the_loop_keeps_polling_until_cancelled(server: EmulatorServer, ctl: Control, tmp_path: Path) -> None:
+    async with watching(server, tmp_path / "w.db", poll_seconds=0.02) as (watcher, _store):
+        task = asyncio.create_task(watcher.run())
+        for _ in range(200):
+            if watcher.polls >= 3:
+                break
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert watcher.polls >= 3 and watcher.errors == 0
