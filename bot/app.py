@@ -12,6 +12,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, Protocol
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -35,13 +36,18 @@ log = logging.getLogger(__name__)
 COMMAND = "/services"
 SLACK_PAGE = 40
 """Most services one message lists: with the header, position and buttons it stays under Slack's 50 blocks."""
-_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")
 
 
 class NotificationCommands(Protocol):
-    """Carries out ``watch``/``unwatch``/``watches``/``history``/``mute`` for one channel (the notifier)."""
+    """Carries out ``watch``/``unwatch``/``watches``/``history``/``mute`` and the alert buttons for a channel."""
 
     async def run(self, command: NotificationCommand, *, channel: str, user: str) -> Reply: ...
+
+    async def mute(
+        self, channel: str, user: str, target: str, service_id: str, name: str | None, duration: timedelta
+    ) -> Reply: ...
+
+    async def poll_transitions(self, poll_id: str, channel: str) -> Reply: ...
 
 
 class ButtonValueError(QueryError):
@@ -119,10 +125,44 @@ class SlackHandlers:
             text = str(value.get("q") or "")
             query = _at_offset(_list_query(text), int(value.get("o") or 0))
             result = await self._list(query)
-            return list_reply(result, text, public=True, shared_by=user if _USER_ID.match(user) else None)
+            return list_reply(result, text, public=True, shared_by=user)
 
         if await self._answer(respond, "share", reply, replace_original=False):
             await respond(delete_original=True)
+
+    async def on_mute(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        """"Mute 1h" under an alert: silence that service in that channel, and say so in the channel."""
+        await ack()
+        channel, user = _where(body)
+
+        async def reply() -> Reply:
+            value = _button_value(body)
+            notifications = self._notifications()
+            service_id, target = str(value.get("id") or ""), str(value.get("t") or "")
+            if not service_id:
+                raise ButtonValueError()
+            return await notifications.mute(channel, user, target, service_id, value.get("n"), timedelta(hours=1))
+
+        await self._answer(respond, "mute", reply, replace_original=False)
+
+    async def on_show_transitions(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        """"Show all" under a grouped alert: every transition of that burst, to the clicker."""
+        await ack()
+        channel, _user = _where(body)
+
+        async def reply() -> Reply:
+            poll_id = str(_button_value(body).get("p") or "")
+            return await self._notifications().poll_transitions(poll_id, channel)
+
+        await self._answer(respond, "show_transitions", reply, replace_original=False)
+
+    def _notifications(self) -> NotificationCommands:
+        if self.notifications is None:
+            raise ServicesBotError(
+                "Notifications are not running in this bot.",
+                hint="They run with `services-bot serve` or `services-bot demo`.",
+            )
+        return self.notifications
 
     async def _list(self, query: ServiceQuery) -> ListResult:
         """A Slack page lists at most ``SLACK_PAGE`` services, so paging never skips what a message cannot hold."""
@@ -140,12 +180,7 @@ class SlackHandlers:
         if isinstance(command, ListCommand):
             return list_reply(await self._list(command.query), text, public=command.public)
         if isinstance(command, NotificationCommand):
-            if self.notifications is None:
-                raise ServicesBotError(
-                    "Notifications are not running in this bot.",
-                    hint="They run with `services-bot serve` or `services-bot demo`.",
-                )
-            return await self.notifications.run(command, channel=channel, user=user)
+            return await self._notifications().run(command, channel=channel, user=user)
         return help_reply()
 
     async def _answer(
@@ -181,6 +216,12 @@ class SlackHandlers:
         if self.on_answer:
             self.on_answer(kind, asyncio.get_running_loop().time() - started, ok)
         return ok
+
+
+def _where(body: dict[str, Any]) -> tuple[str, str]:
+    """The channel and user of a click."""
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or ""
+    return str(channel), str((body.get("user") or {}).get("id") or "")
 
 
 def _button_value(body: dict[str, Any]) -> dict[str, Any]:
@@ -239,4 +280,6 @@ def create_slack_app(
     app.action("service_details")(handlers.on_details)
     app.action(re.compile(r"^page_(previous|next)$"))(handlers.on_page)
     app.action("share_in_channel")(handlers.on_share)
+    app.action("mute_service")(handlers.on_mute)
+    app.action("show_transitions")(handlers.on_show_transitions)
     return app

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.views import Block, details_view, escape, list_view, plain, summary_view
+from bot.views import Block, details_view, escape, list_view, mention, plain, summary_view
 from core.errors import (
     ApiError,
     AuthenticationError,
@@ -54,7 +54,7 @@ def help_reply() -> Reply:
 def list_reply(result: ListResult, command_text: str, *, public: bool = False, shared_by: str | None = None) -> Reply:
     blocks = list_view(result, command_text, shareable=not public)
     if shared_by:
-        blocks.insert(1, _context(f"Shared by <@{shared_by}> · `/services {escape(command_text, 200)}`"))
+        blocks.insert(1, _context(f"Shared by {mention(shared_by)} · `/services {escape(command_text, 200)}`"))
     return Reply(text=f"{result.total} services: {plain(result.description, 200)}", blocks=blocks, public=public)
 
 

@@ -8,6 +8,7 @@ header 150, button value 2000, 50 blocks a message) so a large answer paginates 
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +48,14 @@ def plain(value: object, limit: int) -> str:
     """plain_text fields are not parsed as mrkdwn; they only need the length bound."""
     text = " ".join(("" if value is None else str(value)).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")
+
+
+def mention(user_id: str | None) -> str:
+    """``<@U123>`` for a well-formed Slack user id (Slack renders the name); anything else is not trusted."""
+    return f"<@{user_id}>" if user_id and _USER_ID.match(user_id) else "someone"
 
 
 def emoji(status: str | None) -> str:
@@ -141,7 +150,7 @@ def summary_view(summary: Summary, *, now: datetime | None = None) -> list[Block
     return blocks[:MAX_BLOCKS]
 
 
-def _when(value: datetime | None) -> str | None:
+def when(value: datetime | None) -> str | None:
     return (
         f"<!date^{int(value.timestamp())}^{{date_short_pretty}} {{time}}|{value:%Y-%m-%d %H:%M} UTC>" if value else None
     )
@@ -163,9 +172,9 @@ def details_view(s: Service) -> list[Block]:
             "Calls",
             f"{s.failed_times or 0:,} failed of {s.invocation_times:,}" if s.invocation_times is not None else None,
         ),
-        ("Published", _when(s.publish_at)),
-        ("Status changed", _when(s.transition_at)),
-        ("Auto-stop", _when(s.due_time)),
+        ("Published", when(s.publish_at)),
+        ("Status changed", when(s.transition_at)),
+        ("Auto-stop", when(s.due_time)),
         ("Access address", escape(s.access_address, 300) if s.access_address else None),
     ]
     fields = [{"type": "mrkdwn", "text": f"*{k}*\n{v}"[:2000]} for k, v in facts if v]

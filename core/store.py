@@ -737,6 +737,19 @@ class Store:
         )
         return [_transition(r) for r in rows]
 
+    async def transition(self, transition_id: int) -> Transition | None:
+        rows = await self._read("SELECT * FROM transitions WHERE id = ?", (transition_id,))
+        return _transition(rows[0]) if rows else None
+
+    async def poll_transitions(self, poll_id: str, channel: str) -> list[Transition]:
+        """The transitions one poll queued for one channel (what a grouped alert's "Show all" lists)."""
+        rows = await self._read(
+            "SELECT t.* FROM outbox o JOIN transitions t ON t.id = o.transition_id "
+            "WHERE o.poll_id = ? AND o.channel = ? ORDER BY t.id",
+            (poll_id, channel),
+        )
+        return [_transition(r) for r in rows]
+
     async def prune(self, now: datetime | None = None) -> dict[str, int]:
         """Forget history older than the retention: transitions (unless still waiting for delivery) with their
         finished outbox rows, other finished outbox rows, expired mutes and old alert threads. Returns how many

@@ -19,7 +19,7 @@ from core.grammar import HELP_TEXT, HelpCommand, ListCommand, NotificationComman
 from core.query import ServiceQueries
 from services_bot.logs import setup_logging
 from services_bot.text import render_list, render_service, render_summary
-from services_bot.wiring import open_queries
+from services_bot.wiring import open_existing_store, open_queries
 
 
 async def answer(queries: ServiceQueries, text: str, *, as_json: bool) -> str:
@@ -94,7 +94,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
         settings.auth_mode()
     except ServicesBotError as exc:
         return _fail(exc, False)
-    server = create_mcp_server(lambda: open_queries(settings))
+    server = create_mcp_server(lambda: open_queries(settings), open_store=lambda: open_existing_store(settings))
     if args.transport == "stdio":
         server.run()
         return 0
@@ -116,7 +116,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = load_settings()
         host = args.host or settings.services_bot_host
         port = settings.services_bot_port if args.port is None else args.port
-        run_serve(settings, host=host, port=port, mcp=not args.no_mcp)
+        run_serve(settings, host=host, port=port, mcp=not args.no_mcp, watch=not args.no_watch)
     except ServicesBotError as exc:
         return _fail(exc, False)
     return 0
@@ -179,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-mcp", action="store_true", help="do not serve /mcp (e.g. bound beyond loopback without a token)"
     )
+    serve.add_argument("--no-watch", action="store_true", help="answer commands only: no watcher, no alerts")
     serve.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser("demo", help="start the emulator with a churning fleet and show answers")

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import uvicorn
+from mcp.server.subscriptions import InMemorySubscriptionBus
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
@@ -29,13 +32,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from bot.app import create_slack_app
+from bot.delivery import AlertDelivery
+from bot.notify import ChannelNotifications
 from core.config import Settings
-from core.errors import ConfigError
-from core.query import ServiceQueries
+from core.errors import ConfigError, QueryError
+from core.query import ServiceQueries, parse_statuses
+from core.store import Store
+from core.watcher import Watcher
 from services_bot.background import BackgroundServer, ListenError, listen, serve_with_lifespan, uvicorn_config
 from services_bot.wiring import open_queries
 from tools.http import mcp_http_app
-from tools.server import create_mcp_server
+from tools.server import create_mcp_server, resource_updates
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +54,44 @@ class Runtime:
     settings: Settings
     slack_mode: str
     queries: ServiceQueries | None = None
+    store: Store | None = None
     slack_app: AsyncApp | None = None
     socket: AsyncSocketModeHandler | None = None
+    watcher: Watcher | None = None
+    delivery: AlertDelivery | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
 
-    def health(self) -> tuple[int, dict[str, Any]]:
-        ready = self.queries is not None and (self.slack_mode != "socket" or self.socket is not None)
-        body = {
-            "status": "ok" if ready else "starting",
+    def stale_after(self) -> float:
+        """A poll older than this means the watcher is stuck or ModelArts unreachable: health turns 503."""
+        return 3 * self.settings.services_bot_poll_seconds + 30
+
+    async def health(self) -> tuple[int, dict[str, Any]]:
+        problems: list[str] = []
+        if self.queries is None:
+            problems.append("starting")
+        slack = self.slack_mode
+        if self.slack_mode == "socket":
+            connected = self.socket is not None and await self.socket.client.is_connected()
+            slack = "socket connected" if connected else "socket disconnected"
+            if not connected:
+                problems.append("Slack Socket Mode is not connected")
+        body: dict[str, Any] = {
             "uptime_seconds": round(time.time() - self.started_at, 1),
-            "slack": self.slack_mode,
+            "slack": slack,
             "targets": [c.target.name for c in self.queries.clients] if self.queries else [],
         }
-        return (200 if ready else 503), body
+        if self.watcher is not None:
+            last = self.watcher.last_success_at
+            age = (datetime.now(UTC) - last).total_seconds() if last else None
+            body["watcher"] = {"last_poll_age_seconds": round(age, 1) if age is not None else None}
+            body["watcher"].update(self.watcher.health())
+            if (age if age is not None else body["uptime_seconds"]) > self.stale_after():
+                problems.append(f"no successful poll for over {self.stale_after():.0f} s")
+        body["status"] = "ok" if not problems else "unhealthy"
+        if problems:
+            body["problems"] = problems
+        return (200 if not problems else 503), body
 
 
 def slack_mode(settings: Settings) -> str:
@@ -76,15 +108,32 @@ def slack_mode(settings: Settings) -> str:
     return "http"
 
 
-def create_serve_app(settings: Settings, *, mcp: bool = True, host: str | None = None) -> Starlette:
-    """Check the configuration (raising ``ConfigError`` before any I/O) and build the one ASGI app."""
+def alert_statuses(settings: Settings) -> frozenset[str]:
+    try:
+        return parse_statuses(settings.services_bot_alert_statuses.split(","))
+    except QueryError as exc:
+        raise ConfigError(f"SERVICES_BOT_ALERT_STATUSES: {exc.message}", hint=exc.hint) from None
+
+
+def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True, host: str | None = None) -> Starlette:
+    """Check the configuration (raising ``ConfigError`` before any I/O) and build the one ASGI app.
+
+    ``watch=False`` answers commands only: no watcher, no alerts (the store still serves watch/history).
+    """
     host = host or settings.services_bot_host
     mode = slack_mode(settings)
     settings.targets()
     settings.auth_mode()
+    statuses = alert_statuses(settings)
     runtime = Runtime(settings=settings, slack_mode=mode)
-    shared: dict[str, ServiceQueries] = {}
-    mcp_server = create_mcp_server(lambda: nullcontext(shared["queries"])) if mcp else None
+    bus = InMemorySubscriptionBus()
+    mcp_server = (
+        create_mcp_server(
+            lambda: nullcontext(runtime.queries), open_store=lambda: nullcontext(runtime.store), bus=bus
+        )
+        if mcp
+        else None
+    )
     mcp_app = (
         mcp_http_app(mcp_server, host=host, port=settings.services_bot_port, token=settings.services_bot_mcp_token)
         if mcp_server
@@ -99,21 +148,23 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, host: str | None =
         return await handler.handle(request)
 
     async def healthz(_request: Request) -> Response:
-        status, body = runtime.health()
+        status, body = await runtime.health()
         return JSONResponse(body, status_code=status)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            queries = await stack.enter_async_context(open_queries(settings))
-            shared["queries"] = queries
-            runtime.queries = queries
+            runtime.queries = queries = await stack.enter_async_context(open_queries(settings))
+            runtime.store = store = await stack.enter_async_context(_open_store(settings))
+            await store.ensure_default_subscription(settings.services_bot_alert_channel, statuses)
+            client = slack_web_client(settings)
             runtime.slack_app = create_slack_app(
                 queries,
-                client=slack_web_client(settings),
+                client=client,
                 signing_secret=settings.slack_signing_secret.get_secret_value()
                 if mode == "http" and settings.slack_signing_secret
                 else None,
+                notifications=ChannelNotifications(store, queries),
             )
             if mode == "http":
                 slack_handler["http"] = AsyncSlackRequestHandler(runtime.slack_app)
@@ -122,7 +173,10 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, host: str | None =
                 stack.push_async_callback(runtime.socket.close_async)
             if mcp_server is not None:
                 await stack.enter_async_context(mcp_server.session_manager.run())
-            log.info("serving slack=%s mcp=%s", mode, "on" if mcp_server else "off")
+            if watch:
+                _start_watching(runtime, store, client, bus)
+                stack.push_async_callback(_stop, runtime.tasks)
+            log.info("serving slack=%s mcp=%s watcher=%s", mode, "on" if mcp_server else "off", watch)
             yield
 
     routes: list[Route | Mount] = [
@@ -134,6 +188,49 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, host: str | None =
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.runtime = runtime
     return app
+
+
+def _start_watching(runtime: Runtime, store: Store, client: AsyncWebClient, bus: InMemorySubscriptionBus) -> None:
+    settings = runtime.settings
+    assert runtime.queries is not None
+    runtime.watcher = Watcher(
+        runtime.queries.clients,
+        store,
+        poll_seconds=settings.services_bot_poll_seconds,
+        resync_polls=settings.services_bot_resync_polls,
+        notify_baseline=settings.services_bot_notify_baseline,
+        outage_polls=settings.services_bot_outage_polls,
+        alert_channel=settings.services_bot_alert_channel,
+    )
+    runtime.delivery = AlertDelivery(store, client, group_threshold=settings.services_bot_group_threshold)
+    runtime.watcher.add_listener(runtime.delivery.wake)
+    runtime.watcher.add_listener(resource_updates(bus))
+    runtime.tasks += [
+        asyncio.create_task(runtime.watcher.run(), name="watcher"),
+        asyncio.create_task(runtime.delivery.run(), name="delivery"),
+    ]
+
+
+async def _stop(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@asynccontextmanager
+async def _open_store(settings: Settings) -> AsyncIterator[Store]:
+    store = Store(settings.services_bot_db, history_days=settings.services_bot_history_days)
+    try:
+        await store.open()
+    except (sqlite3.Error, OSError, RuntimeError) as exc:
+        raise ConfigError(
+            f"Cannot open the store {settings.services_bot_db}: {exc}.",
+            hint="Point SERVICES_BOT_DB at a writable file (its folder is created if missing).",
+        ) from None
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 def slack_web_client(settings: Settings) -> AsyncWebClient:
@@ -163,9 +260,9 @@ async def _connect_socket_mode(app: AsyncApp, settings: Settings) -> AsyncSocket
     return handler
 
 
-def run_serve(settings: Settings, *, host: str, port: int, mcp: bool) -> None:
+def run_serve(settings: Settings, *, host: str, port: int, mcp: bool, watch: bool) -> None:
     settings = settings.model_copy(update={"services_bot_port": port})
-    app = create_serve_app(settings, mcp=mcp, host=host)
+    app = create_serve_app(settings, mcp=mcp, watch=watch, host=host)
     try:
         sock = listen(host, port)
     except ListenError as exc:
@@ -182,10 +279,10 @@ class BackgroundServe(BackgroundServer):
 
     name = "services-bot serve"
 
-    def __init__(self, settings: Settings, *, host: str = "127.0.0.1", mcp: bool = True) -> None:
+    def __init__(self, settings: Settings, *, host: str = "127.0.0.1", mcp: bool = True, watch: bool = True) -> None:
         self.settings = settings
         super().__init__(
-            create_serve_app(settings, mcp=mcp, host=host),
+            create_serve_app(settings, mcp=mcp, watch=watch, host=host),
             host=host,
             port=settings.services_bot_port,
             own_lifespan=True,

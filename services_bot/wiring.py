@@ -15,6 +15,7 @@ from core.client import ModelArtsClient
 from core.config import Settings, Target
 from core.query import ServiceQueries
 from core.retry import RetryPolicy
+from core.store import Store
 
 
 def local_settings(url: str, project_id: str, token: str, **overrides: object) -> Settings:
@@ -89,3 +90,14 @@ async def open_queries(settings: Settings) -> AsyncIterator[ServiceQueries]:
             for target in targets
         ]
         yield ServiceQueries(clients, cache_seconds=settings.services_bot_cache_seconds)
+
+
+@asynccontextmanager
+async def open_existing_store(settings: Settings) -> AsyncIterator[Store | None]:
+    """The watcher's store if ``serve`` has made one at SERVICES_BOT_DB, else None: ``services-bot mcp`` reads
+    transition history from it but must not create an empty store that nothing will ever fill."""
+    if not settings.services_bot_db.is_file():
+        yield None
+        return
+    async with Store(settings.services_bot_db, history_days=settings.services_bot_history_days) as store:
+        yield store

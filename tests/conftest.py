@@ -6,8 +6,10 @@ pytest's loop and talks to it over real HTTP.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -133,22 +135,26 @@ def workspace_server() -> Iterator[WorkspaceServer]:
 
 
 def slack_settings(emulator: EmulatorServer, workspace: WorkspaceServer, **overrides: Any) -> Settings:
-    """``make_settings`` plus the Slack settings that point the bot at the stand-in workspace."""
-    return make_settings(
-        emulator,
-        slack_bot_token=workspace.settings.bot_token,
-        slack_signing_secret=workspace.settings.signing_secret,
-        slack_app_token=None,
-        slack_api_url=workspace.api_url,
-        services_bot_port=0,
-        **overrides,
-    )
+    """``make_settings`` plus the Slack settings that point the bot at the stand-in workspace, and a store of
+    its own in a fresh temporary folder (unless ``services_bot_db`` is given)."""
+    fields: dict[str, Any] = {
+        "slack_bot_token": workspace.settings.bot_token,
+        "slack_signing_secret": workspace.settings.signing_secret,
+        "slack_app_token": None,
+        "slack_api_url": workspace.api_url,
+        "services_bot_port": 0,
+        "services_bot_alert_channel": None,
+        "services_bot_db": Path(tempfile.mkdtemp(prefix="services-bot-test-")) / "store.db",
+    }
+    return make_settings(emulator, **{**fields, **overrides})
 
 
 @pytest.fixture(scope="session")
 def slack_bot(emulator_server: EmulatorServer, workspace_server: WorkspaceServer) -> Iterator[BackgroundServe]:
-    """``services-bot serve`` in HTTP mode against the shared emulator, wired to the stand-in workspace."""
-    with BackgroundServe(slack_settings(emulator_server, workspace_server, services_bot_max_retries=2)) as bot:
+    """``services-bot serve`` in HTTP mode against the shared emulator, wired to the stand-in workspace. Its
+    watcher is off: other tests reset the shared fleet at will (notification tests run their own bot)."""
+    settings = slack_settings(emulator_server, workspace_server, services_bot_max_retries=2)
+    with BackgroundServe(settings, watch=False) as bot:
         yield bot
 
 

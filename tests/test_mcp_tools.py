@@ -14,7 +14,7 @@ from services_bot.wiring import open_queries
 from tests.conftest import Control, make_settings
 from tools.server import create_mcp_server
 
-TOOLS = {"list_services", "get_service", "summarize_services"}
+TOOLS = {"list_services", "get_service", "summarize_services", "list_transitions"}
 
 
 def server_for(emulator_server: EmulatorServer):  # type: ignore[no-untyped-def]

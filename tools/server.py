@@ -6,19 +6,22 @@ agent's context window is not flooded; mistakes come back as tool errors that sa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
+from mcp.server.subscriptions import ResourceUpdated, SubscriptionBus
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from core.errors import ServicesBotError
 from core.models import KNOWN_INFER_TYPES, KNOWN_STATUSES, Service
+from core.notifications import MAX_HISTORY_SINCE, Transition, parse_duration
 from core.query import ServiceQueries, ServiceQuery
+from core.store import Store
 
 StatusName = Literal[
     "running", "deploying", "concerning", "failed", "stopped", "finished", "stopping", "deleting", "pending", "waiting"
@@ -117,14 +120,59 @@ def _row_line(row: ServiceRow) -> str:
     return f"{row.service_name or row.service_id} [{row.status}] {row.infer_type or '-'} id={row.service_id}{cause}"
 
 
-def create_mcp_server(open_queries: Callable[[], AbstractAsyncContextManager[ServiceQueries]]) -> MCPServer:
-    """An MCP server whose lifespan opens the query layer once (``open_queries`` comes from the wiring)."""
-    holder: dict[str, ServiceQueries] = {}
+class TransitionRow(BaseModel):
+    """One observed status change."""
+
+    service_id: str
+    service_name: str | None = None
+    kind: str = Field(description="changed, new (appeared), deleted, or flap (changed and came back between polls).")
+    from_status: str | None = None
+    to_status: str | None = None
+    transition_at: datetime | None = Field(None, description="When ModelArts says it changed (UTC).")
+    observed_at: datetime = Field(description="When the watcher saw it (UTC).")
+    error_msg: str | None = None
+    target: str | None = None
+
+
+class TransitionList(BaseModel):
+    returned: int
+    transitions: list[TransitionRow] = Field(description="Newest first.")
+    since: datetime
+
+
+def service_uri(service_id: str) -> str:
+    return f"modelarts://services/{service_id}"
+
+
+def resource_updates(bus: SubscriptionBus) -> Callable[[list[Transition]], Awaitable[None]]:
+    """A watcher listener: every service that transitioned is announced as an updated resource to MCP clients
+    listening for it (``subscriptions/listen`` with its ``modelarts://services/{id}`` URI)."""
+
+    async def publish(transitions: list[Transition]) -> None:
+        for service_id in dict.fromkeys(t.service_id for t in transitions):
+            await bus.publish(ResourceUpdated(uri=service_uri(service_id)))
+
+    return publish
+
+
+def create_mcp_server(
+    open_queries: Callable[[], AbstractAsyncContextManager[ServiceQueries]],
+    *,
+    open_store: Callable[[], AbstractAsyncContextManager[Store | None]] | None = None,
+    bus: SubscriptionBus | None = None,
+) -> MCPServer:
+    """An MCP server whose lifespan opens the query layer (and the watcher's store, for ``list_transitions``).
+
+    ``open_queries``/``open_store`` come from the wiring; ``bus`` carries resource-updated events (the watcher
+    publishes on it through ``resource_updates``).
+    """
+    holder: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer) -> AsyncIterator[None]:
-        async with open_queries() as queries:
-            holder["queries"] = queries
+        async with AsyncExitStack() as stack:
+            holder["queries"] = await stack.enter_async_context(open_queries())
+            holder["store"] = await stack.enter_async_context(open_store()) if open_store else None
             yield None
 
     server = MCPServer(
@@ -132,6 +180,7 @@ def create_mcp_server(open_queries: Callable[[], AbstractAsyncContextManager[Ser
         instructions="Read-only access to Huawei Cloud ModelArts inference services: list and filter services, "
         "read one service's details, and summarise what is unhealthy. Start with summarize_services.",
         lifespan=lifespan,
+        subscriptions=bus,
         log_level="WARNING",  # the SDK configures root logging; INFO would log every API request to stderr
     )
 
@@ -220,6 +269,44 @@ def create_mcp_server(open_queries: Callable[[], AbstractAsyncContextManager[Ser
         counts = ", ".join(f"{k} {v}" for k, v in summary.by_status.items())
         lines = [f"{summary.total} services: {counts}", *(_row_line(r) for r in answer.unhealthy[:10])]
         return _answer(answer, "\n".join(lines))
+
+    @server.tool(annotations=READ_ONLY, structured_output=True)
+    async def list_transitions(
+        since: Annotated[
+            str, Field(description="How far back: 30m, 2h, 1d, 1w (at most a year). Default 24h.")
+        ] = "24h",
+        service: Annotated[str | None, Field(description="Only this service (id or exact name).")] = None,
+        to_status: Annotated[
+            list[StatusName] | None, Field(description="Only changes to these statuses, e.g. [\"failed\"].")
+        ] = None,
+        limit: Annotated[int, Field(ge=1, le=200, description="Most transitions returned (1-200).")] = 50,
+    ) -> Annotated[CallToolResult, TransitionList]:
+        """Status changes the watcher observed, newest first: what failed, recovered, appeared or was deleted,
+        and when. Use it for "what changed in the last hour?" or a service's recent history. Example:
+        {"since": "2h", "to_status": ["failed"]}. Needs the watcher of `services-bot serve` (its store)."""
+        store: Store | None = holder.get("store")
+        if store is None:
+            raise ToolError(
+                "No transition history here: the watcher runs inside `services-bot serve`. Point "
+                "SERVICES_BOT_DB at its store file, or use this tool on the MCP endpoint of `serve`."
+            )
+        try:
+            window = parse_duration(since)
+        except ServicesBotError as exc:
+            raise _tool_error(exc) from None
+        if window > MAX_HISTORY_SINCE:
+            raise ToolError(f"since={since} is too far back; history goes back at most 366 days.")
+        start = datetime.now(UTC) - window
+        found = await store.transitions(since=start, service=service, to_statuses=to_status, limit=limit)
+        rows = [TransitionRow(**t.model_dump(include=set(TransitionRow.model_fields))) for t in found]
+        lines = [
+            f"{r.service_name or r.service_id}: {r.from_status or '(new)'} -> {r.to_status or '(deleted)'} at "
+            f"{(r.transition_at or r.observed_at):%Y-%m-%d %H:%M}Z" + (f" — {r.error_msg[:150]}" if r.error_msg else "")
+            for r in rows[:10]
+        ]
+        more = " (limit reached; narrow `since` or raise `limit`)" if len(rows) == limit else ""
+        head = f"{len(rows)} transitions since {start:%Y-%m-%d %H:%M}Z{more}"
+        return _answer(TransitionList(returned=len(rows), transitions=rows, since=start), "\n".join([head, *lines]))
 
     @server.resource(
         "modelarts://services/{service_id}",

@@ -1,0 +1,314 @@
+"""Alerts end to end: the emulator flips statuses through its control API, ``serve``'s watcher sees it, and the
+alert arrives at the Slack stand-in, once, with the right content, thread and metadata."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from emulator import EmulatorServer, EmulatorSettings
+from services_bot.serve import BackgroundServe
+from services_bot.workspace import WorkspaceClient, WorkspaceServer
+from tests.conftest import Control, slack_settings
+from tests.test_slack_views import assert_valid, mrkdwn_texts
+
+ALERTS, GENERAL = "C0ALERTS", "C0GENERAL"
+POLL = 0.3
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[EmulatorServer]:
+    with EmulatorServer(EmulatorSettings(port=0, services=30, workspaces=0, seed=11, churn=0)) as server:
+        yield server
+
+
+@pytest.fixture
+def fleet_control(fleet: EmulatorServer) -> Iterator[Control]:
+    ctl = Control(fleet.url)
+    ctl.reset(services=30, seed=11)
+    yield ctl
+    ctl.http.close()
+
+
+def alert_settings(fleet: EmulatorServer, workspace_server: WorkspaceServer, db: Path, **overrides: Any) -> Any:
+    return slack_settings(
+        fleet,
+        workspace_server,
+        services_bot_db=db,
+        services_bot_poll_seconds=POLL,
+        services_bot_alert_channel=ALERTS,
+        services_bot_group_threshold=3,
+        services_bot_outage_polls=2,
+        services_bot_max_retries=0,
+        **overrides,
+    )
+
+
+def wait_baseline(bot: BackgroundServe, polls: int = 1, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    watcher = bot.runtime.watcher
+    assert watcher is not None
+    start = watcher.polls
+    while watcher.polls < start + polls or watcher.last_success_at is None:
+        assert time.monotonic() < deadline, "the watcher did not poll"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+async def slack(workspace_server: WorkspaceServer) -> AsyncIterator[WorkspaceClient]:
+    async with WorkspaceClient(workspace_server.url) as client:
+        await client.reset()
+        yield client
+
+
+@pytest.fixture
+def bot(
+    fleet: EmulatorServer, fleet_control: Control, workspace_server: WorkspaceServer, tmp_path: Path
+) -> Iterator[BackgroundServe]:
+    with BackgroundServe(alert_settings(fleet, workspace_server, tmp_path / "store.db"), mcp=True) as running:
+        wait_baseline(running)
+        yield running
+
+
+def bot_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for m in messages if m["user"] == "U0BOT" and not m["ephemeral"]]
+
+
+def service(control: Control, name: str, status: str = "running") -> dict[str, Any]:
+    return control.add(service_name=name, status=status)
+
+
+async def test_a_failure_is_alerted_once_with_error_and_metadata(
+    bot: BackgroundServe, fleet_control: Control, slack: WorkspaceClient
+) -> None:
+    created = service(fleet_control, "ocr-invoice-prod")
+    wait_baseline(bot, 2)
+    assert not bot_messages(await slack.messages(ALERTS)), "a new running service is not alert-worthy"
+    started = time.monotonic()
+    fleet_control.set_status(created["service_id"], "failed", "CUDA out of memory <!channel>")
+    found = await slack.wait_for_messages(lambda m: bot_messages(m), channel=ALERTS, timeout=10)
+    took = time.monotonic() - started
+    (alert,) = bot_messages(found)
+    assert_valid(alert["blocks"])
+    text = "\n".join(mrkdwn_texts(alert["blocks"]))
+    assert "*ocr-invoice-prod* running → *failed*" in text and "CUDA out of memory &lt;!channel&gt;" in text
+    assert alert["metadata"]["event_type"] == "modelarts_service_status_changed"
+    payload = alert["metadata"]["event_payload"]
+    assert payload["service_id"] == created["service_id"] and payload["to_status"] == "failed"
+    assert payload["from_status"] == "running" and payload["project_id"] == "emulator-project"
+    buttons = {e["text"]["text"] for b in alert["blocks"] for e in b.get("elements", []) if e["type"] == "button"}
+    assert buttons == {"Details", "Mute 1h"}
+    assert took < POLL + 2.0
+    wait_baseline(bot, 3)
+    assert len(bot_messages(await slack.messages(ALERTS))) == 1, "posted exactly once"
+
+
+async def test_the_baseline_posts_nothing(
+    fleet: EmulatorServer, fleet_control: Control, workspace_server: WorkspaceServer, slack: WorkspaceClient,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    for _ in range(3):
+        service(fleet_control, "already-broken", "failed")
+    with BackgroundServe(alert_settings(fleet, workspace_server, tmp_path / "store.db")) as running:
+        wait_baseline(running, 3)
+    assert not bot_messages(await slack.messages(ALERTS))
+
+
+async def test_watch_filters_route_to_the_right_channels(
+    bot: BackgroundServe, fleet_control: Control, slack: WorkspaceClient
+) -> None:
+    await slack.set_app_url(bot.url + "/slack/events")
+    await slack.command("watch failed name:ocr-*", GENERAL)
+    await slack.wait_for_messages(lambda m: "set this channel" in json.dumps(m), channel=GENERAL)
+    ocr, other = service(fleet_control, "ocr-receipts"), service(fleet_control, "fraud-scorer")
+    wait_baseline(bot, 2)
+    fleet_control.set_status(ocr["service_id"], "failed", "boom")
+    fleet_control.set_status(other["service_id"], "failed", "boom")
+    alerts = await slack.wait_for_messages(lambda m: len(bot_messages(m)) == 2, channel=ALERTS, timeout=10)
+    general = bot_messages(await slack.messages(GENERAL))
+    assert [m for m in general if "ocr-receipts" in m["text"]] and not [m for m in general if "fraud" in m["text"]]
+    assert {"ocr-receipts", "fraud-scorer"} <= {m["text"].split(":")[0] for m in bot_messages(alerts)}
+    await slack.command("watches", GENERAL)
+    listing = await slack.wait_for_messages(lambda m: "This channel is told about" in json.dumps(m), channel=GENERAL)
+    assert "failed · name:ocr-*" in json.dumps(listing, ensure_ascii=False)
+
+
+async def test_a_burst_becomes_one_grouped_message(
+    bot: BackgroundServe, fleet_control: Control, slack: WorkspaceClient
+) -> None:
+    created = [service(fleet_control, f"batch-{i}") for i in range(5)]
+    wait_baseline(bot, 2)
+    for s in created:
+        fleet_control.set_status(s["service_id"], "failed", "quota exceeded")
+    found = await slack.wait_for_messages(lambda m: bot_messages(m), channel=ALERTS, timeout=10)
+    wait_baseline(bot, 2)
+    (grouped,) = bot_messages(await slack.messages(ALERTS))
+    assert grouped["text"] == "5 services changed state" and "failed: *5*" in json.dumps(grouped["blocks"])
+    assert grouped["metadata"]["event_type"] == "modelarts_service_status_changed_batch"
+    await slack.set_app_url(bot.url + "/slack/events")
+    await slack.click(found[-1], "show_transitions")
+    shown = await slack.wait_for_messages(lambda m: any(x["ephemeral"] for x in m), channel=ALERTS)
+    listing = json.dumps([m for m in shown if m["ephemeral"]][-1]["blocks"])
+    assert all(f"batch-{i}" in listing for i in range(5))
+
+
+async def test_later_changes_go_to_the_thread_and_recovery_resolves_the_first_alert(
+    bot: BackgroundServe, fleet_control: Control, slack: WorkspaceClient
+) -> None:
+    created = service(fleet_control, "asr-zh")
+    wait_baseline(bot, 2)
+    fleet_control.set_status(created["service_id"], "concerning")
+    (root,) = bot_messages(await slack.wait_for_messages(lambda m: bot_messages(m), channel=ALERTS, timeout=10))
+    fleet_control.set_status(created["service_id"], "running")
+    found = await slack.wait_for_messages(
+        lambda m: any(x.get("thread_ts") == root["ts"] and x["ts"] != root["ts"] for x in m), channel=ALERTS, timeout=10
+    )
+    reply = next(x for x in found if x.get("thread_ts") == root["ts"] and x["ts"] != root["ts"])
+    assert "concerning → *running*" in json.dumps(reply["blocks"], ensure_ascii=False)
+    updated = await slack.wait_for_messages(
+        lambda m: any(x["ts"] == root["ts"] and x["edited"] for x in m), channel=ALERTS, timeout=5
+    )
+    first = next(x for x in updated if x["ts"] == root["ts"])
+    assert "*Resolved*" in json.dumps(first["blocks"]) and first["text"].startswith("Resolved")
+    assert len([m for m in bot_messages(updated) if not m.get("thread_ts") or m["thread_ts"] == m["ts"]]) == 1
+
+
+async def test_mute_button_silences_that_service_in_that_channel(
+    bot: BackgroundServe, fleet_control: Control, slack: WorkspaceClient
+) -> None:
+    created = service(fleet_control, "noisy-svc")
+    wait_baseline(bot, 2)
+    fleet_control.set_status(created["service_id"], "failed", "x")
+    (alert,) = bot_messages(await slack.wait_for_messages(lambda m: bot_messages(m), channel=ALERTS, timeout=10))
+    await slack.set_app_url(bot.url + "/slack/events")
+    await slack.click(alert, "mute_service")
+    await slack.wait_for_messages(lambda m: "muted *noisy-svc*" in json.dumps(m), channel=ALERTS)
+    fleet_control.set_status(created["service_id"], "concerning")
+    wait_baseline(bot, 4)
+    texts = [m["text"] for m in bot_messages(await slack.messages(ALERTS))]
+    assert not [t for t in texts if "concerning" in t], texts
+
+
+async def test_history_and_mcp_list_transitions(
+    bot: BackgroundServe, fleet_control: Control, slack: WorkspaceClient
+) -> None:
+    created = service(fleet_control, "ranker-v2")
+    wait_baseline(bot, 2)
+    fleet_control.set_status(created["service_id"], "failed", "OOMKilled")
+    await slack.wait_for_messages(lambda m: bot_messages(m), channel=ALERTS, timeout=10)
+    await slack.set_app_url(bot.url + "/slack/events")
+    await slack.command("history ranker-v2 since:1h", GENERAL)
+    found = await slack.wait_for_messages(lambda m: "Transitions of ranker-v2" in json.dumps(m), channel=GENERAL)
+    assert "running → *failed*" in json.dumps(found[-1]["blocks"], ensure_ascii=False)
+    async with Client(streamable_http_client(bot.url + "/mcp", http_client=httpx2.AsyncClient())) as client:
+        result = await client.call_tool("list_transitions", {"since": "1h", "to_status": ["failed"]})
+    rows = result.structured_content["transitions"]  # type: ignore[index]
+    assert rows[0]["service_name"] == "ranker-v2" and rows[0]["error_msg"] == "OOMKilled"
+
+
+async def test_mcp_clients_hear_that_a_service_changed(
+    bot: BackgroundServe, fleet_control: Control, slack: WorkspaceClient
+) -> None:
+    import anyio
+
+    created = service(fleet_control, "listened-svc")
+    wait_baseline(bot, 2)
+    uri = f"modelarts://services/{created['service_id']}"
+    http = httpx2.AsyncClient()
+    async with (
+        Client(streamable_http_client(bot.url + "/mcp", http_client=http)) as client,
+        client.listen(resource_subscriptions=[uri]) as events,
+    ):
+        fleet_control.set_status(created["service_id"], "failed")
+        with anyio.fail_after(10):
+            event = await anext(aiter(events))
+    assert getattr(event, "uri", None) == uri
+
+
+async def test_a_restart_loses_nothing_and_posts_nothing_twice(
+    fleet: EmulatorServer, fleet_control: Control, workspace_server: WorkspaceServer, slack: WorkspaceClient,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    db = tmp_path / "store.db"
+    a, b, c = (service(fleet_control, name) for name in ("svc-a", "svc-b", "svc-c"))
+    with BackgroundServe(alert_settings(fleet, workspace_server, db)) as first:
+        wait_baseline(first, 2)
+        fleet_control.set_status(a["service_id"], "failed", "a broke")
+        await slack.wait_for_messages(lambda m: bot_messages(m), channel=ALERTS, timeout=10)
+    fleet_control.set_status(b["service_id"], "failed", "b broke while the bot was down")
+    fleet_control.set_status(c["service_id"], "failed", "c broke")
+    with sqlite3.connect(db) as conn:  # a crash right after Slack took svc-a's alert, before it was marked done
+        conn.execute("UPDATE outbox SET state = 'in_flight', ts = NULL")
+    with BackgroundServe(alert_settings(fleet, workspace_server, db)) as second:
+        found = await slack.wait_for_messages(lambda m: len(bot_messages(m)) >= 2, channel=ALERTS, timeout=10)
+        wait_baseline(second, 3)
+    texts = sorted(m["text"].split(":")[0] for m in bot_messages(await slack.messages(ALERTS)))
+    assert texts == ["svc-a", "svc-b", "svc-c"], "svc-a found in the channel by its metadata, not posted again"
+    assert found
+
+
+async def test_slack_429_is_honoured_and_the_alert_arrives_once(
+    bot: BackgroundServe, fleet_control: Control, slack: WorkspaceClient
+) -> None:
+    created = service(fleet_control, "throttled-svc")
+    wait_baseline(bot, 2)
+    await slack.set_fault("chat.postMessage", rate_limited=1, retry_after=1)
+    started = time.monotonic()
+    fleet_control.set_status(created["service_id"], "failed", "x")
+    await slack.wait_for_messages(lambda m: bot_messages(m), channel=ALERTS, timeout=10)
+    assert time.monotonic() - started >= 1.0, "Retry-After was not honoured"
+    wait_baseline(bot, 3)
+    assert len(bot_messages(await slack.messages(ALERTS))) == 1
+    assert [c["status"] for c in await slack.calls("chat.postMessage")][:2] == [429, 200]
+
+
+async def test_a_channel_slack_refuses_does_not_hold_up_the_others(
+    bot: BackgroundServe, fleet_control: Control, slack: WorkspaceClient
+) -> None:
+    await slack.set_app_url(bot.url + "/slack/events")
+    await slack.command("watch failed", GENERAL)
+    await slack.wait_for_messages(lambda m: "set this channel" in json.dumps(m), channel=GENERAL)
+    await slack.set_fault(channel=GENERAL, not_in_channel=True)
+    created = service(fleet_control, "refused-svc")
+    wait_baseline(bot, 2)
+    fleet_control.set_status(created["service_id"], "failed", "x")
+    await slack.wait_for_messages(lambda m: bot_messages(m), channel=ALERTS, timeout=10)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        failed = [c for c in await slack.calls("chat.postMessage") if c["args"].get("channel") == GENERAL]
+        if failed:
+            break
+        await asyncio.sleep(0.05)
+    assert failed and failed[0]["error"] == "not_in_channel"
+
+
+async def test_an_outage_gives_one_notice_each_way_and_no_false_transitions(
+    bot: BackgroundServe, fleet_control: Control, slack: WorkspaceClient
+) -> None:
+    before = transitions_in(bot)
+    fleet_control.faults(error_status=503, error_count=10_000)
+    notice = await slack.wait_for_messages(lambda m: bot_messages(m), channel=ALERTS, timeout=10)
+    assert "ModelArts" in bot_messages(notice)[0]["text"]
+    await asyncio.sleep(3 * POLL)
+    fleet_control.post("/faults", {"error_count": 0})
+    found = await slack.wait_for_messages(lambda m: len(bot_messages(m)) == 2, channel=ALERTS, timeout=10)
+    wait_baseline(bot, 2)
+    texts = [m["text"] for m in bot_messages(await slack.messages(ALERTS))]
+    assert len(texts) == 2 and found, texts
+    assert "again" in texts[1].lower() or "reachable" in texts[1].lower(), texts
+    assert transitions_in(bot) == before, "a failed poll must not invent transitions"
+
+
+def transitions_in(bot: BackgroundServe) -> int:
+    with sqlite3.connect(bot.settings.services_bot_db) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM transitions").fetchone()[0])
