@@ -29,6 +29,7 @@ from core.grammar import (
     SummaryCommand,
     parse_command,
 )
+from core.metrics import COMMAND_SECONDS
 from core.query import ListResult, ServiceQueries, ServiceQuery, encode_cursor
 
 log = logging.getLogger(__name__)
@@ -66,12 +67,10 @@ class SlackHandlers:
         notifications: NotificationCommands | None,
         *,
         answer_timeout: float,
-        on_answer: Callable[[str, float, bool], None] | None = None,
     ) -> None:
         self.queries = queries
         self.notifications = notifications
         self.answer_timeout = answer_timeout
-        self.on_answer = on_answer
 
     async def on_command(self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
         text = (command.get("text") or "").strip()
@@ -213,8 +212,7 @@ class SlackHandlers:
         except Exception as exc:  # the asker cannot be told; the operator must be
             log.error("respond failed kind=%s error=%s", kind, type(exc).__name__)
             ok = False
-        if self.on_answer:
-            self.on_answer(kind, asyncio.get_running_loop().time() - started, ok)
+        COMMAND_SECONDS.labels(kind, "ok" if ok else "error").observe(asyncio.get_running_loop().time() - started)
         return ok
 
 
@@ -265,7 +263,6 @@ def create_slack_app(
     signing_secret: str | None,
     notifications: NotificationCommands | None = None,
     answer_timeout: float = 60.0,
-    on_answer: Callable[[str, float, bool], None] | None = None,
 ) -> AsyncApp:
     """The bolt app. ``signing_secret`` None means Socket Mode, where Slack's websocket replaces signatures."""
     app = AsyncApp(
@@ -275,7 +272,7 @@ def create_slack_app(
         process_before_response=False,
         logger=logging.getLogger("bot.slack"),
     )
-    handlers = SlackHandlers(queries, notifications, answer_timeout=answer_timeout, on_answer=on_answer)
+    handlers = SlackHandlers(queries, notifications, answer_timeout=answer_timeout)
     app.command(COMMAND)(handlers.on_command)
     app.action("service_details")(handlers.on_details)
     app.action(re.compile(r"^page_(previous|next)$"))(handlers.on_page)

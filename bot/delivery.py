@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +26,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerts import BATCH_EVENT_TYPE, EVENT_TYPE, alert_message, grouped_message, metadata, notice_message
 from bot.alerts import batch_metadata as batch_meta
+from core.metrics import DELIVERIES, SLACK_ERRORS
 from core.notifications import Delivery, Transition
 from core.store import Store
 
@@ -72,7 +72,6 @@ class AlertDelivery:
         max_attempts: int = 10,
         tick_seconds: float = 1.0,
         backoff_seconds: float = 2.0,
-        on_result: Callable[[str, str | None], None] | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -80,7 +79,6 @@ class AlertDelivery:
         self.max_attempts = max_attempts
         self.tick_seconds = tick_seconds
         self.backoff_seconds = backoff_seconds
-        self.on_result = on_result
         self.reported: set[tuple[str, str]] = set()
         self.paused_until = 0.0
         self._wake = asyncio.Event()
@@ -198,15 +196,13 @@ class AlertDelivery:
             return None
         ts = str(response.get("ts") or "")
         await self.store.mark_done(ids, ts, message.get("thread_ts"))
-        if self.on_result:
-            self.on_result(channel, None)
+        DELIVERIES.labels("ok").inc()
         return ts
 
     async def _failed(self, rows: list[Delivery], exc: SlackApiError) -> None:
         error = _error_of(exc)
         channel = rows[0].channel
-        if self.on_result:
-            self.on_result(channel, error)
+        SLACK_ERRORS.labels(error if error in PERMANENT_ERRORS or error == "ratelimited" else "other").inc()
         if exc.response is not None and exc.response.status_code == 429:
             retry_after = float(exc.response.headers.get("Retry-After", "1") or 1)
             await self.store.mark_retry(
@@ -214,6 +210,7 @@ class AlertDelivery:
             )
             raise RateLimited(retry_after)
         if error in PERMANENT_ERRORS:
+            DELIVERIES.labels("failed").inc()
             await self.store.mark_failed([d.id for d in rows], error)
             if (channel, error) not in self.reported:
                 self.reported.add((channel, error))
@@ -230,9 +227,11 @@ class AlertDelivery:
         attempts = max(d.attempts for d in rows) + 1
         ids = [d.id for d in rows]
         if attempts >= self.max_attempts:
+            DELIVERIES.labels("failed").inc()
             await self.store.mark_failed(ids, f"gave up after {attempts} attempts: {error}")
             log.error("gave up delivering channel=%s after=%d error=%s", rows[0].channel, attempts, error)
             return
+        DELIVERIES.labels("retry").inc()
         delay = min(300.0, self.backoff_seconds * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
         await self.store.mark_retry(ids, datetime.now(UTC) + timedelta(seconds=delay), error)
 

@@ -32,6 +32,7 @@ from core.errors import (
     ServerError,
     UnavailableError,
 )
+from core.metrics import API_LATENCY, API_REQUESTS
 from core.models import LegacyServiceList, Service, ServicePage
 from core.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
 
@@ -218,13 +219,19 @@ class ModelArtsClient:
         except (UnavailableError, ServerError, RateLimitedError) as exc:  # IAM itself is briefly unwell
             return _Retryable(exc, getattr(exc, "retry_after", None))
         self.requests_sent += 1
+        route = _route(request.url.path)
+        sent = time.monotonic()
         try:
             response = await self.http.send(request)
         except httpx.TimeoutException as exc:
+            API_REQUESTS.labels(self.target.name, route, "0").inc()
             return _Retryable(UnavailableError(f"ModelArts did not answer in time ({type(exc).__name__})."), None)
         except httpx.TransportError as exc:
+            API_REQUESTS.labels(self.target.name, route, "0").inc()
             error = UnavailableError(f"Cannot reach ModelArts at {self.target.endpoint} ({type(exc).__name__}).")
             return _Retryable(error, None)
+        API_LATENCY.labels(route).observe(time.monotonic() - sent)
+        API_REQUESTS.labels(self.target.name, route, str(response.status_code)).inc()
         if response.status_code < 400:
             try:
                 return parse(response)
@@ -236,6 +243,15 @@ class ModelArtsClient:
         if response.status_code in RETRYABLE_STATUSES:
             return _Retryable(error, parse_retry_after(response.headers.get("Retry-After")))
         return _Retryable(error, None, final=True)
+
+
+def _route(path: str) -> str:
+    """A bounded label for a request path: the three documented endpoints."""
+    if path.endswith("/infer-services"):
+        return "legacy"
+    if path.endswith("/services"):
+        return "list"
+    return "show" if "/services/" in path else "other"
 
 
 @dataclass

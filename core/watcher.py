@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from core.client import ListParams, ModelArtsClient
 from core.errors import ApiError, ServicesBotError
+from core.metrics import LAST_POLL_SUCCESS, POLL_SECONDS, POLLS, TRANSITIONS
 from core.models import UNHEALTHY_STATUSES, Service
 from core.notifications import Notice, Transition
 from core.store import KnownService, Store, from_ms, to_ms
@@ -313,6 +314,7 @@ class Watcher:
             notices=notices,
         )
         self.last_poll = result
+        POLL_SECONDS.observe(result.duration_seconds)
         if transitions or notices:
             await self._notify(transitions)
         return result
@@ -391,6 +393,11 @@ class Watcher:
             log.exception("watcher poll crashed", extra={"target": state.name})
             stored = []
         poll.requests = client.requests_sent - sent_before
+        POLLS.labels(state.name, poll.mode, "ok" if poll.ok else "failed").inc()
+        if poll.ok:
+            LAST_POLL_SUCCESS.labels(state.name).set_to_current_time()
+        for t in stored:
+            TRANSITIONS.labels(t.to_status or "deleted", t.kind).inc()
         return poll, stored
 
     async def _poll_target_inner(

@@ -82,6 +82,9 @@ class BackgroundServer:
     def on_bound(self, url: str) -> None:
         """Called with the URL before serving starts (e.g. so the app can build links back to itself)."""
 
+    def on_stopping(self) -> None:
+        """Called before the server is told to stop (e.g. to end long-polls that would hold shutdown up)."""
+
     def start(self, timeout: float = 20.0) -> BackgroundServer:
         if self._thread is not None:
             raise RuntimeError(f"the {self.name} is already running")
@@ -123,6 +126,7 @@ class BackgroundServer:
         server, thread = self._server, self._thread
         if server is None or thread is None:
             return
+        self.on_stopping()
         server.should_exit = True
         thread.join(timeout=10)
         if thread.is_alive():  # pragma: no cover - only if a handler hangs

@@ -125,7 +125,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from services_bot.demo import run_demo
 
-    return run_demo(port=args.port, services=args.services, churn=args.churn, once=args.once)
+    try:
+        return run_demo(port=args.port, services=args.services, churn=args.churn, once=args.once, poll=args.poll)
+    except (ServicesBotError, RuntimeError, OSError) as exc:
+        message = exc.user_text() if isinstance(exc, ServicesBotError) else str(exc)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,11 +187,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-watch", action="store_true", help="answer commands only: no watcher, no alerts")
     serve.set_defaults(func=cmd_serve)
 
-    demo = sub.add_parser("demo", help="start the emulator with a churning fleet and show answers")
-    demo.add_argument("--port", type=int, default=8090, help="emulator port (0 = any free port)")
-    demo.add_argument("--services", type=int, default=200, help="fleet size")
-    demo.add_argument("--churn", type=float, default=0.5, help="status transitions per second")
-    demo.add_argument("--once", action="store_true", help="exit after the answers instead of serving")
+    demo = sub.add_parser(
+        "demo",
+        help="everything, no accounts: emulated ModelArts, a local Slack workspace page, the bot, MCP over HTTP",
+        description="Start an emulated ModelArts with a churning fleet, a local Slack-like workspace (a web page), "
+        "and the bot wired to both (slash commands, alerts from the watcher, MCP over HTTP). Prints the URLs; "
+        "Ctrl-C stops everything.",
+    )
+    demo.add_argument(
+        "--port", type=int, default=8090, help="emulator port; the workspace uses port+1, the bot port+2 (0 = any)"
+    )
+    demo.add_argument("--services", type=int, default=200, help="fleet size (default 200)")
+    demo.add_argument("--churn", type=float, default=0.3, help="status transitions per second (default 0.3)")
+    demo.add_argument("--poll", type=float, default=2.0, help="watcher interval in seconds (default 2)")
+    demo.add_argument("--once", action="store_true", help="answer a few commands, then exit instead of serving")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import uvicorn
 from mcp.server.subscriptions import InMemorySubscriptionBus
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
@@ -63,8 +64,10 @@ class Runtime:
     started_at: float = field(default_factory=time.time)
 
     def stale_after(self) -> float:
-        """A poll older than this means the watcher is stuck or ModelArts unreachable: health turns 503."""
-        return 3 * self.settings.services_bot_poll_seconds + 30
+        """No successful poll for three intervals (and at least 5 s) means the watcher is stuck or ModelArts is
+        unreachable: health turns 503, so an orchestrator restarts or pages."""
+        poll = self.settings.services_bot_poll_seconds
+        return max(3 * poll, poll + 5)
 
     async def health(self) -> tuple[int, dict[str, Any]]:
         problems: list[str] = []
@@ -151,6 +154,9 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
         status, body = await runtime.health()
         return JSONResponse(body, status_code=status)
 
+    async def metrics(_request: Request) -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
@@ -182,6 +188,7 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
     routes: list[Route | Mount] = [
         Route("/slack/events", slack_events, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
     ]
     if mcp_app is not None:
         routes.append(Mount("/", app=mcp_app))

@@ -112,4 +112,6 @@ def test_demo_once_answers_and_exits() -> None:
     proc = run(["demo", "--once", "--port", "0", "--services", "60"], timeout=90)
     assert proc.returncode == 0, proc.stderr
     assert "$ services-bot ask summary" in proc.stdout and "By status:" in proc.stdout
+    assert "Slack workspace  http://127.0.0.1:" in proc.stdout and "/mcp" in proc.stdout
+    assert "/services summary in the workspace: ack" in proc.stdout and "unhealthy" in proc.stdout
     assert_no_traceback(proc)

@@ -135,8 +135,12 @@ async def test_watch_filters_route_to_the_right_channels(
     fleet_control.set_status(ocr["service_id"], "failed", "boom")
     fleet_control.set_status(other["service_id"], "failed", "boom")
     alerts = await slack.wait_for_messages(lambda m: len(bot_messages(m)) == 2, channel=ALERTS, timeout=10)
+    await slack.wait_for_messages(
+        lambda m: any("ocr-receipts" in x["text"] for x in bot_messages(m)), channel=GENERAL, timeout=10
+    )
+    wait_baseline(bot, 2)
     general = bot_messages(await slack.messages(GENERAL))
-    assert [m for m in general if "ocr-receipts" in m["text"]] and not [m for m in general if "fraud" in m["text"]]
+    assert not [m for m in general if "fraud" in m["text"]], "name:ocr-* keeps other services out of #general"
     assert {"ocr-receipts", "fraud-scorer"} <= {m["text"].split(":")[0] for m in bot_messages(alerts)}
     await slack.command("watches", GENERAL)
     listing = await slack.wait_for_messages(lambda m: "This channel is told about" in json.dumps(m), channel=GENERAL)
@@ -312,3 +316,22 @@ async def test_an_outage_gives_one_notice_each_way_and_no_false_transitions(
 def transitions_in(bot: BackgroundServe) -> int:
     with sqlite3.connect(bot.settings.services_bot_db) as conn:
         return int(conn.execute("SELECT COUNT(*) FROM transitions").fetchone()[0])
+
+
+async def test_health_turns_503_when_polls_go_stale_and_recovers(bot: BackgroundServe, fleet_control: Control) -> None:
+    import httpx
+
+    async with httpx.AsyncClient() as http:
+        healthy = await http.get(bot.url + "/healthz")
+        assert healthy.status_code == 200 and healthy.json()["watcher"]["last_poll_age_seconds"] < 5
+        fleet_control.faults(error_status=503, error_count=100_000)
+        deadline = time.monotonic() + 15
+        while (stale := await http.get(bot.url + "/healthz")).status_code == 200:
+            assert time.monotonic() < deadline, "health never noticed the stale watcher"
+            await asyncio.sleep(0.2)
+        assert stale.status_code == 503 and "no successful poll" in stale.json()["problems"][0]
+        fleet_control.post("/faults", {"error_count": 0})
+        deadline = time.monotonic() + 10
+        while (await http.get(bot.url + "/healthz")).status_code != 200:
+            assert time.monotonic() < deadline, "health did not recover"
+            await asyncio.sleep(0.2)

@@ -105,3 +105,20 @@ async def test_a_click_with_a_bad_signature_does_nothing(workspace: WorkspaceCli
     assert refused["status"] == 401
     after = (await workspace.messages("C0GENERAL"))[-1]
     assert after["blocks"] == listing["blocks"] and not after["replaced"]
+
+
+async def test_metrics_count_what_users_notice(
+    slack_bot: BackgroundServe, workspace: WorkspaceClient, control: Control
+) -> None:
+    await workspace.command("failed")
+    await workspace.wait_for_messages(lambda m: m, channel="C0GENERAL")
+    async with Client(streamable_http_client(slack_bot.url + "/mcp", http_client=httpx2.AsyncClient())) as client:
+        await client.call_tool("get_service", {"service": "no-such-service-anywhere"})
+    async with httpx.AsyncClient() as http:
+        response = await http.get(slack_bot.url + "/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'services_bot_slack_answer_seconds_count{kind="command",outcome="ok"}' in text
+    assert 'services_bot_api_requests_total{code="200",route="list",target="default"}' in text
+    assert 'services_bot_mcp_tool_calls_total{outcome="error",tool="get_service"}' in text
+    assert "services_bot_api_request_seconds_bucket" in text

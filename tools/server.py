@@ -18,6 +18,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from core.errors import ServicesBotError
+from core.metrics import MCP_TOOL_CALLS
 from core.models import KNOWN_INFER_TYPES, KNOWN_STATUSES, Service
 from core.notifications import MAX_HISTORY_SINCE, Transition, parse_duration
 from core.query import ServiceQueries, ServiceQuery
@@ -155,6 +156,23 @@ def resource_updates(bus: SubscriptionBus) -> Callable[[list[Transition]], Await
     return publish
 
 
+TOOL_NAMES = frozenset({"list_services", "get_service", "summarize_services", "list_transitions"})
+
+
+class CountingMCPServer(MCPServer):
+    """Counts tool calls by tool and outcome for ``/metrics`` (a tool error is raised, then sent as isError)."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        label = name if name in TOOL_NAMES else "unknown"
+        try:
+            result = await super().call_tool(name, arguments, context)
+        except Exception:
+            MCP_TOOL_CALLS.labels(label, "error").inc()
+            raise
+        MCP_TOOL_CALLS.labels(label, "ok").inc()
+        return result
+
+
 def create_mcp_server(
     open_queries: Callable[[], AbstractAsyncContextManager[ServiceQueries]],
     *,
@@ -175,10 +193,11 @@ def create_mcp_server(
             holder["store"] = await stack.enter_async_context(open_store()) if open_store else None
             yield None
 
-    server = MCPServer(
+    server = CountingMCPServer(
         name="services-bot",
         instructions="Read-only access to Huawei Cloud ModelArts inference services: list and filter services, "
-        "read one service's details, and summarise what is unhealthy. Start with summarize_services.",
+        "read one service's details, summarise what is unhealthy, and list recent status changes. Start with "
+        "summarize_services.",
         lifespan=lifespan,
         subscriptions=bus,
         log_level="WARNING",  # the SDK configures root logging; INFO would log every API request to stderr

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services_bot.workspace import control, responses, webapi
+from services_bot.workspace import control, page, responses, webapi
 from services_bot.workspace.settings import WorkspaceSettings
 from services_bot.workspace.state import WorkspaceState
 
@@ -42,6 +42,7 @@ def create_app(settings: WorkspaceSettings | None = None) -> Starlette:
         Route("/response/{rid}", responses.respond, methods=["POST"]),
         Route("/_workspace/healthz", healthz, methods=["GET"]),
         *(Route(path, fn, methods=methods) for path, fn, methods in control.ROUTES),
+        *page.ROUTES,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.workspace = state

@@ -9,6 +9,7 @@ app URL yet).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -288,7 +289,12 @@ async def events(request: Request) -> Response:
         raise UserActionError("after must be an integer and timeout a number") from None
     if after > ws.events.seq:  # from before a restart: answer at once so the page can start over
         return JSONResponse({"events": [], "last": ws.events.seq})
-    found = await ws.events.wait_after(after, max(timeout, 0.0))
+    # wait in slices so a page that went away, or a workspace shutting down, ends the wait within a second
+    deadline = time.monotonic() + max(timeout, 0.0)
+    while True:
+        found = await ws.events.wait_after(after, min(0.5, max(deadline - time.monotonic(), 0.0)))
+        if found or time.monotonic() >= deadline or ws.closing or await request.is_disconnected():
+            break
     return JSONResponse({"events": found, "last": ws.events.seq})
 
 

@@ -38,4 +38,8 @@ class WorkspaceServer(BackgroundServer):
         return self.app.state.workspace  # type: ignore[no-any-return]
 
     def on_bound(self, url: str) -> None:
+        self.state.closing = False
         self.state.url = url  # response_urls and permalinks point back here
+
+    def on_stopping(self) -> None:
+        self.state.closing = True

@@ -257,6 +257,7 @@ class WorkspaceState:
     """The mutable world of one workspace; ``reset`` empties it but keeps the channels and users."""
 
     def __init__(self, settings: WorkspaceSettings) -> None:
+        self.closing = False  # set when the server stops, so long-polls end at once
         self.settings = settings
         self.url = ""
         """The workspace's own base URL, set once the server listens (response_urls and permalinks use it)."""
