@@ -60,35 +60,45 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MODELARTS_PROJECT_ID", "HUAWEICLOUD_SDK_PROJECT_ID"),
         description="Project id (falls back to HUAWEICLOUD_SDK_PROJECT_ID).",
     )
-    modelarts_workspace_id: str | None = Field(None, description="Only this workspace (default: workspace 0).")
-    modelarts_auth_token: SecretStr | None = Field(None, description="A static X-Auth-Token.")
+    modelarts_workspace_id: str | None = Field(
+        None, description="Only this workspace; without it the API lists the default workspace 0 only."
+    )
+    modelarts_auth_token: SecretStr | None = Field(None, description="A static X-Auth-Token (IAM tokens last 24 h).")
     huaweicloud_sdk_ak: SecretStr | None = Field(None, description="Access key for AK/SK request signing.")
     huaweicloud_sdk_sk: SecretStr | None = Field(None, description="Secret key for AK/SK request signing.")
     huaweicloud_sdk_security_token: SecretStr | None = Field(
         None, description="Security token of temporary AK/SK credentials."
     )
-    huaweicloud_iam_username: str | None = Field(None, description="IAM user for password tokens.")
+    huaweicloud_iam_username: str | None = Field(
+        None,
+        description="IAM user for password login: a project-scoped token is fetched, cached, refreshed 5 minutes "
+        "before it expires and once on a 401.",
+    )
     huaweicloud_iam_password: SecretStr | None = Field(None, description="IAM password.")
     huaweicloud_iam_domain: str | None = Field(None, description="IAM account (domain) name.")
     huaweicloud_iam_endpoint: str | None = Field(
         None, description="IAM endpoint (default from the region, else the ModelArts endpoint)."
     )
     services_bot_config: Path | None = Field(None, description="TOML file listing several targets.")
-    services_bot_host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")
-    services_bot_port: int = Field(3000, ge=0, le=65535, description="Port the HTTP server listens on.")
+    services_bot_host: str = Field("127.0.0.1", description="Address `serve` and `mcp --transport http` listen on.")
+    services_bot_port: int = Field(3000, ge=0, le=65535, description="Port of `serve` and `mcp --transport http`.")
     services_bot_mcp_token: SecretStr | None = Field(
         None, description="Bearer token for MCP over HTTP; mandatory when not bound to loopback."
     )
     services_bot_timeout_seconds: float = Field(10.0, gt=0, description="Per-request timeout.")
-    services_bot_max_retries: int = Field(3, ge=0, le=10, description="Retries on 429/5xx/timeouts.")
+    services_bot_max_retries: int = Field(
+        3, ge=0, le=10, description="Retries on 429, 5xx, timeouts and connection errors."
+    )
     services_bot_retry_base_seconds: float = Field(
-        0.2, gt=0, description="First backoff before a retry; doubles each retry, with jitter."
+        0.2, gt=0, description="First backoff before a retry; doubles each retry, with jitter; Retry-After wins."
     )
     services_bot_retry_budget_seconds: float = Field(
         20.0, gt=0, description="Longest total time spent retrying one request."
     )
     services_bot_concurrency: int = Field(8, ge=1, le=64, description="Parallel API requests per target.")
-    services_bot_page_size: int = Field(1000, ge=2, le=10000, description="Services per API page.")
+    services_bot_page_size: int = Field(
+        1000, ge=2, le=10000, description="Services per API page (1000 is the API's default)."
+    )
     services_bot_cache_seconds: float = Field(
         5.0, ge=0, description="How long a listing is reused for repeated queries (0 = never)."
     )

@@ -1,4 +1,4 @@
-"""manifest.yaml is what a Slack admin pastes to create the app: it must be valid and ask for no more than needed."""
+"""What an admin or user reads: manifest.yaml must be valid and minimal, and the README must match the code."""
 
 from __future__ import annotations
 
@@ -37,3 +37,11 @@ def test_interactivity_and_socket_mode_are_on_and_http_urls_are_placeholders() -
     assert settings["interactivity"]["request_url"] == "https://YOUR-HOST/slack/events"
     assert settings["socket_mode_enabled"] is True
     assert load()["features"]["bot_user"]["display_name"] == "services-bot"
+
+
+def test_the_readme_configuration_table_is_generated_from_the_settings() -> None:
+    from services_bot.settings_doc import END, START, markdown_table
+
+    readme = (MANIFEST.parent / "README.md").read_text(encoding="utf-8")
+    current = readme.split(START, 1)[1].split(END, 1)[0].strip()
+    assert current == markdown_table(), "run: python -m services_bot.settings_doc --write README.md"
