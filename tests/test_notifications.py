@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -157,6 +160,7 @@ async def test_a_burst_becomes_one_grouped_message(
     found = await slack.wait_for_messages(lambda m: bot_messages(m), channel=ALERTS, timeout=10)
     wait_baseline(bot, 2)
     (grouped,) = bot_messages(await slack.messages(ALERTS))
+    assert_valid(grouped["blocks"])
     assert grouped["text"] == "5 services changed state" and "failed: *5*" in json.dumps(grouped["blocks"])
     assert grouped["metadata"]["event_type"] == "modelarts_service_status_changed_batch"
     await slack.set_app_url(bot.url + "/slack/events")
@@ -307,7 +311,10 @@ async def test_an_outage_gives_one_notice_each_way_and_no_false_transitions(
     fleet_control.post("/faults", {"error_count": 0})
     found = await slack.wait_for_messages(lambda m: len(bot_messages(m)) == 2, channel=ALERTS, timeout=10)
     wait_baseline(bot, 2)
-    texts = [m["text"] for m in bot_messages(await slack.messages(ALERTS))]
+    notices = bot_messages(await slack.messages(ALERTS))
+    for notice_message in notices:
+        assert_valid(notice_message["blocks"])
+    texts = [m["text"] for m in notices]
     assert len(texts) == 2 and found, texts
     assert "again" in texts[1].lower() or "reachable" in texts[1].lower(), texts
     assert transitions_in(bot) == before, "a failed poll must not invent transitions"
@@ -335,3 +342,91 @@ async def test_health_turns_503_when_polls_go_stale_and_recovers(bot: Background
         while (await http.get(bot.url + "/healthz")).status_code != 200:
             assert time.monotonic() < deadline, "health did not recover"
             await asyncio.sleep(0.2)
+
+
+def _serve_process(fleet: EmulatorServer, workspace_server: WorkspaceServer, db: Path) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELARTS_", "HUAWEICLOUD_", "SLACK_"))}
+    env.update(
+        MODELARTS_ENDPOINT=fleet.url,
+        MODELARTS_PROJECT_ID=fleet.settings.project_id,
+        MODELARTS_AUTH_TOKEN=fleet.settings.token,
+        SLACK_BOT_TOKEN=workspace_server.settings.bot_token,
+        SLACK_SIGNING_SECRET=workspace_server.settings.signing_secret,
+        SLACK_API_URL=workspace_server.api_url,
+        SERVICES_BOT_PORT="0",
+        SERVICES_BOT_DB=str(db),
+        SERVICES_BOT_POLL_SECONDS=str(POLL),
+        SERVICES_BOT_ALERT_CHANNEL=ALERTS,
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "services_bot.cli", "serve", "--no-mcp"],
+        env=env, cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _outbox_states(db: Path) -> list[str]:
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        try:
+            return [row[0] for row in conn.execute("SELECT state FROM outbox ORDER BY id")]
+        except sqlite3.OperationalError:
+            return []
+
+
+async def _until(check: Any, what: str, timeout: float = 15) -> None:  # noqa: ASYNC109 - names what it waited for
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def _baselined(db: Path) -> bool:
+    if not db.exists():
+        return False
+    with sqlite3.connect(db) as conn:
+        try:
+            return bool(conn.execute("SELECT baselined_ms FROM targets").fetchone())
+        except sqlite3.OperationalError:
+            return False
+
+
+async def test_a_killed_process_posts_nothing_twice_and_loses_nothing(
+    fleet: EmulatorServer, fleet_control: Control, workspace_server: WorkspaceServer, slack: WorkspaceClient,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    db = tmp_path / "store.db"
+    first_svc, second_svc = service(fleet_control, "kill-a"), service(fleet_control, "kill-b")
+    proc = _serve_process(fleet, workspace_server, db)
+    try:
+        await _until(lambda: _baselined(db), "the baseline")
+        await slack.set_fault("chat.postMessage", latency=1.0)
+        fleet_control.set_status(first_svc["service_id"], "failed", "a broke")
+        calls: list[dict[str, Any]] = []
+
+        async def posting() -> bool:
+            calls[:] = await slack.calls("chat.postMessage")
+            return bool(calls)
+
+        deadline = time.monotonic() + 10
+        while not await posting():
+            assert time.monotonic() < deadline, "the alert was never sent"
+            await asyncio.sleep(0.02)
+        proc.kill()  # SIGKILL while Slack is still handling the post
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    await slack.wait_for_messages(lambda m: bot_messages(m), channel=ALERTS, timeout=5)  # Slack did take it
+    assert _outbox_states(db) == ["in_flight"]
+    await slack.clear_faults()
+    fleet_control.set_status(second_svc["service_id"], "failed", "b broke while the bot was down")
+    proc = _serve_process(fleet, workspace_server, db)
+    try:
+        await _until(lambda: _outbox_states(db) == ["done", "done"], "both alerts delivered")
+    finally:
+        proc.terminate()
+        _out, err = proc.communicate(timeout=15)
+    texts = sorted(m["text"].split(":")[0] for m in bot_messages(await slack.messages(ALERTS)))
+    assert texts == ["kill-a", "kill-b"], "kill-a found by its metadata, not posted again; kill-b not lost"
+    assert "Traceback" not in err
