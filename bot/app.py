@@ -1,7 +1,8 @@
 """The Slack app: the ``/services`` command and the buttons of its answers, on slack-bolt's ``AsyncApp``.
 
-Every listener acks at once (grammar errors and help are answered in the ack itself, which needs no I/O), then
-answers through the command's ``response_url``; so Slack's 3-second limit is never at the mercy of ModelArts.
+Every listener acks at once (grammar errors and help are answered in the ack itself, which needs no I/O) and
+leaves the answer to a task that sends it through the ``response_url``; so Slack's 3-second limit is never at the
+mercy of ModelArts, nor of the CPU work of answers already under way.
 Answers are ephemeral unless the asker wrote ``public`` or pressed "Share in channel".
 """
 
@@ -11,7 +12,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -71,6 +72,7 @@ class SlackHandlers:
         self.queries = queries
         self.notifications = notifications
         self.answer_timeout = answer_timeout
+        self._running: set[asyncio.Task[bool]] = set()
 
     async def on_command(self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
         text = (command.get("text") or "").strip()
@@ -84,7 +86,7 @@ class SlackHandlers:
             return
         await ack()
         channel, user = command.get("channel_id") or "", command.get("user_id") or ""
-        await self._answer(respond, "command", lambda: self._reply(parsed, text, channel, user))
+        self._later(self._answer(respond, "command", lambda: self._reply(parsed, text, channel, user)))
 
     async def on_details(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
@@ -94,7 +96,7 @@ class SlackHandlers:
             service = await self.queries.get(str(value.get("id") or ""), target=value.get("t"))
             return details_reply(service)
 
-        await self._answer(respond, "details", reply, replace_original=False)
+        self._later(self._answer(respond, "details", reply, replace_original=False))
 
     async def on_page(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         """Previous/Next: an ephemeral answer is replaced in place; a shared one stays as it is for the
@@ -112,7 +114,7 @@ class SlackHandlers:
                 query = _at_offset(query, int(value.get("o") or 0))
             return list_reply(await self._list(query), text)
 
-        await self._answer(respond, "page", reply, replace_original=ephemeral)
+        self._later(self._answer(respond, "page", reply, replace_original=ephemeral))
 
     async def on_share(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         """Post the same page in the channel for everyone, and remove the asker's private copy."""
@@ -126,8 +128,13 @@ class SlackHandlers:
             result = await self._list(query)
             return list_reply(result, text, public=True, shared_by=user)
 
-        if await self._answer(respond, "share", reply, replace_original=False):
-            await respond(delete_original=True)
+        async def share() -> bool:
+            shared = await self._answer(respond, "share", reply, replace_original=False)
+            if shared:
+                await respond(delete_original=True)
+            return shared
+
+        self._later(share())
 
     async def on_mute(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         """"Mute 1h" under an alert: silence that service in that channel, and say so in the channel."""
@@ -142,7 +149,7 @@ class SlackHandlers:
                 raise ButtonValueError()
             return await notifications.mute(channel, user, target, service_id, value.get("n"), timedelta(hours=1))
 
-        await self._answer(respond, "mute", reply, replace_original=False)
+        self._later(self._answer(respond, "mute", reply, replace_original=False))
 
     async def on_show_transitions(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         """"Show all" under a grouped alert: every transition of that burst, to the clicker."""
@@ -153,7 +160,14 @@ class SlackHandlers:
             poll_id = str(_button_value(body).get("p") or "")
             return await self._notifications().poll_transitions(poll_id, channel)
 
-        await self._answer(respond, "show_transitions", reply, replace_original=False)
+        self._later(self._answer(respond, "show_transitions", reply, replace_original=False))
+
+    def _later(self, answer: Coroutine[Any, Any, bool]) -> None:
+        """Answer after the listener has returned, so bolt sends the ack at once (``process_before_response``):
+        the HTTP 200 never waits behind an answer's parsing. A reference is kept until the task ends."""
+        task = asyncio.create_task(answer)
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     def _notifications(self) -> NotificationCommands:
         if self.notifications is None:
@@ -269,7 +283,7 @@ def create_slack_app(
         client=client,
         signing_secret=signing_secret or "",
         request_verification_enabled=signing_secret is not None,
-        process_before_response=False,
+        process_before_response=True,  # listeners only ack and hand the answer to a task (SlackHandlers._later)
         logger=logging.getLogger("bot.slack"),
     )
     handlers = SlackHandlers(queries, notifications, answer_timeout=answer_timeout)

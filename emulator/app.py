@@ -68,6 +68,7 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         Route("/_emulator/services/{service_id}", control.get_service, methods=["GET"]),
         Route("/_emulator/services/{service_id}", control.delete_service, methods=["DELETE"]),
         Route("/_emulator/services/{service_id}/status", control.set_status, methods=["POST"]),
+        Route("/_emulator/statuses", control.set_statuses, methods=["POST"]),
         Route("/_emulator/reset", control.reset, methods=["POST"]),
         Route("/_emulator/churn", control.churn, methods=["POST"]),
         Route("/_emulator/transitions", control.transitions, methods=["GET"]),

@@ -111,6 +111,33 @@ async def set_status(request: Request) -> Response:
 
 
 @_handled
+async def set_statuses(request: Request) -> Response:
+    """``POST /_emulator/statuses`` ``{"changes": [{"service_id", "status", "error_msg"?}, ...]}``: several
+    changes at one instant, so a poll sees all of them or none (a burst, for tests of grouped alerts)."""
+    emu = _emu(request)
+    body = await _body(request)
+    changes = body.get("changes")
+    if not isinstance(changes, list) or not changes:
+        raise BadRequest("changes must be a non-empty list of {service_id, status, error_msg?}")
+    planned = []
+    for change in changes:
+        if not isinstance(change, dict):
+            raise BadRequest("each change must be an object")
+        s = emu.fleet.get(str(change.get("service_id")))
+        if s is None:
+            raise BadRequest(f"service {change.get('service_id')} does not exist", 404)
+        status = _opt_str(change, "status")
+        if status is None:
+            raise BadRequest("status is required in every change")
+        planned.append((s, status, _opt_str(change, "error_msg")))
+    at = now_ms()
+    for s, status, error_msg in planned:
+        old = emu.fleet.set_status(s, status, at, error_msg=error_msg, progress=None, rng=emu.churn.rng)
+        emu.churn.record(s, old, status, at)
+    return JSONResponse({"changed": len(planned)})
+
+
+@_handled
 async def create_services(request: Request) -> Response:
     """``POST /_emulator/services``: one service with the given fields (default: running, workspace "0",
     appearing now), or ``{"count": N}`` generated ones following the fleet's distributions."""

@@ -633,6 +633,20 @@ def test_control_status_change(client: httpx.Client) -> None:
     assert client.post(f"/_emulator/services/{sid}/status", content=b"[").status_code == 400
 
 
+def test_control_changes_several_statuses_at_one_instant(client: httpx.Client) -> None:
+    a, b = (s["service_id"] for s in list_all(client, status="running")[:2])
+    changes = [{"service_id": a, "status": "failed", "error_msg": "x"}, {"service_id": b, "status": "concerning"}]
+    assert client.post("/_emulator/statuses", json={"changes": changes}).json() == {"changed": 2}
+    last = client.get("/_emulator/transitions").json()["transitions"][-2:]
+    assert [t["to_status"] for t in last] == ["failed", "concerning"]
+    assert last[0]["transition_at"] == last[1]["transition_at"]
+    assert client.get(f"{P}/services/{a}").json()["error_msg"] == "x"
+    nothing = {"changes": [{"service_id": b, "status": "running"}, {"service_id": "nope", "status": "failed"}]}
+    assert client.post("/_emulator/statuses", json=nothing).status_code == 404
+    assert client.get(f"{P}/services/{b}").json()["status"] == "concerning", "a bad batch changes nothing"
+    assert client.post("/_emulator/statuses", json={"changes": []}).status_code == 400
+
+
 def test_control_create_and_delete(client: httpx.Client) -> None:
     d = add(
         client,

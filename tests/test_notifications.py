@@ -155,8 +155,8 @@ async def test_a_burst_becomes_one_grouped_message(
 ) -> None:
     created = [service(fleet_control, f"batch-{i}") for i in range(5)]
     wait_baseline(bot, 2)
-    for s in created:
-        fleet_control.set_status(s["service_id"], "failed", "quota exceeded")
+    burst = [{"service_id": s["service_id"], "status": "failed", "error_msg": "quota exceeded"} for s in created]
+    fleet_control.post("/statuses", {"changes": burst})  # at one instant: one poll sees all five
     found = await slack.wait_for_messages(lambda m: bot_messages(m), channel=ALERTS, timeout=10)
     wait_baseline(bot, 2)
     (grouped,) = bot_messages(await slack.messages(ALERTS))
