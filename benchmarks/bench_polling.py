@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import os
 import platform
 import random
@@ -90,11 +91,6 @@ def start_emulator(services: int) -> tuple[subprocess.Popen[bytes], str]:
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError("emulator did not start")
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
 def deep_size(known: dict[str, Any]) -> int:
@@ -189,31 +185,74 @@ def _row(label: str, samples: list[tuple[int, int, float]], details: list[int]) 
     )
 
 
-async def memory(services: int) -> dict[str, float]:
+def proc_status_mb(field: str) -> float:
+    """A ``/proc/self/status`` field in MB: ``VmRSS`` now, ``VmHWM`` the peak since start (or the last reset)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024 / 1e6
+    raise KeyError(field)
+
+
+def reset_peak() -> bool:
+    """Restart ``VmHWM`` from the current RSS (Linux ``clear_refs`` 5), so each phase gets its own peak."""
+    try:
+        with open("/proc/self/clear_refs", "w") as refs:
+            refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+async def memory(services: int, polls: int = 3, changes: int = 5) -> dict[str, Any]:
+    """Run in a fresh process (``--memory-child``): baseline, ``polls`` steady-state polls with ``changes``
+    status changes before each, then one resync (a full listing with the state already known). The emulator
+    is a separate process, so the peaks are the watcher's own (interpreter and libraries included)."""
     proc, url = start_emulator(services)
     try:
         counter = CountingTransport()
+        control = httpx.Client(base_url=url + "/_emulator", timeout=60)
         with tempfile.TemporaryDirectory() as tmp:
             http, watcher, store = await open_watcher(url, Path(tmp) / "bench.db", counter)
             try:
                 gc.collect()
-                before = rss_mb()
+                before = proc_status_mb("VmRSS")
+                phases = reset_peak()
                 started = time.perf_counter()
-                await watcher.poll_once()
+                result = await watcher.poll_once()
                 baseline_s = time.perf_counter() - started
+                assert result.ok and result.targets[0].mode == "baseline", result.targets
+                baseline_peak = proc_status_mb("VmHWM")
                 gc.collect()
-                after = rss_mb()
+                after = proc_status_mb("VmRSS")
+                phases = phases and reset_peak()
                 counter.take()
                 started = time.perf_counter()
-                await watcher.poll_once()
+                result = await watcher.poll_once()
                 quiet_s = time.perf_counter() - started
+                assert result.ok and result.targets[0].mode == "incremental", result.targets
                 quiet_requests, quiet_bytes = counter.take()
                 known = watcher.targets["bench"].known or {}
+                ids, rng = list(known), random.Random(9)
+                for _ in range(polls):
+                    change(control, ids, changes, rng)
+                    result = await watcher.poll_once()
+                    assert result.ok and result.targets[0].mode == "incremental", result.targets
+                watcher.targets["bench"].polls_since_full = watcher.resync_polls - 1
+                started = time.perf_counter()
+                result = await watcher.poll_once()
+                resync_s = time.perf_counter() - started
+                assert result.ok and result.targets[0].reason == "resync", result.targets
                 return {
                     "services": len(known),
                     "state_mb": deep_size(known) / 1e6,
-                    "rss_growth_mb": after - before,
+                    "rss_before_mb": before,
+                    "baseline_peak_mb": baseline_peak,
+                    "rss_after_mb": after,
+                    "later_peak_mb": proc_status_mb("VmHWM"),
+                    "phases": phases,
                     "baseline_s": baseline_s,
+                    "resync_s": resync_s,
                     "quiet_requests": quiet_requests,
                     "quiet_bytes": quiet_bytes,
                     "quiet_s": quiet_s,
@@ -227,17 +266,53 @@ async def memory(services: int) -> dict[str, float]:
         proc.wait()
 
 
+def memory_in_child(services: int) -> dict[str, Any]:
+    """``memory`` in a fresh interpreter, so earlier runs (and the parent's own allocations) do not count."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", str(services)], cwd=ROOT, check=True, capture_output=True
+    )
+    return json.loads(out.stdout.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--memory-sizes", type=int, nargs="*", default=[10_000, 100_000])
+    parser.add_argument("--skip-costs", action="store_true", help="only the memory table")
+    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_child:
+        print(json.dumps(asyncio.run(memory(args.memory_child))))
+        return
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    rows = asyncio.run(polling_costs(args.services, args.repeat))
+    if not args.skip_costs:
+        print_costs(args.services, args.repeat)
+    if args.memory_sizes:
+        print("\n### Tracked state and the watcher's memory (a fresh process per size)\n")
+        print(
+            "| services | tracked state (deep size) | RSS before baseline | peak RSS in baseline | "
+            "RSS after baseline | peak RSS in 4 polls + resync | baseline poll | resync poll | "
+            "quiet poll (requests, bytes, time) | SQLite file |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for size in args.memory_sizes:
+            m = memory_in_child(size)
+            later = f"{m['later_peak_mb']:.0f} MB" if m["phases"] else "(no per-phase peak)"
+            print(
+                f"| {m['services']:,.0f} | {m['state_mb']:.1f} MB | {m['rss_before_mb']:.0f} MB "
+                f"| {m['baseline_peak_mb']:.0f} MB | {m['rss_after_mb']:.0f} MB | {later} "
+                f"| {m['baseline_s']:.1f} s | {m['resync_s']:.1f} s "
+                f"| {m['quiet_requests']:.0f}, {m['quiet_bytes']:,.0f} B, {m['quiet_s'] * 1000:.0f} ms "
+                f"| {m['db_mb']:.1f} MB |"
+            )
+
+
+def print_costs(services: int, repeat: int) -> None:
+    rows = asyncio.run(polling_costs(services, repeat))
     naive = rows[0]
-    print(f"\n### Cost of one poll at {args.services:,} services (median of {args.repeat})\n")
+    print(f"\n### Cost of one poll at {services:,} services (median of {repeat})\n")
     print("| poll | API list requests | response bytes | detail lookups | time | bytes vs naive |")
     print("|---|---:|---:|---:|---:|---:|")
     for row in rows:
@@ -247,21 +322,6 @@ def main() -> None:
             f"| {row.label} | {listed:g} | {row.bytes:,.0f} B | {row.details:g} "
             f"| {row.seconds * 1000:,.0f} ms | {ratio} |"
         )
-    if args.memory_sizes:
-        print("\n### Tracked state\n")
-        print(
-            "| services | tracked state (deep size) | RSS growth after baseline | baseline poll | "
-            "quiet poll (requests, bytes, time) | SQLite file |"
-        )
-        print("|---:|---:|---:|---:|---:|---:|")
-        for size in args.memory_sizes:
-            m = asyncio.run(memory(size))
-            print(
-                f"| {m['services']:,.0f} | {m['state_mb']:.1f} MB | {m['rss_growth_mb']:.0f} MB "
-                f"| {m['baseline_s']:.1f} s "
-                f"| {m['quiet_requests']:.0f}, {m['quiet_bytes']:,.0f} B, {m['quiet_s'] * 1000:.0f} ms "
-                f"| {m['db_mb']:.1f} MB |"
-            )
 
 
 if __name__ == "__main__":

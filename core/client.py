@@ -2,16 +2,20 @@
 
 It owns the parts every caller needs and nobody should repeat: credentials on every request, retries with
 backoff, typed errors, and listing *everything* through the ambiguous ``offset`` (quirk Q24) with the
-remaining pages fetched concurrently.
+remaining pages fetched concurrently: all at once (``list_all``) or a page at a time (``iter_pages``, which
+reads only a few pages ahead, so a caller that keeps less than the rows holds one page, not the fleet).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import asdict, dataclass
 from typing import Literal, TypeVar
 
@@ -95,7 +99,8 @@ class ModelArtsClient:
         self.credentials = credentials
         self.retry = retry or RetryPolicy()
         self.page_size = page_size
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self.concurrency = max(1, concurrency)
+        self._semaphore = asyncio.Semaphore(self.concurrency)
         self.offset_mode: OffsetMode | None = None
         self.requests_sent = 0
 
@@ -124,49 +129,86 @@ class ModelArtsClient:
         return [row.to_service(self.target.name) for row in envelope.services or []]
 
     async def list_all(self, params: ListParams) -> list[Service]:
-        """Every service matching ``params``, each exactly once, whichever way the server reads ``offset``.
+        """Every service matching ``params``, each exactly once, whichever way the server reads ``offset``
+        (all of ``iter_pages`` in one list)."""
+        services: list[Service] = []
+        async with aclosing(self.iter_pages(params)) as pages:
+            async for rows in pages:
+                services += rows
+        return services
+
+    async def iter_pages(self, params: ListParams) -> AsyncIterator[list[Service]]:
+        """Every service matching ``params``, each exactly once, one page's new rows at a time and in page
+        order, so a caller that keeps less than the parsed rows never holds the whole listing.
 
         The first page gives ``total_count``. If more pages are needed and the offset reading is not yet
         known, the second request asks for ``offset=1``: a server counting records answers with the first
         page's second row, one counting pages with rows not seen yet. The remaining pages then go out
-        concurrently. Rows are de-duplicated by id, so a shift between pages cannot double a service.
+        concurrently, at most ``concurrency`` pages ahead of the one being yielded. Rows are de-duplicated by
+        id, so a shift between pages cannot double a service; a page with no new row yields nothing.
+        Use ``contextlib.aclosing`` when you may stop early: closing cancels the requests still out.
         """
         size = self.page_size
+        seen: set[str] = set()
         first = await self.list_page(params, offset=0, limit=size)
-        seen: dict[str, Service] = {}
-        _collect(seen, first)
+        if rows := _fresh(seen, first):
+            yield rows
         total = first.total_count
         if len(first.services) < size or (total is not None and len(seen) >= total):
-            return list(seen.values())
+            return
         probed = False
         if self.offset_mode is None:
             second = await self.list_page(params, offset=1, limit=size)
             self.offset_mode = _detect_offset_mode(first, second)
             log.info("offset mode detected", extra={"target": self.target.name, "mode": self.offset_mode})
             if self.offset_mode == "page":
-                _collect(seen, second)
                 probed = True
+                if rows := _fresh(seen, second):
+                    yield rows
+            del second
+        del first
+        start = 2 if probed else 1
         if total is None:  # no total_count: nothing to fan out over, read on until a short page
-            await self._read_on(params, seen, None, 2 if probed else 1)
-            return list(seen.values())
+            async for rows in self._read_on(params, seen, None, start):
+                yield rows
+            return
         pages = -(-total // size)
-        indexes = range(2 if probed else 1, pages)
-        results = await asyncio.gather(*(self.list_page(params, offset=self._offset(i), limit=size) for i in indexes))
-        for page in results:
-            _collect(seen, page)
+        indexes = iter(range(start, pages))
+        ahead: deque[asyncio.Task[ServicePage]] = deque()
+
+        def fetch_next(count: int) -> None:
+            for index in itertools.islice(indexes, count):
+                ahead.append(asyncio.create_task(self.list_page(params, offset=self._offset(index), limit=size)))
+
+        try:
+            fetch_next(self.concurrency)
+            while ahead:
+                page = await ahead.popleft()
+                fetch_next(1)
+                if rows := _fresh(seen, page):
+                    yield rows
+                del page
+        finally:
+            for task in ahead:
+                task.cancel()
+            if ahead:
+                await asyncio.gather(*ahead, return_exceptions=True)
         if len(seen) < total:
-            await self._read_on(params, seen, total, pages)
-        return list(seen.values())
+            async for rows in self._read_on(params, seen, total, pages):
+                yield rows
 
     def _offset(self, page_index: int) -> int:
         return page_index if self.offset_mode == "page" else page_index * self.page_size
 
-    async def _read_on(self, params: ListParams, seen: dict[str, Service], total: int | None, start: int) -> None:
-        """Page sequentially from ``index`` until a short page (or ``total`` reached): rows pushed past the
+    async def _read_on(
+        self, params: ListParams, seen: set[str], total: int | None, start: int
+    ) -> AsyncIterator[list[Service]]:
+        """Page sequentially from ``start`` until a short page (or ``total`` reached): rows pushed past the
         pages we asked for by services added meanwhile, or a server that sends no ``total_count``."""
         for index in range(start, start + MAX_PAGES):
             page = await self.list_page(params, offset=self._offset(index), limit=self.page_size)
-            _collect(seen, page)
+            if rows := _fresh(seen, page):
+                yield rows
             if len(page.services) < self.page_size or (total is not None and len(seen) >= total):
                 return
         raise MalformedResponseError(f"The API kept returning full pages past {MAX_PAGES} pages; paging stopped.")
@@ -268,9 +310,14 @@ class _Unauthorized:
     error: ApiError
 
 
-def _collect(seen: dict[str, Service], page: ServicePage) -> None:
+def _fresh(seen: set[str], page: ServicePage) -> list[Service]:
+    """The page's rows whose id is not in ``seen`` yet (first occurrence wins); adds their ids to it."""
+    rows = []
     for service in page.services:
-        seen.setdefault(service.service_id, service)
+        if service.service_id not in seen:
+            seen.add(service.service_id)
+            rows.append(service)
+    return rows
 
 
 def _detect_offset_mode(first: ServicePage, second: ServicePage) -> OffsetMode:

@@ -14,7 +14,9 @@ Safety. A target's poll either completes and is committed in one transaction, or
 are inferred only from a complete listing. ``outage_polls`` failed polls in a row of one target produce one
 "cannot reach ModelArts" notice, and the next success one "reachable again" notice.
 
-The diff itself (``diff_services``) is a pure function over the previous snapshot and the new rows.
+The diff itself (``diff_services``) is a pure function over the previous snapshot and the new rows; a full listing
+feeds it a page at a time (``DiffBuilder``, ``ModelArtsClient.iter_pages``), so the watcher holds the compact
+records of the whole fleet but the parsed API rows of one page only.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -118,6 +121,101 @@ def known_from(service: Service) -> KnownService:
     )
 
 
+class DiffBuilder:
+    """``diff_services`` a page at a time: ``add`` each batch of rows as it arrives, then ``finish``. It keeps
+    only compact ``KnownService`` records, the ids seen and the transitions, never the rows themselves, so
+    a full listing of any size goes through one page at a time.
+
+    ``announce`` limits the transitions made to those whose ``to_status`` is in it (a baseline that reports
+    nothing passes an empty set); None makes every transition. Upserts and deletions are not affected.
+    """
+
+    def __init__(
+        self,
+        known: dict[str, KnownService],
+        *,
+        complete: bool,
+        target: str,
+        project_id: str | None,
+        observed_at: datetime,
+        announce: Collection[str] | None = None,
+    ) -> None:
+        self.known = known
+        self.complete = complete
+        self.target = target
+        self.project_id = project_id
+        self.observed_at = observed_at
+        self.announce = announce
+        self.diff = Diff()
+        self.seen: set[str] = set()
+        self.rows = 0
+        self.newest_ms: int | None = None
+        """The newest ``transition_at`` (epoch ms) of every row added, changed or not."""
+
+    def add(self, rows: Iterable[Service]) -> None:
+        out = self.diff
+        for row in rows:
+            self.rows += 1
+            moment = to_ms(row.transition_at)
+            if moment is not None and (self.newest_ms is None or moment > self.newest_ms):
+                self.newest_ms = moment
+            if row.service_id in self.seen:
+                continue
+            self.seen.add(row.service_id)
+            now = known_from(row)
+            before = self.known.get(row.service_id)
+            if before == now:
+                continue
+            out.upserts.append(now)
+            kind = _kind(before, now)
+            if kind is None or (self.announce is not None and now.status not in self.announce):
+                continue  # a rename or a move: stored, not announced (or not to be announced now)
+            out.transitions.append(
+                Transition(
+                    target=self.target,
+                    project_id=self.project_id,
+                    service_id=now.service_id,
+                    service_name=now.service_name,
+                    kind=kind,
+                    from_status=before.status if before else None,
+                    to_status=now.status,
+                    transition_at=row.transition_at,
+                    observed_at=self.observed_at,
+                    error_msg=row.error_msg,
+                    infer_type=now.infer_type,
+                    workspace_id=now.workspace_id,
+                )
+            )
+
+    def finish(self) -> Diff:
+        """The diff; with a ``complete`` listing, every known service not seen is a deletion."""
+        out = self.diff
+        if not self.complete:
+            return out
+        for service_id, gone in self.known.items():
+            if service_id in self.seen:
+                continue
+            out.deletions.append(service_id)
+            if self.announce is not None:
+                continue  # a deletion has no to_status to announce
+            out.transitions.append(
+                Transition(
+                    target=self.target,
+                    project_id=self.project_id,
+                    service_id=service_id,
+                    service_name=gone.service_name,
+                    kind="deleted",
+                    from_status=gone.status,
+                    to_status=None,
+                    transition_at=None,
+                    observed_at=self.observed_at,
+                    infer_type=gone.infer_type,
+                    workspace_id=gone.workspace_id,
+                )
+            )
+        return out
+
+
 def diff_services(
     known: dict[str, KnownService],
     rows: Iterable[Service],
@@ -128,57 +226,9 @@ def diff_services(
     observed_at: datetime,
 ) -> Diff:
     """Compare rows with the last known state. Only a ``complete`` listing may conclude a service is gone."""
-    out = Diff()
-    seen: set[str] = set()
-    for row in rows:
-        if row.service_id in seen:
-            continue
-        seen.add(row.service_id)
-        now = known_from(row)
-        before = known.get(row.service_id)
-        if before == now:
-            continue
-        out.upserts.append(now)
-        kind = _kind(before, now)
-        if kind is None:
-            continue  # a rename or a move: stored, not announced
-        out.transitions.append(
-            Transition(
-                target=target,
-                project_id=project_id,
-                service_id=now.service_id,
-                service_name=now.service_name,
-                kind=kind,
-                from_status=before.status if before else None,
-                to_status=now.status,
-                transition_at=row.transition_at,
-                observed_at=observed_at,
-                error_msg=row.error_msg,
-                infer_type=now.infer_type,
-                workspace_id=now.workspace_id,
-            )
-        )
-    if complete:
-        for service_id, gone in known.items():
-            if service_id in seen:
-                continue
-            out.deletions.append(service_id)
-            out.transitions.append(
-                Transition(
-                    target=target,
-                    project_id=project_id,
-                    service_id=service_id,
-                    service_name=gone.service_name,
-                    kind="deleted",
-                    from_status=gone.status,
-                    to_status=None,
-                    transition_at=None,
-                    observed_at=observed_at,
-                    infer_type=gone.infer_type,
-                    workspace_id=gone.workspace_id,
-                )
-            )
-    return out
+    builder = DiffBuilder(known, complete=complete, target=target, project_id=project_id, observed_at=observed_at)
+    builder.add(rows)
+    return builder.finish()
 
 
 def _kind(before: KnownService | None, now: KnownService) -> Literal["changed", "new", "flap"] | None:
@@ -419,22 +469,23 @@ class Watcher:
             except _NeedsFullListing as why:
                 poll.reason = str(why)
         complete = rows is None
-        if rows is None:
-            rows = await self._all_rows(client)
-        poll.rows = len(rows)
-        diff = diff_services(
+        announce = await self._baseline_statuses() if poll.mode == "baseline" else None
+        builder = DiffBuilder(
             known,
-            rows,
             complete=complete,
             target=state.name,
             project_id=client.target.project_id,
             observed_at=observed_at,
+            announce=announce,
         )
-        transitions = diff.transitions
-        if poll.mode == "baseline":
-            transitions = await self._baseline_transitions(transitions)
-        transitions, poll.detail_requests = await self._with_errors(client, transitions)
-        watermark = _newest(rows, state.watermark_ms)
+        if rows is None:
+            await self._list_everything(client, builder)
+        else:
+            builder.add(rows)
+        poll.rows = builder.rows
+        diff = builder.finish()
+        transitions, poll.detail_requests = await self._with_errors(client, diff.transitions)
+        watermark = _newer(builder.newest_ms, state.watermark_ms)
         stored = await self.store.record_poll(
             state.name,
             poll_id,
@@ -464,12 +515,11 @@ class Watcher:
             )
         return stored
 
-    async def _baseline_transitions(self, transitions: list[Transition]) -> list[Transition]:
+    async def _baseline_statuses(self) -> frozenset[str]:
         """A fresh store reports nothing, or (``notify_baseline``) the services already in a watched status."""
         if not self.notify_baseline:
-            return []
-        watched = await self.store.watched_statuses()
-        return [t for t in transitions if t.to_status in watched]
+            return frozenset()
+        return frozenset(await self.store.watched_statuses())
 
     async def _with_errors(
         self, client: ModelArtsClient, transitions: list[Transition]
@@ -497,12 +547,14 @@ class Watcher:
     def _workspaces(self, client: ModelArtsClient) -> list[str | None]:
         return list(client.target.workspace_ids) or [None]
 
-    async def _all_rows(self, client: ModelArtsClient) -> list[Service]:
-        """A complete listing of every workspace of the target (publish order: stable while statuses move)."""
-        rows: list[Service] = []
+    async def _list_everything(self, client: ModelArtsClient, builder: DiffBuilder) -> None:
+        """A complete listing of every workspace of the target (publish order: stable while statuses move),
+        handed to ``builder`` a page at a time, so only one page of parsed rows is held at once."""
         for ws in self._workspaces(client):
-            rows += await client.list_all(ListParams(workspace_id=ws, sort_by="publish_at", order="asc"))
-        return rows
+            params = ListParams(workspace_id=ws, sort_by="publish_at", order="asc")
+            async with aclosing(client.iter_pages(params)) as pages:
+                async for rows in pages:
+                    builder.add(rows)
 
     async def _recent_rows(
         self, client: ModelArtsClient, state: TargetHealth, known: dict[str, KnownService]
@@ -556,10 +608,7 @@ class Watcher:
                 limit *= 2  # the pages read so far end on a multiple of the doubled size, in either offset reading
 
 
-def _newest(rows: Iterable[Service], previous: int | None) -> int | None:
-    newest = previous
-    for row in rows:
-        moment = to_ms(row.transition_at)
-        if moment is not None and (newest is None or moment > newest):
-            newest = moment
-    return newest
+def _newer(moment: int | None, previous: int | None) -> int | None:
+    if moment is None:
+        return previous
+    return moment if previous is None or moment > previous else previous

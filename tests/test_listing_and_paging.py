@@ -89,3 +89,44 @@ async def test_without_total_count_paging_reads_on_until_a_short_page(
     async with queries_for(flat_server) as queries:
         services = await queries.clients[0].list_all(ListParams())
     assert len(services) == len({s.service_id for s in services}) == 2500
+
+
+@pytest.mark.parametrize("mode", ["page", "record"])
+async def test_iter_pages_yields_the_listing_a_page_at_a_time(
+    flat_server: EmulatorServer, flat_control: Control, mode: str
+) -> None:
+    """The same services in the same order as ``list_all``, in batches of at most a page."""
+    flat_control.reset(services=2_345, seed=6)
+    flat_control.quirks(offset_mode=mode)
+    async with queries_for(flat_server, services_bot_page_size=500) as queries:
+        client = queries.clients[0]
+        batches = [rows async for rows in client.iter_pages(ListParams(sort_by="service_name"))]
+        listed = await client.list_all(ListParams(sort_by="service_name"))
+    assert [len(rows) for rows in batches] == [500, 500, 500, 500, 345]
+    assert [s.service_id for rows in batches for s in rows] == [s.service_id for s in listed]
+    assert len({s.service_id for s in listed}) == 2_345
+
+
+async def test_iter_pages_reads_ahead_only_a_few_pages_and_stops_when_closed(
+    flat_server: EmulatorServer, flat_control: Control
+) -> None:
+    """A consumer that stops after three pages of twenty caused five requests (first page, the ``offset=1``
+    probe, then ``concurrency`` = 2 pages ahead plus one), not twenty; closing leaves nothing running."""
+    import asyncio
+    from contextlib import aclosing
+
+    flat_control.reset(services=2_000, seed=8)
+    flat_control.quirks(offset_mode="page")
+    flat_control.clear_requests()
+    async with queries_for(flat_server, services_bot_page_size=100, services_bot_concurrency=2) as queries:
+        before = len(asyncio.all_tasks())
+        async with aclosing(queries.clients[0].iter_pages(ListParams())) as pages:
+            taken = [await anext(pages) for _ in range(3)]
+            for _ in range(100):  # the pages read ahead arrive (up to 5 s)
+                if flat_control.requests()["by_route"]["list"] >= 5:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.2)  # and nothing more is asked for
+            assert flat_control.requests()["by_route"]["list"] == 5
+        assert len(asyncio.all_tasks()) == before
+    assert [len(rows) for rows in taken] == [100, 100, 100]

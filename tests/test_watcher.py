@@ -278,3 +278,34 @@ async def test_the_loop_keeps_polling_until_cancelled(server: EmulatorServer, ct
         with pytest.raises(asyncio.CancelledError):
             await task
         assert watcher.polls >= 3 and watcher.errors == 0
+
+
+async def test_a_full_listing_over_many_pages_is_diffed_a_page_at_a_time(
+    server: EmulatorServer, ctl: Control, tmp_path: Path
+) -> None:
+    """With 40-row pages the baseline and a resync each read 8 pages (plus the offset probe once), and the
+    resync still finds a change, an arrival and a deletion spread over different pages."""
+    rows = services(ctl, server, status="running")
+    changed, doomed = rows[0], rows[-1]
+    async with watching(server, tmp_path / "w.db", {"services_bot_page_size": 40}, resync_polls=1) as (watcher, store):
+        ctl.clear_requests()
+        first = await watcher.poll_once()
+        assert first.targets[0].mode == "baseline" and first.transitions == []
+        assert first.targets[0].rows == SERVICES and ctl.requests()["by_route"]["list"] == 8
+        assert len(await store.known_services("default")) == SERVICES
+        ctl.set_status(changed["service_id"], "failed", "disk full")
+        ctl.delete(f"/services/{doomed['service_id']}")
+        born = ctl.add(service_name="late-arrival", status="concerning")
+        ctl.clear_requests()
+        result = await watcher.poll_once()
+        assert result.targets[0].reason == "resync" and result.targets[0].rows == SERVICES
+        assert ctl.requests()["by_route"]["list"] == 8
+        got = {(t.kind, t.service_id, t.to_status) for t in result.transitions}
+        assert got == {
+            ("changed", changed["service_id"], "failed"),
+            ("new", born["service_id"], "concerning"),
+            ("deleted", doomed["service_id"], None),
+        }
+        known = await store.known_services("default")
+        assert len(known) == SERVICES and doomed["service_id"] not in known
+        assert known[changed["service_id"]].status == "failed"
