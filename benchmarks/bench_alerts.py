@@ -28,8 +28,6 @@ import math
 import os
 import platform
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,6 +41,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.emulator_process import start_emulator  # noqa: E402
 from core.watcher import PollResult, Watcher  # noqa: E402 - after the path is set, so the script runs anywhere
 from services_bot.serve import BackgroundServe  # noqa: E402
 from services_bot.wiring import local_settings  # noqa: E402
@@ -54,31 +53,6 @@ SINGLE_EVENT = "modelarts_service_status_changed"
 BATCH_EVENT = "modelarts_service_status_changed_batch"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_emulator(services: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    code = (
-        "import emulator; emulator.run(emulator.EmulatorSettings("
-        f"port={port}, services={services}, seed=1, workspaces=0, churn=0))"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/_emulator/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("emulator did not start")
 
 
 @dataclass

@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,34 +27,11 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.emulator_process import start_emulator  # noqa: E402
+
 PROJECT, TOKEN = "emulator-project", "emulator-token"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_emulator(services: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    code = (
-        "import emulator; emulator.run(emulator.EmulatorSettings("
-        f"port={port}, services={services}, seed=1, workspaces=0))"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/_emulator/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("emulator did not start")
 
 
 def client_run(url: str, concurrency: int, mode: str, repeat: int) -> dict[str, float]:

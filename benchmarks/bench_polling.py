@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pydantic import SecretStr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.emulator_process import start_emulator  # noqa: E402
 from core.auth import StaticToken  # noqa: E402
 from core.client import ListParams, ModelArtsClient  # noqa: E402
 from core.config import Target  # noqa: E402
@@ -66,31 +66,6 @@ class CountingTransport(httpx.AsyncBaseTransport):
         return counts
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_emulator(services: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    code = (
-        "import emulator; emulator.run(emulator.EmulatorSettings("
-        f"port={port}, services={services}, seed=1, workspaces=0))"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/_emulator/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("emulator did not start")
 
 
 def deep_size(known: dict[str, Any]) -> int:
