@@ -13,7 +13,6 @@ status. Name, type, workspace and target filters must all hold as well.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -23,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import QueryError
 from core.models import KNOWN_INFER_TYPES, UNHEALTHY_STATUSES
-from core.query import parse_statuses
+from core.query import name_matcher, parse_statuses
 from core.suggest import did_you_mean
 
 TransitionKind = Literal["changed", "new", "deleted", "flap"]
@@ -106,7 +105,7 @@ class Subscription(BaseModel):
             return False
         if self.workspace_id and t.workspace_id != self.workspace_id:
             return False
-        return not self.name_glob or name_matches(self.name_glob, t.service_name or "")
+        return not self.name_glob or name_matcher(self.name_glob)(t.service_name or "")
 
     def describe(self) -> str:
         """``failed, concerning · name:ocr-* · type:real-time`` (statuses in a stable order)."""
@@ -184,14 +183,6 @@ class Mute(BaseModel):
 
 
 # -- matching --------------------------------------------------------------------------------------
-
-
-def name_matches(pattern: str, name: str) -> bool:
-    """Glob when the pattern has ``* ? [``, else substring; both case-insensitive."""
-    lowered = pattern.lower()
-    if any(ch in lowered for ch in "*?["):
-        return fnmatch.fnmatchcase(name.lower(), lowered)
-    return lowered in name.lower()
 
 
 def route(transitions: Iterable[Transition], subscriptions: Iterable[Subscription]) -> list[tuple[str, Transition]]:

@@ -256,7 +256,9 @@ def _sort_key(sort: SortKey) -> Callable[[Service], Any]:
     return lambda s: (s.transition_at or s.publish_at or epoch, s.service_id)
 
 
-def _name_matcher(pattern: str) -> Callable[[str], bool]:
+def name_matcher(pattern: str) -> Callable[[str], bool]:
+    """The ``name:`` filter of queries and subscriptions: a glob when it has ``* ? [``, else a substring; both
+    case-insensitive."""
     lowered = pattern.lower()
     if any(ch in lowered for ch in "*?["):
         regex = re.compile(fnmatch.translate(lowered))
@@ -403,7 +405,7 @@ class ServiceQueries:
     async def _matching(self, query: ServiceQuery) -> tuple[list[Service], list[str]]:
         jobs = [(c, p) for c in self._clients(query.target) for p in self._plans(query, c)]
         services, warnings = await self._gather_listings(jobs)
-        name_ok = _name_matcher(query.name) if query.name else None
+        name_ok = name_matcher(query.name) if query.name else None
         matches = [
             s
             for s in services

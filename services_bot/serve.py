@@ -57,6 +57,7 @@ class Runtime:
     queries: ServiceQueries | None = None
     store: Store | None = None
     slack_app: AsyncApp | None = None
+    http_handler: AsyncSlackRequestHandler | None = None
     socket: AsyncSocketModeHandler | None = None
     watcher: Watcher | None = None
     delivery: AlertDelivery | None = None
@@ -142,13 +143,11 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
         if mcp_server
         else None
     )
-    slack_handler: dict[str, AsyncSlackRequestHandler] = {}
 
     async def slack_events(request: Request) -> Response:
-        handler = slack_handler.get("http")
-        if handler is None:
+        if runtime.http_handler is None:
             return JSONResponse({"error": "Slack is connected over Socket Mode here"}, status_code=404)
-        return await handler.handle(request)
+        return await runtime.http_handler.handle(request)
 
     async def healthz(_request: Request) -> Response:
         status, body = await runtime.health()
@@ -173,7 +172,7 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
                 notifications=ChannelNotifications(store, queries),
             )
             if mode == "http":
-                slack_handler["http"] = AsyncSlackRequestHandler(runtime.slack_app)
+                runtime.http_handler = AsyncSlackRequestHandler(runtime.slack_app)
             else:
                 runtime.socket = await _connect_socket_mode(runtime.slack_app, settings)
                 stack.push_async_callback(runtime.socket.close_async)
