@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
+from core.notifications import Transition
+from core.store import Store
 from emulator import EmulatorServer
 from services_bot.wiring import open_queries
 from tests.conftest import Control, make_settings
@@ -90,18 +94,47 @@ async def test_api_failure_is_a_tool_error(emulator_server: EmulatorServer, cont
     assert result.is_error and "ModelArts" in " ".join(getattr(c, "text", "") for c in result.content)
 
 
-async def test_services_bot_mcp_over_stdio(emulator_server: EmulatorServer, control: Control) -> None:
+def _stdio(emulator_server: EmulatorServer, db: Path) -> StdioServerParameters:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELARTS_", "HUAWEICLOUD_", "SERVICES_BOT_"))}
     env.update(
         MODELARTS_ENDPOINT=emulator_server.url,
         MODELARTS_PROJECT_ID=emulator_server.settings.project_id,
         MODELARTS_AUTH_TOKEN=emulator_server.settings.token,
+        SERVICES_BOT_DB=str(db),
     )
-    params = StdioServerParameters(command=sys.executable, args=["-m", "services_bot.cli", "mcp"], env=env, cwd="/")
-    async with Client(params) as client:
+    return StdioServerParameters(command=sys.executable, args=["-m", "services_bot.cli", "mcp"], env=env, cwd="/")
+
+
+async def test_services_bot_mcp_over_stdio(emulator_server: EmulatorServer, control: Control, tmp_path: Path) -> None:
+    async with Client(_stdio(emulator_server, tmp_path / "none.db")) as client:
         assert {t.name for t in (await client.list_tools()).tools} == TOOLS
         result = await client.call_tool("summarize_services", {})
+        history = await client.call_tool("list_transitions", {})
     assert not result.is_error and result.structured_content and result.structured_content["total"] > 0
+    assert history.is_error and "services-bot serve" in history.content[0].text  # type: ignore[union-attr]
+    assert not (tmp_path / "none.db").exists(), "no empty store is created where serve has none"
+
+
+async def test_list_transitions_over_stdio_reads_the_store_serve_keeps(
+    emulator_server: EmulatorServer, tmp_path: Path
+) -> None:
+    db = tmp_path / "store.db"
+    seen = Transition(
+        target="default", service_id="svc-1", service_name="ocr-prod", kind="changed", from_status="running",
+        to_status="failed", transition_at=datetime.now(UTC), error_msg="OOMKilled",
+    )  # fmt: skip
+    async with Store(db) as store:
+        await store.record_poll("default", "p1", [], [], [seen], None)
+    async with Client(_stdio(emulator_server, db)) as client:
+        found = await client.call_tool("list_transitions", {"since": "1h", "to_status": ["failed"]})
+        wrong = await client.call_tool("list_transitions", {"since": "yesterday"})
+        empty = await client.call_tool("list_transitions", {"to_status": ["running"]})
+    rows = found.structured_content["transitions"]  # type: ignore[index]
+    assert [(r["service_name"], r["from_status"], r["to_status"], r["error_msg"]) for r in rows] == [
+        ("ocr-prod", "running", "failed", "OOMKilled")
+    ]
+    assert wrong.is_error and "not a duration" in wrong.content[0].text  # type: ignore[union-attr]
+    assert not empty.is_error and empty.structured_content["returned"] == 0  # type: ignore[index]
 
 
 async def test_service_resource_and_triage_prompt(emulator_server: EmulatorServer, control: Control) -> None:
