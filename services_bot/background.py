@@ -11,6 +11,7 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 import uvicorn
@@ -52,10 +53,15 @@ def uvicorn_config(app: Starlette, *, lifespan: str = "on", log_level: str = "wa
     )
 
 
-async def serve_with_lifespan(app: Starlette, sock: socket.socket, server: uvicorn.Server) -> None:
+async def serve_with_lifespan(
+    app: Starlette, sock: socket.socket, server: uvicorn.Server, on_ready: Callable[[], None] | None = None
+) -> None:
     """Run the app's lifespan here rather than inside uvicorn, so a start-up failure propagates as the
-    exception it is (a ``ConfigError`` reaches the command line as one line) instead of a logged traceback."""
+    exception it is (a ``ConfigError`` reaches the command line as one line) instead of a logged traceback.
+    ``on_ready`` runs once the lifespan has started, before connections are served."""
     async with app.router.lifespan_context(app):
+        if on_ready is not None:
+            on_ready()
         await server.serve(sockets=[sock])
 
 

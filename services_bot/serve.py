@@ -273,9 +273,13 @@ def run_serve(settings: Settings, *, host: str, port: int, mcp: bool, watch: boo
         sock = listen(host, port)
     except ListenError as exc:
         raise ConfigError(str(exc), hint="Pick another port with --port or SERVICES_BOT_PORT.") from None
-    print(f"services-bot on http://{host}:{sock.getsockname()[1]}  (Slack: {slack_mode(settings)}; /healthz)")
+    url = f"http://{host}:{sock.getsockname()[1]}"
+
+    def ready() -> None:
+        print(f"services-bot on {url}  (Slack: {slack_mode(settings)}; /healthz, /metrics)", flush=True)
+
     try:
-        asyncio.run(serve_with_lifespan(app, sock, uvicorn.Server(uvicorn_config(app, lifespan="off"))))
+        asyncio.run(serve_with_lifespan(app, sock, uvicorn.Server(uvicorn_config(app, lifespan="off")), ready))
     finally:
         sock.close()
 

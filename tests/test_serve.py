@@ -76,6 +76,14 @@ def _serve(emulator_server: EmulatorServer, **env: str) -> subprocess.CompletedP
     [
         ({}, "SLACK_BOT_TOKEN is not set"),
         ({"SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_SIGNING_SECRET is not set"),
+        (
+            {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "SERVICES_BOT_ALERT_STATUSES": "faild"},
+            "SERVICES_BOT_ALERT_STATUSES: Unknown status 'faild'",
+        ),
+        (
+            {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "SERVICES_BOT_DB": "/proc/no/store.db"},
+            "Cannot open the store /proc/no/store.db",
+        ),
     ],
 )
 def test_missing_slack_settings_are_named(emulator_server: EmulatorServer, env: dict[str, str], expected: str) -> None:
