@@ -33,7 +33,13 @@ Statuses: {", ".join(KNOWN_STATUSES)}; unhealthy = failed + concerning.
 Filters: name:<text or glob>  type:{"|".join(KNOWN_INFER_TYPES)}  ws:<workspace id>  model:<model id>
          tag:<tag>  target:<name>  sort:changed|published|name  order:asc|desc  limit:<1-1000>
 `public` posts the answer in the channel instead of only to you.
-Notifications (Slack): watch, watches, unwatch, history, mute."""
+
+Alerts in this channel (Slack):
+  /services watch failed,concerning name:ocr-*   be told when matching services change state
+  /services watches                              this channel's watches, numbered
+  /services unwatch 2                            stop watch number 2
+  /services history [service] [since:1h]         recent status changes (default 24h)
+  /services mute <service> [2h]                  silence one service here (default 1h)"""
 
 FILTER_KEYS: dict[str, str] = {
     "name": "name",
