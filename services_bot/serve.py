@@ -46,6 +46,7 @@ from tools.http import mcp_http_app
 from tools.server import create_mcp_server, resource_updates
 
 log = logging.getLogger(__name__)
+SOCKET_CONNECT_SECONDS = 15.0
 
 
 @dataclass
@@ -249,7 +250,7 @@ async def _connect_socket_mode(app: AsyncApp, settings: Settings) -> AsyncSocket
     assert settings.slack_app_token is not None
     token = settings.slack_app_token.get_secret_value()
     try:  # the handler would retry a refused token forever; asking once first turns that into a clear stop
-        await app.client.apps_connections_open(app_token=token)
+        opened = await app.client.apps_connections_open(app_token=token)
     except SlackApiError as exc:
         error = exc.response.get("error") if exc.response is not None else None
         raise ConfigError(
@@ -262,7 +263,15 @@ async def _connect_socket_mode(app: AsyncApp, settings: Settings) -> AsyncSocket
             hint="Check the network path to slack.com (or SLACK_API_URL).",
         ) from None
     handler = AsyncSocketModeHandler(app, token)
-    await handler.connect_async()
+    handler.client.wss_uri = opened["url"]  # the URL just issued is good for one connection: use it
+    try:  # an unreachable websocket would be retried forever, with start-up never finishing
+        await asyncio.wait_for(handler.connect_async(), timeout=SOCKET_CONNECT_SECONDS)
+    except TimeoutError:
+        await handler.close_async()
+        raise ConfigError(
+            "Slack accepted SLACK_APP_TOKEN, but its Socket Mode websocket could not be reached.",
+            hint="Check that outbound WSS (port 443) to Slack is allowed, directly or through HTTPS_PROXY.",
+        ) from None
     return handler
 
 

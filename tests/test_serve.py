@@ -15,7 +15,7 @@ from mcp.client.streamable_http import streamable_http_client
 from core.errors import ConfigError
 from emulator import EmulatorServer
 from services_bot.serve import BackgroundServe
-from services_bot.workspace import WorkspaceClient, WorkspaceServer
+from services_bot.workspace import WorkspaceClient, WorkspaceServer, WorkspaceSettings
 from tests.conftest import Control, slack_settings
 
 
@@ -94,7 +94,7 @@ def test_missing_slack_settings_are_named(emulator_server: EmulatorServer, env: 
 def test_socket_mode_refused_by_slack_stops_with_the_reason(
     emulator_server: EmulatorServer, workspace_server: WorkspaceServer
 ) -> None:
-    """The stand-in has no Socket Mode: ``apps.connections.open`` is refused, as Slack refuses a bad app token."""
+    """``apps.connections.open`` refuses a wrong app token, as Slack does: serve stops saying so."""
     proc = _serve(
         emulator_server,
         SLACK_BOT_TOKEN=workspace_server.settings.bot_token,
@@ -130,3 +130,18 @@ async def test_metrics_count_what_users_notice(
     assert 'services_bot_api_requests_total{code="200",route="list",target="default"}' in text
     assert 'services_bot_mcp_tool_calls_total{outcome="error",tool="get_service"}' in text
     assert "services_bot_api_request_seconds_bucket" in text
+
+
+def test_socket_mode_that_cannot_connect_stops_instead_of_hanging(
+    emulator_server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slack accepts the app token but its websocket is unreachable (a firewall): a clear stop, not a hang."""
+    import services_bot.serve
+
+    monkeypatch.setattr(services_bot.serve, "SOCKET_CONNECT_SECONDS", 2.0)
+    with WorkspaceServer(WorkspaceSettings(socket_url="ws://127.0.0.1:9")) as unreachable:
+        settings = slack_settings(
+            emulator_server, unreachable, slack_app_token=unreachable.settings.app_token, slack_signing_secret=None
+        )
+        with pytest.raises(ConfigError, match="websocket could not be reached"):
+            BackgroundServe(settings, watch=False).start()

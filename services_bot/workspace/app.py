@@ -1,5 +1,6 @@
 """The ASGI application: Slack's Web API (``/api/``), response_urls (``/response/``) and the control API
-(``/_workspace/``), plus one shared httpx client for talking to the bot."""
+(``/_workspace/``), plus one shared httpx client for talking to the bot. Socket Mode's websockets listen on a
+port of their own (``socket_mode``), opened on demand and closed with the app."""
 
 from __future__ import annotations
 
@@ -35,7 +36,11 @@ def create_app(settings: WorkspaceSettings | None = None) -> Starlette:
         # trust_env=False: a proxy from the environment must never sit between the workspace and a local bot.
         async with httpx.AsyncClient(trust_env=False) as http:
             app.state.http = http
-            yield
+            state.sockets.reopen()
+            try:
+                yield
+            finally:
+                await state.sockets.close()  # Socket Mode's own listener, started by apps.connections.open
 
     routes = [
         Route("/api/{method}", webapi.api, methods=["GET", "POST"]),

@@ -63,14 +63,17 @@ class WorkspaceClient:
         user: str | None = None,
         timestamp: int | str | None = None,
         bad_signature: bool = False,
+        via: str | None = None,
     ) -> dict[str, Any]:
         """Run ``command text`` in ``channel``; returns ``status``, ``ack_ms``, ``ack_body``, ``response_url``,
-        ``timed_out``, ``error`` and ``sent`` (the form fields the bot got)."""
+        ``timed_out``, ``error``, ``sent`` (the form fields the bot got) and ``via``.
+
+        ``via`` is ``http`` (a signed POST to the app URL), ``socket`` (an envelope over the app's Socket Mode
+        connection) or None: the socket when one is open, else HTTP."""
         body: dict[str, Any] = {"text": text, "channel": channel, "command": command, "bad_signature": bad_signature}
-        if user is not None:
-            body["user"] = user
-        if timestamp is not None:
-            body["timestamp"] = timestamp
+        for key, val in (("user", user), ("timestamp", timestamp), ("via", via)):
+            if val is not None:
+                body[key] = val
         return await self._call("POST", "/command", body)  # type: ignore[no-any-return]
 
     async def click(
@@ -83,9 +86,10 @@ class WorkspaceClient:
         user: str | None = None,
         timestamp: int | str | None = None,
         bad_signature: bool = False,
+        via: str | None = None,
     ) -> dict[str, Any]:
         """Click the button ``action_id`` (and ``value``, when several share it) on ``message`` (a message
-        dict from ``messages()``, or its ts with ``channel``)."""
+        dict from ``messages()``, or its ts with ``channel``); ``via`` as for ``command``."""
         if isinstance(message, dict):
             ts, channel = message["ts"], channel or message["channel"]
         else:
@@ -98,7 +102,7 @@ class WorkspaceClient:
             "action_id": action_id,
             "bad_signature": bad_signature,
         }
-        for key, val in (("value", value), ("user", user), ("timestamp", timestamp)):
+        for key, val in (("value", value), ("user", user), ("timestamp", timestamp), ("via", via)):
             if val is not None:
                 body[key] = val
         return await self._call("POST", "/click", body)  # type: ignore[no-any-return]
@@ -160,6 +164,30 @@ class WorkspaceClient:
                 raise TimeoutError(f"no match in {where} after {timeout}s; {len(found)} messages, last ones:\n{shown}")
             await asyncio.sleep(interval)
 
+    async def socket_mode(self) -> dict[str, Any]:
+        """Socket Mode as the workspace sees it: ``connected``, ``connections`` (id, counts), ``opened_total``."""
+        return (await self.info())["socket_mode"]  # type: ignore[no-any-return]
+
+    async def wait_for_sockets(
+        self,
+        count: int = 1,
+        timeout: float = 5.0,  # noqa: ASYNC109 - the polling loop owns its deadline and its error message
+        *,
+        opened_total: int | None = None,
+    ) -> dict[str, Any]:
+        """Poll until exactly ``count`` Socket Mode connections are open (and, if given, at least
+        ``opened_total`` were ever opened, to tell a reconnection from the old connection); raise
+        ``TimeoutError`` with what was there."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = await self.socket_mode()
+            total_ok = opened_total is None or found["opened_total"] >= opened_total
+            if len(found["connections"]) == count and total_ok:
+                return found
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"wanted {count} Socket Mode connection(s) after {timeout}s; have {found}")
+            await asyncio.sleep(0.02)
+
     # -- set-up -------------------------------------------------------------------------------------------
 
     async def set_fault(self, method: str | None = None, *, channel: str | None = None, **fault: Any) -> dict[str, Any]:
@@ -177,6 +205,15 @@ class WorkspaceClient:
 
     async def set_app_url(self, url: str | None) -> None:
         await self._call("POST", "/app_url", {"url": url})
+
+    async def drop_sockets(self, reason: str | None = "refresh_requested", grace: float | None = None) -> int:
+        """Drop the app's Socket Mode connections: a ``disconnect`` message with ``reason`` first, then closed
+        after ``grace`` seconds (default 1) unless the app left by itself; ``reason`` None closes them at once.
+        Returns how many were dropped."""
+        body: dict[str, Any] = {"reason": reason}
+        if grace is not None:
+            body["grace"] = grace
+        return (await self._call("POST", "/socket/disconnect", body))["dropped"]  # type: ignore[no-any-return]
 
     async def reset(self) -> None:
         """Clear messages, calls, faults and response_urls; channels, users and the app URL stay."""

@@ -3,7 +3,7 @@ calls) and what goes wrong on purpose (faults). A web page drives the workspace 
 
 No authentication: it listens on loopback for tests and the demo. Bodies and answers are JSON objects;
 errors are ``{"error": "..."}`` with 400 (bad input), 404 (unknown channel, message or button) or 409 (no
-app URL yet).
+app URL yet, or no Socket Mode connection for ``"via": "socket"``).
 """
 
 from __future__ import annotations
@@ -102,6 +102,7 @@ async def info(request: Request) -> Response:
             "channels": [c.model_dump() for c in ws.channels.values()],
             "users": [u.model_dump() for u in s.users],
             "last_event": ws.events.seq,
+            "socket_mode": ws.sockets.describe(),
         }
     )
 
@@ -118,6 +119,7 @@ async def command(request: Request) -> Response:
         user=_str(body, "user"),
         timestamp=_timestamp(body),
         bad_signature=_flag(body.get("bad_signature")),
+        via=_str(body, "via"),
     )
     return JSONResponse(result)
 
@@ -135,6 +137,7 @@ async def click(request: Request) -> Response:
         user=_str(body, "user"),
         timestamp=_timestamp(body),
         bad_signature=_flag(body.get("bad_signature")),
+        via=_str(body, "via"),
     )
     return JSONResponse(result)
 
@@ -209,6 +212,23 @@ async def calls(request: Request) -> Response:
     method = request.query_params.get("method")
     found = [c for c in ws.calls if method is None or c["method"] == method]
     return JSONResponse({"calls": found})
+
+
+@handled
+async def socket_disconnect(request: Request) -> Response:
+    """Drop every Socket Mode connection, as Slack does when it refreshes them: ``{"type": "disconnect",
+    "reason": ...}`` first (default ``refresh_requested``), then close whatever the app has not closed itself
+    within ``grace`` seconds (default 1). ``reason`` null drops them at once, as a network failure would. The app
+    is expected to reconnect through ``apps.connections.open``."""
+    ws = _ws(request)
+    body = await _body(request)
+    reason = _str(body, "reason") if "reason" in body else "refresh_requested"
+    grace = _number(body, "grace")
+    grace = (0.0 if reason is None else 1.0) if grace is None else grace
+    if grace > 10:
+        raise UserActionError("grace must be at most 10 seconds")
+    dropped = await ws.sockets.drop_all(reason, grace)
+    return JSONResponse({"dropped": dropped, "socket_mode": ws.sockets.describe()})
 
 
 @handled
@@ -308,5 +328,6 @@ ROUTES: list[tuple[str, Callable[[Request], Awaitable[Response]], list[str]]] = 
     ("/_workspace/reset", reset, ["POST"]),
     ("/_workspace/app_url", app_url, ["GET", "POST"]),
     ("/_workspace/faults", faults, ["GET", "POST", "DELETE"]),
+    ("/_workspace/socket/disconnect", socket_disconnect, ["POST"]),
     ("/_workspace/events", events, ["GET"]),
 ]

@@ -49,6 +49,10 @@ class WorkspaceSettings(BaseModel):
 
     signing_secret: str = "demo-signing-secret"
     bot_token: str = "xoxb-demo-token"
+    app_token: str = "xapp-demo-app-token"
+    socket_url: str | None = None
+    """Hand out this ``ws://`` base instead of the workspace's own (tests of a websocket that cannot be reached)."""
+    """The app-level token (``connections:write``) that ``apps.connections.open`` asks for: Socket Mode."""
     verification_token: str = "demo-verification-token"
     app_url: str | None = None
     host: str = "127.0.0.1"

@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from services_bot.workspace.settings import ChannelSpec, UserSpec, WorkspaceSettings
+from services_bot.workspace.socket_mode import SocketHub
 
 SLACKBOT = "USLACKBOT"
 
@@ -262,6 +263,8 @@ class WorkspaceState:
         self.url = ""
         """The workspace's own base URL, set once the server listens (response_urls and permalinks use it)."""
         self.events = EventFeed(settings.event_log_size)
+        self.sockets = SocketHub(settings)
+        """Socket Mode connections; ``reset`` keeps them (they are the app's, not the workspace's data)."""
         self._last_ts = Decimal(0)
         self._reset_data()
 

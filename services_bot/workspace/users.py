@@ -4,6 +4,9 @@ workspace send the bot the same signed request Slack would send, and show the bo
 Requests are form-encoded and signed with Slack's v0 scheme (``slack_sdk``'s ``SignatureVerifier`` makes the
 signature), sent with Slack's 3 s timeout. A test can ask for a stale timestamp or a bad signature to see the
 bot refuse them.
+
+When the app has a Socket Mode connection open, the same payloads go over it as envelopes instead (the ack's
+``payload`` is the ack body), as Slack does for an app with Socket Mode on; ``via`` picks one way explicitly.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import httpx
 from slack_sdk.signature import SignatureVerifier
 
 from services_bot.workspace.blocks import buttons, with_block_ids
+from services_bot.workspace.socket_mode import NoConnection
 from services_bot.workspace.state import SLACKBOT, Message, WorkspaceState
 
 USER_AGENT = "Slackbot 1.0 (+https://api.slack.com/robots)"
@@ -57,6 +61,48 @@ def _app_url(state: WorkspaceState) -> str:
     if not url:
         raise UserActionError("the workspace has no app_url: set it with POST /_workspace/app_url", 409)
     return url
+
+
+def route(state: WorkspaceState, via: str | None, *, signing: bool) -> str:
+    """How a request reaches the app: ``socket`` when asked, or by default when a Socket Mode connection is
+    open; else ``http`` (which needs the app URL). Signing options (a timestamp, a bad signature) mean HTTP."""
+    if via not in (None, "http", "socket"):
+        raise UserActionError("via must be http or socket")
+    if via is None:
+        via = "socket" if state.sockets.connected() and not signing else "http"
+    if via == "socket":
+        if signing:
+            raise UserActionError("timestamp and bad_signature are for HTTP delivery; Socket Mode signs nothing")
+        if not state.sockets.connected():
+            raise UserActionError("the app has no Socket Mode connection open", 409)
+    else:
+        _app_url(state)
+    return via
+
+
+async def deliver(
+    state: WorkspaceState,
+    http: httpx.AsyncClient,
+    via: str,
+    *,
+    form: str,
+    envelope_type: str,
+    payload: dict[str, Any],
+    timestamp: int | str | None,
+    bad_signature: bool,
+) -> dict[str, Any]:
+    """Send one request the chosen way; the result has the same keys either way, plus ``via``."""
+    if via == "socket":
+        try:
+            result = await state.sockets.deliver(
+                envelope_type, payload, accepts_response_payload=envelope_type == "slash_commands"
+            )
+        except NoConnection as exc:
+            raise UserActionError(str(exc), 409) from None
+    else:
+        result = await send_signed(state, http, form, timestamp=timestamp, bad_signature=bad_signature)
+    result["via"] = via
+    return result
 
 
 async def send_signed(
@@ -158,9 +204,10 @@ async def run_command(
     user: str | None = None,
     timestamp: int | str | None = None,
     bad_signature: bool = False,
+    via: str | None = None,
 ) -> dict[str, Any]:
     """Type ``command text`` in ``channel``: send the slash-command request and show the ack."""
-    _app_url(state)
+    how = route(state, via, signing=timestamp is not None or bad_signature)
     channel_id, channel_name = _channel(state, channel)
     user_id, user_name = _user(state, user)
     if not command.startswith("/"):
@@ -184,7 +231,16 @@ async def run_command(
         "trigger_id": trigger_id(),
     }
     state.events.publish("command", channel=channel_id, user=user_id, command=command, text=text)
-    result = await send_signed(state, http, urlencode(fields), timestamp=timestamp, bad_signature=bad_signature)
+    result = await deliver(
+        state,
+        http,
+        how,
+        form=urlencode(fields),
+        envelope_type="slash_commands",
+        payload=dict(fields),
+        timestamp=timestamp,
+        bad_signature=bad_signature,
+    )
     result["response_url"] = response_url
     result["sent"] = fields
     failure = _failure_word(result)
@@ -227,9 +283,10 @@ async def run_click(
     user: str | None = None,
     timestamp: int | str | None = None,
     bad_signature: bool = False,
+    via: str | None = None,
 ) -> dict[str, Any]:
     """Click a button on a message (normal or ephemeral): send the ``block_actions`` payload."""
-    _app_url(state)
+    how = route(state, via, signing=timestamp is not None or bad_signature)
     channel_id, channel_name = _channel(state, channel)
     user_id, user_name = _user(state, user)
     message = state.find(channel_id, message_ts)
@@ -288,7 +345,16 @@ async def run_click(
         value=element.get("value"),
     )
     body = urlencode({"payload": json.dumps(payload, separators=(",", ":"))})
-    result = await send_signed(state, http, body, timestamp=timestamp, bad_signature=bad_signature)
+    result = await deliver(
+        state,
+        http,
+        how,
+        form=body,
+        envelope_type="interactive",
+        payload=payload,
+        timestamp=timestamp,
+        bad_signature=bad_signature,
+    )
     result["response_url"] = response_url
     result["sent"] = payload
     return result

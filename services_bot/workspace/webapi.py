@@ -424,8 +424,17 @@ async def chat_get_permalink(state: WorkspaceState, args: Args) -> dict[str, Any
     return {"ok": True, "channel": channel, "permalink": link}
 
 
+async def apps_connections_open(state: WorkspaceState, args: Args) -> dict[str, Any]:
+    """A one-time websocket URL for Socket Mode (the app-level token is checked in ``api``)."""
+    url = await state.sockets.issue_url()
+    if url is None:
+        raise ApiError("service_unavailable")
+    return {"ok": True, "url": url}
+
+
 METHODS: dict[str, Handler] = {
     "api.test": api_test,
+    "apps.connections.open": apps_connections_open,
     "auth.test": auth_test,
     "chat.postMessage": chat_post_message,
     "chat.update": chat_update,
@@ -438,6 +447,8 @@ METHODS: dict[str, Handler] = {
     "conversations.list": conversations_list,
 }
 NO_AUTH = {"api.test"}
+APP_TOKEN_METHODS = {"apps.connections.open"}
+"""Methods that take the app-level token (``xapp-…``); every other one takes the bot token."""
 
 
 def _token(request: Request, args: Args) -> str | None:
@@ -474,8 +485,14 @@ async def api(request: Request) -> Response:
         token = _token(request, args)
         if token is None:
             return answer({"ok": False, "error": "not_authed"})
-        if token != state.settings.bot_token:
-            return answer({"ok": False, "error": "invalid_auth"})
+        app_level = method in APP_TOKEN_METHODS
+        wanted, other = (
+            (state.settings.app_token, state.settings.bot_token)
+            if app_level
+            else (state.settings.bot_token, state.settings.app_token)
+        )
+        if token != wanted:
+            return answer({"ok": False, "error": "not_allowed_token_type" if token == other else "invalid_auth"})
     fault = state.faults.take(method)
     if fault.latency > 0:
         await asyncio.sleep(fault.latency)
