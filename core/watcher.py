@@ -14,9 +14,9 @@ Safety. A target's poll either completes and is committed in one transaction, or
 are inferred only from a complete listing. ``outage_polls`` failed polls in a row of one target produce one
 "cannot reach ModelArts" notice, and the next success one "reachable again" notice.
 
-The diff itself (``diff_services``) is a pure function over the previous snapshot and the new rows; a full listing
-feeds it a page at a time (``DiffBuilder``, ``ModelArtsClient.iter_pages``), so the watcher holds the compact
-records of the whole fleet but the parsed API rows of one page only.
+The diff itself (``DiffBuilder``) compares the previous snapshot with the new rows without I/O; a full listing
+feeds it a page at a time (``ModelArtsClient.iter_pages``), so the watcher holds the compact records of the
+whole fleet but the parsed API rows of one page only.
 """
 
 from __future__ import annotations
@@ -122,7 +122,8 @@ def known_from(service: Service) -> KnownService:
 
 
 class DiffBuilder:
-    """``diff_services`` a page at a time: ``add`` each batch of rows as it arrives, then ``finish``. It keeps
+    """The diff of rows against the last known state, a page at a time: ``add`` each batch of rows as it arrives,
+    then ``finish``; only a ``complete`` listing may conclude a service is gone. It keeps
     only compact ``KnownService`` records, the ids seen and the transitions, never the rows themselves, so
     a full listing of any size goes through one page at a time.
 
@@ -214,21 +215,6 @@ class DiffBuilder:
                 )
             )
         return out
-
-
-def diff_services(
-    known: dict[str, KnownService],
-    rows: Iterable[Service],
-    *,
-    complete: bool,
-    target: str,
-    project_id: str | None,
-    observed_at: datetime,
-) -> Diff:
-    """Compare rows with the last known state. Only a ``complete`` listing may conclude a service is gone."""
-    builder = DiffBuilder(known, complete=complete, target=target, project_id=project_id, observed_at=observed_at)
-    builder.add(rows)
-    return builder.finish()
 
 
 def _kind(before: KnownService | None, now: KnownService) -> Literal["changed", "new", "flap"] | None:
