@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from emulator import signing
-from emulator.faults import FaultAction, fault_error, html_body, take_fault, take_malformed
+from emulator.faults import FaultAction, fault_error, html_body, take_bad_listing, take_fault, take_malformed
 from emulator.fleet import DEFAULT_WORKSPACE
 from emulator.iam import issue_token
-from emulator.query import InvalidParameter, parse_list_query, run_list_query
+from emulator.query import InvalidParameter, PagingRules, parse_list_query, run_list_query
 from emulator.quirks import Quirks
 from emulator.render import UNKNOWN_FIELD, details, dumps, encoded_legacy_row, encoded_row
 from emulator.state import EmulatorState
@@ -55,7 +56,11 @@ def api_error(
         if quirks is not None and quirks.legacy_error_200 and not from_fault:
             status = 200
     else:
-        body = dumps({"error_code": code, "error_msg": msg})
+        key = "error_message" if quirks is not None and quirks.error_message_key else "error_msg"
+        fields: dict[str, object] = {"error_code": code, key: msg}
+        if quirks is not None and quirks.request_id_in_body:
+            fields["request_id"] = uuid.uuid4().hex
+        body = dumps(fields)
     return Response(body, status, headers=headers, media_type=JSON)
 
 
@@ -65,7 +70,7 @@ def _fault_response(action: FaultAction, legacy: bool, quirks: Quirks) -> Respon
         return Response(html_body(action.status), action.status, headers=headers, media_type="text/html")
     if action.body == "empty":
         return Response(b"", action.status, headers=headers)
-    code, msg = fault_error(action.status)
+    code, msg = fault_error(action.status, action.code)
     return api_error(action.status, code, msg, legacy=legacy, quirks=quirks, from_fault=True, headers=headers)
 
 
@@ -163,20 +168,51 @@ def gateway(route: str, *, legacy: bool = False, auth: bool = True) -> Callable[
     return wrap
 
 
+#: HTTP 200 bodies that are not a v1 listing, by ``listing_body`` fault (each seen from some server or API)
+_NOT_A_LISTING: dict[str, Callable[[int], dict[str, object]]] = {
+    "empty_object": lambda total: {},
+    "null_services": lambda total: {"total_count": total, "count": 0, "services": None},
+    "error_envelope": lambda total: {
+        "error_code": "ModelArts.0010",
+        "error_msg": "Internal error.",
+        "request_id": "req-in-body-200",
+    },
+    "legacy_failure": lambda total: {
+        "is_success": False,
+        "error_code": "ModelArts.0010",
+        "error_msg": "Internal error.",
+    },
+    "v2_shape": lambda total: {"data": [], "current": 0, "size": 0, "pages": 0, "total": total},
+}
+
+
 @gateway("list")
 async def list_services(request: Request, emu: EmulatorState) -> Response:
     """``GET /v1/{project_id}/services``: a page of ListServices rows (semantics in query.py)."""
     quirks = emu.quirks
+    rules = PagingRules(
+        offset_mode=quirks.offset_mode,
+        max_limit=quirks.max_limit,
+        offset_multiple_of_limit=quirks.offset_multiple_of_limit,
+        offset_past_end_400=quirks.offset_past_end_400,
+        result_window=quirks.result_window,
+    )
     try:
-        q = parse_list_query(request.query_params)
+        total, page = run_list_query(emu.fleet, parse_list_query(request.query_params), rules)
     except InvalidParameter as exc:
         return api_error(400, exc.code, exc.message, quirks=quirks)
-    total, page = run_list_query(emu.fleet, q, quirks.offset_mode)
+    if emu.faults.applies_to(request.url.path) and (bad := take_bad_listing(emu.faults)) is not None:
+        if bad != "half_page":
+            return Response(dumps(_NOT_A_LISTING[bad](total)), media_type=JSON)
+        page = page[: len(page) // 2]  # the envelope below still counts the whole page
+        count = len(page) * 2
+    else:
+        count = len(page)
     head: dict[str, object] = {}
     if not quirks.missing_total_count:
         head["total_count"] = float(total) if quirks.float_numbers else total
     if not quirks.missing_count:
-        head["count"] = float(len(page)) if quirks.float_numbers else len(page)
+        head["count"] = float(count) if quirks.float_numbers else count
     if quirks.unknown_fields:
         head["new_field"] = dict(UNKNOWN_FIELD)
     rows = b",".join([encoded_row(s, quirks) for s in page])

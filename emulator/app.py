@@ -18,17 +18,19 @@ from emulator.state import EmulatorState
 
 
 class RequestIdMiddleware:
-    """Adds a fresh ``X-Request-Id`` (uuid4 hex) to every HTTP response, as the cloud's gateway does.
+    """Adds a fresh ``X-Request-Id`` (uuid4 hex) to every HTTP response, as the cloud's gateway does, unless
+    the ``request_id_in_body`` quirk moves it into error bodies.
 
     A plain ASGI middleware rather than ``BaseHTTPMiddleware``: it must not cost anything measurable on a
     1000-row page.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, state: EmulatorState) -> None:
         self.app = app
+        self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or self.state.quirks.request_id_in_body:
             await self.app(scope, receive, send)
             return
 
@@ -78,6 +80,6 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         Route("/_emulator/requests", control.requests_log, methods=["GET", "DELETE"]),
         Route("/v1/{rest:path}", api.no_such_api, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(RequestIdMiddleware)], lifespan=lifespan)
+    app = Starlette(routes=routes, middleware=[Middleware(RequestIdMiddleware, state=state)], lifespan=lifespan)
     app.state.emu = state
     return app

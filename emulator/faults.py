@@ -2,8 +2,8 @@
 
 Faults are "gateway" behaviour: they apply to API (and optionally IAM) requests after authentication and
 before the handler, never to the ``/_emulator/`` control API, so a test can always reach the controls.
-Counted faults (``error_count``, ``rate_limit_count``, ``malformed_count``) are consumed one per matching
-request; random errors come from a seeded RNG so a failing test can be replayed.
+Counted faults (``error_count``, ``rate_limit_count``, ``malformed_count``, ``listing_body_count``) are
+consumed one per matching request; random errors come from a seeded RNG so a failing test can be replayed.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 ERROR_BODIES = ("json", "html", "empty")
+#: 200 answers to GET /v1/{project_id}/services that are not a listing (``listing_body``)
+LISTING_BODIES = ("empty_object", "null_services", "error_envelope", "legacy_failure", "v2_shape", "half_page")
 
 #: error_code and error_msg used for injected JSON errors, by HTTP status
 FAULT_ERRORS: dict[int, tuple[str, str]] = {
@@ -39,7 +41,20 @@ HTML_BODIES: dict[int, str] = {
 }
 
 
-def fault_error(status: int) -> tuple[str, str]:
+#: messages of the documented codes a test may inject with ``error_code`` (v1-service-events-monitor-logs.md)
+CODE_MESSAGES: dict[str, str] = {
+    "ModelArts.0201": "No token.",
+    "ModelArts.0202": "Token expired.",
+    "ModelArts.0204": "Token parsing failed.",
+    "ModelArts.0206": "Invalid AK/SK.",
+    "ModelArts.0108": "No permission for the operation.",
+    "ModelArts.0210": "The project ID in the URL does not match the token.",
+}
+
+
+def fault_error(status: int, code: str | None = None) -> tuple[str, str]:
+    if code is not None:
+        return code, CODE_MESSAGES.get(code, f"Injected fault {code}.")
     return FAULT_ERRORS.get(status, ("ModelArts.0010", f"Injected fault: HTTP {status}."))
 
 
@@ -56,10 +71,13 @@ class Faults:
     error_count: int = 0
     error_after: int = 0  # matching requests let through before the counted errors start (fail mid-listing)
     error_body: str = "json"
+    error_code: str | None = None  # the error_code of injected JSON errors (default: one per status)
     error_rate: float = 0.0
     rate_limit_count: int = 0
     retry_after: int = 1
     malformed_count: int = 0
+    listing_body: str = "empty_object"  # what a bad 200 to the list route says (LISTING_BODIES)
+    listing_body_count: int = 0  # list requests answered HTTP 200 with ``listing_body`` instead of the page
     token_ttl_seconds: float | None = None
     paths: list[str] | None = None
 
@@ -88,7 +106,7 @@ class Faults:
         def number(v: Any) -> bool:
             return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
-        if key in ("error_count", "error_after", "rate_limit_count", "malformed_count"):
+        if key in ("error_count", "error_after", "rate_limit_count", "malformed_count", "listing_body_count"):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{key} must be a non-negative integer")
             return value
@@ -97,6 +115,14 @@ class Faults:
                 return None
             if not isinstance(value, int) or isinstance(value, bool) or not 400 <= value <= 599:
                 raise ValueError("error_status must be an HTTP error status (400-599) or null")
+            return value
+        if key == "listing_body":
+            if value not in LISTING_BODIES:
+                raise ValueError(f"listing_body must be one of {', '.join(LISTING_BODIES)}")
+            return value
+        if key == "error_code":
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError("error_code must be a non-empty string or null")
             return value
         if key == "error_body":
             if value not in ERROR_BODIES:
@@ -145,6 +171,7 @@ class FaultAction:
     status: int
     body: str  # "json" | "html" | "empty"
     retry_after: int | None = None
+    code: str | None = None
 
 
 def take_fault(faults: Faults, rng: random.Random) -> FaultAction | None:
@@ -157,9 +184,17 @@ def take_fault(faults: Faults, rng: random.Random) -> FaultAction | None:
             faults.error_after -= 1
             return None
         faults.error_count -= 1
-        return FaultAction("error", faults.error_status, faults.error_body)
+        return FaultAction("error", faults.error_status, faults.error_body, code=faults.error_code)
     if faults.error_rate > 0 and rng.random() < faults.error_rate:
         return FaultAction("random_error", 500, "json")
+    return None
+
+
+def take_bad_listing(faults: Faults) -> str | None:
+    """The kind of non-listing 200 the next list request gets, if one is armed."""
+    if faults.listing_body_count > 0:
+        faults.listing_body_count -= 1
+        return faults.listing_body
     return None
 
 

@@ -20,6 +20,8 @@ Choices where the spec is silent (quirks.md Q24-Q29), made once here and documen
   pages never overlap or skip.
 - ``offset`` is a page index (first record ``offset*limit``) in ``page`` mode and a record index in
   ``record`` mode (Q24); past the end the page is empty and ``total_count`` still counts every match.
+- Servers that page otherwise (a cap on ``limit``, v2's "offset must be a multiple of limit", a result window)
+  are quirks (``PagingRules``), off by default.
 """
 
 from __future__ import annotations
@@ -180,8 +182,35 @@ def _predicate(q: ListQuery) -> Callable[[Service], bool] | None:
     return lambda s: all(c(s) for c in checks)
 
 
-def run_list_query(fleet: Fleet, q: ListQuery, offset_mode: str) -> tuple[int, list[Service]]:
-    """(total_count, the services of the requested page)."""
+@dataclass(frozen=True)
+class PagingRules:
+    """How a server other than the documented v1 one pages (the paging quirks): see ``run_list_query``."""
+
+    offset_mode: str = "page"
+    max_limit: int | None = None
+    offset_multiple_of_limit: bool = False
+    offset_past_end_400: bool = False
+    result_window: int | None = None
+
+
+def run_list_query(fleet: Fleet, q: ListQuery, rules: PagingRules) -> tuple[int, list[Service]]:
+    """(total_count, the services of the requested page); ``InvalidParameter`` where ``rules`` forbid the page.
+
+    ``max_limit`` serves at most that many rows whatever ``limit`` says, silently, and pages by the rows served
+    (a page index counts pages of the served length); ``offset_multiple_of_limit`` rejects an ``offset`` that
+    is not a multiple of ``limit`` (v2's rule); ``offset_past_end_400`` rejects a page starting past the last
+    match; ``result_window`` never serves rows past that index while ``total_count`` still counts them all.
+    """
+    if rules.offset_multiple_of_limit and q.offset % q.limit:
+        raise InvalidParameter(f"Invalid parameter offset: '{q.offset}'. It must be a multiple of limit ({q.limit}).")
     matches = fleet.select(q.filter_key(), q.sort_by, q.order == "desc", _predicate(q), q.workspace_id)
-    start = q.offset * q.limit if offset_mode == "page" else q.offset
-    return len(matches), matches[start : start + q.limit]
+    limit = min(q.limit, rules.max_limit) if rules.max_limit else q.limit
+    start = q.offset * limit if rules.offset_mode == "page" else q.offset
+    if rules.offset_past_end_400 and start > 0 and start >= len(matches):
+        raise InvalidParameter(
+            f"Invalid parameter offset: '{q.offset}'. It is past the last of {len(matches)} matches."
+        )
+    end = start + limit
+    if rules.result_window is not None:
+        end = min(end, rules.result_window)
+    return len(matches), matches[start:end]

@@ -28,6 +28,13 @@ class Quirks:
     unknown_fields: bool = False  # unknown top-level and nested fields
     legacy_error_200: bool = False  # Q33: legacy errors with HTTP 200 + is_success false
     sample_collection_bool: bool = False  # Q05: is_opened_sample_collection as a JSON boolean
+    # paging as servers other than the v1 documents have it (v2-list-services.md, "Paging"):
+    max_limit: int | None = None  # rows served per page at most, whatever `limit` asks (v2 caps at 500)
+    offset_multiple_of_limit: bool = False  # 400 unless offset is a multiple of limit (the v2 rule)
+    offset_past_end_400: bool = False  # 400 for an offset that starts past the last match
+    result_window: int | None = None  # rows past this index are never served, though total_count counts them
+    request_id_in_body: bool = False  # no X-Request-Id header; error bodies carry `request_id` instead
+    error_message_key: bool = False  # error bodies say `error_message`, not `error_msg` (an older ModelArts API)
 
     #: switches that change how a list row is encoded (changing one invalidates the row caches)
     ROW_FIELDS = (
@@ -43,6 +50,9 @@ class Quirks:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    #: switches that are a count (a positive integer) or null, not a boolean
+    COUNT_FIELDS = ("max_limit", "result_window")
+
     def merge(self, body: dict[str, Any]) -> bool:
         """Validate and apply ``body``; returns True if a row-shaping switch changed.
 
@@ -56,6 +66,9 @@ class Quirks:
             if key == "offset_mode":
                 if value not in OFFSET_MODES:
                     raise ValueError(f"offset_mode must be one of {', '.join(OFFSET_MODES)}")
+            elif key in self.COUNT_FIELDS:
+                if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                    raise ValueError(f"quirk {key!r} must be a positive integer or null")
             elif not isinstance(value, bool):
                 raise ValueError(f"quirk {key!r} must be true or false")
         before = tuple(getattr(self, k) for k in self.ROW_FIELDS)
