@@ -55,11 +55,14 @@ def list_reply(result: ListResult, command_text: str, *, public: bool = False, s
     blocks = list_view(result, command_text, shareable=not public)
     if shared_by:
         blocks.insert(1, _context(f"Shared by {mention(shared_by)} · `/services {escape(command_text, 200)}`"))
-    return Reply(text=f"{result.total} services: {plain(result.description, 200)}", blocks=blocks, public=public)
+    partial = "" if result.complete else " (incomplete)"
+    text = f"{result.total} services{partial}: {plain(result.description, 200)}"
+    return Reply(text=text, blocks=blocks, public=public)
 
 
 def summary_reply(summary: Summary, *, public: bool = False) -> Reply:
-    text = f"{summary.total} services, {summary.unhealthy_total} unhealthy"
+    partial = "" if summary.complete else " (incomplete)"
+    text = f"{summary.total} services{partial}, {summary.unhealthy_total} unhealthy"
     return Reply(text=text, blocks=summary_view(summary), public=public)
 
 
@@ -85,9 +88,9 @@ def _headline(exc: ServicesBotError) -> str:
         wait = f"try again in {round(exc.retry_after)} s" if exc.retry_after else "try again in a few seconds"
         return f"ModelArts is throttling requests{_attempts(exc)}; {wait}."
     if isinstance(exc, AuthenticationError):
-        return "ModelArts refused the bot's credentials (HTTP 401)."
+        return f"ModelArts refused the bot's credentials (HTTP {exc.status or 401})."
     if isinstance(exc, ForbiddenError):
-        return "ModelArts says the bot may not read this project (HTTP 403)."
+        return f"ModelArts says the bot may not read this project (HTTP {exc.status or 403})."
     if isinstance(exc, ServerError):
         return f"ModelArts is failing (HTTP {exc.status}){_attempts(exc)}."
     if isinstance(exc, UnavailableError):

@@ -98,6 +98,7 @@ def list_view(
     shown = result.services[: MAX_BLOCKS - 4]
     header = f"{result.total} service{'s' if result.total != 1 else ''}: {result.description}"
     blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text", "text": plain(header, HEADER_TEXT)}}]
+    blocks += incomplete_blocks(result.warnings, result.complete)
     if not shown:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "Nothing matches."}})
     for s in shown:
@@ -109,7 +110,7 @@ def list_view(
             }
         )
     position = f"{result.offset + 1}–{result.offset + len(shown)} of {result.total}" if shown else "0 of 0"
-    context = [position, *(escape(w, 300) for w in result.warnings)]
+    context = [position, *(escape(w, 300) for w in result.warnings if result.complete)]
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "  ·  ".join(context)[:3000]}]})
     buttons = []
     if result.offset > 0:
@@ -123,6 +124,14 @@ def list_view(
     if buttons:
         blocks.append({"type": "actions", "elements": buttons})
     return blocks
+
+
+def incomplete_blocks(warnings: list[str], complete: bool) -> list[Block]:
+    """A partial answer says so first, in words, before any count can be taken for the whole fleet."""
+    if complete or not warnings:
+        return []
+    text = ":warning: *Incomplete answer.* " + " ".join(escape(w, 300) for w in warnings[:5])
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": text[:SECTION_TEXT]}}]
 
 
 def summary_view(summary: Summary, *, now: datetime | None = None) -> list[Block]:
@@ -140,8 +149,10 @@ def summary_view(summary: Summary, *, now: datetime | None = None) -> list[Block
         },
         {"type": "divider"},
     ]
+    blocks[1:1] = incomplete_blocks(summary.warnings, summary.complete)
     if not summary.unhealthy_total:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "Nothing is failed or concerning."}})
+        nothing = "Nothing is failed or concerning." if summary.complete else "Nothing failed or concerning was seen."
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": nothing}})
     for s in summary.unhealthy[: MAX_BLOCKS - len(blocks) - 1]:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": service_line(s, now)[:SECTION_TEXT]}})
     if summary.unhealthy_total > len(summary.unhealthy):

@@ -30,6 +30,7 @@ from core.errors import (
     AuthenticationError,
     BadRequestError,
     ForbiddenError,
+    IncompleteListingError,
     MalformedResponseError,
     QueryError,
     RateLimitedError,
@@ -102,6 +103,7 @@ class ModelArtsClient:
         self.concurrency = max(1, concurrency)
         self._semaphore = asyncio.Semaphore(self.concurrency)
         self.offset_mode: OffsetMode | None = None
+        self.served_limit: int | None = None
         self.requests_sent = 0
 
     @property
@@ -113,7 +115,7 @@ class ModelArtsClient:
     async def list_page(self, params: ListParams, *, offset: int = 0, limit: int | None = None) -> ServicePage:
         """One page of ``GET /v1/{project_id}/services``."""
         query = {**params.query(), "offset": str(offset), "limit": str(limit or self.page_size)}
-        return await self._request("GET", f"{self._base}/services", query, _parse(ServicePage, self._context("list")))
+        return await self._request("GET", f"{self._base}/services", query, _parse_page(self._context("list")))
 
     async def get_service(self, service_id: str) -> Service:
         """``GET /v1/{project_id}/services/{service_id}``; unknown ids raise ``ApiNotFoundError``."""
@@ -130,61 +132,76 @@ class ModelArtsClient:
 
     async def list_all(self, params: ListParams) -> list[Service]:
         """Every service matching ``params``, each exactly once, whichever way the server reads ``offset``
-        (all of ``iter_pages`` in one list)."""
+        (all of ``iter_pages`` in one list). An ``IncompleteListingError`` carries the rows that did arrive."""
         services: list[Service] = []
-        async with aclosing(self.iter_pages(params)) as pages:
-            async for rows in pages:
-                services += rows
+        try:
+            async with aclosing(self.iter_pages(params)) as pages:
+                async for rows in pages:
+                    services += rows
+        except IncompleteListingError as exc:
+            exc.services = list(services)
+            raise
         return services
+
+    @property
+    def page_limit(self) -> int:
+        """The ``limit`` to ask for: the configured page size, or less once the server was seen to cap it."""
+        return min(self.page_size, self.served_limit or self.page_size)
 
     async def iter_pages(self, params: ListParams) -> AsyncIterator[list[Service]]:
         """Every service matching ``params``, each exactly once, one page's new rows at a time and in page
         order, so a caller that keeps less than the parsed rows never holds the whole listing.
 
-        The first page gives ``total_count``. If more pages are needed and the offset reading is not yet
-        known, the second request asks for ``offset=1``: a server counting records answers with the first
-        page's second row, one counting pages with rows not seen yet. The remaining pages then go out
+        The first page gives ``total_count`` and the page length the server really serves: one that answers
+        fewer rows than asked while more exist caps ``limit`` (a v2-era server caps at 500), and the listing
+        goes on with that length so offsets line up in both readings. If more pages are needed and the offset
+        reading is not yet known, it is probed once (``_probe_offset_mode``). The remaining pages then go out
         concurrently, at most ``concurrency`` pages ahead of the one being yielded. Rows are de-duplicated by
         id, so a shift between pages cannot double a service; a page with no new row yields nothing.
+
+        A listing is complete or it is an error: one that ends with fewer services than the last page's
+        ``total_count`` raises ``IncompleteListingError`` after yielding what it got.
         Use ``contextlib.aclosing`` when you may stop early: closing cancels the requests still out.
         """
-        size = self.page_size
+        asked = self.page_limit
         seen: set[str] = set()
-        first = await self.list_page(params, offset=0, limit=size)
+        first = await self.list_page(params, offset=0, limit=asked)
         if rows := _fresh(seen, first):
             yield rows
-        total = first.total_count
-        if len(first.services) < size or (total is not None and len(seen) >= total):
+        totals = _Totals(first.total_count)
+        served = len(first.services)
+        if totals.reached(len(seen)) or served == 0 or (totals.latest is None and served < asked and served < 2):
+            totals.check(len(seen))
             return
-        probed = False
+        size = asked
+        if served < asked:
+            # fewer than asked while more exist (or, with no total_count, maybe more): a cap on limit
+            size = served
+            if totals.latest is not None:
+                self._note_cap(served, asked)
         if self.offset_mode is None:
-            second = await self.list_page(params, offset=1, limit=size)
-            self.offset_mode = _detect_offset_mode(first, second)
+            self.offset_mode = await self._probe_offset_mode(params, first, size)
             log.info("offset mode detected", extra={"target": self.target.name, "mode": self.offset_mode})
-            if self.offset_mode == "page":
-                probed = True
-                if rows := _fresh(seen, second):
-                    yield rows
-            del second
         del first
-        start = 2 if probed else 1
-        if total is None:  # no total_count: nothing to fan out over, read on until a short page
-            async for rows in self._read_on(params, seen, None, start):
+        if totals.latest is None:  # no total_count: nothing to fan out over, read on until a short page
+            async for rows in self._read_on(params, seen, totals, 1, size):
                 yield rows
             return
-        pages = -(-total // size)
-        indexes = iter(range(start, pages))
+        pages = -(-totals.latest // size)
+        indexes = iter(range(1, pages))
         ahead: deque[asyncio.Task[ServicePage]] = deque()
 
         def fetch_next(count: int) -> None:
             for index in itertools.islice(indexes, count):
-                ahead.append(asyncio.create_task(self.list_page(params, offset=self._offset(index), limit=size)))
+                task = self.list_page(params, offset=self._offset(index, size), limit=size)
+                ahead.append(asyncio.create_task(task))
 
         try:
             fetch_next(self.concurrency)
             while ahead:
                 page = await ahead.popleft()
                 fetch_next(1)
+                totals.see(page)
                 if rows := _fresh(seen, page):
                     yield rows
                 del page
@@ -193,23 +210,61 @@ class ModelArtsClient:
                 task.cancel()
             if ahead:
                 await asyncio.gather(*ahead, return_exceptions=True)
-        if len(seen) < total:
-            async for rows in self._read_on(params, seen, total, pages):
+        if not totals.reached(len(seen)):
+            async for rows in self._read_on(params, seen, totals, pages, size):
                 yield rows
+        totals.check(len(seen))
 
-    def _offset(self, page_index: int) -> int:
-        return page_index if self.offset_mode == "page" else page_index * self.page_size
+    def _note_cap(self, served: int, asked: int) -> None:
+        if self.served_limit != served:
+            log.warning(
+                "ModelArts caps the page length",
+                extra={"target": self.target.name, "asked": asked, "served": served},
+            )
+        self.served_limit = served
+
+    def _offset(self, page_index: int, size: int) -> int:
+        return page_index if self.offset_mode == "page" else page_index * size
+
+    async def _probe_offset_mode(self, params: ListParams, first: ServicePage, size: int) -> OffsetMode:
+        """Ask once how the server reads ``offset``, with a request valid under both readings.
+
+        ``limit=k&offset=k`` (k = half a page) keeps ``offset`` a multiple of ``limit``, the rule the v2 API
+        enforces: counting records it answers rows k..2k-1 of the first page; counting pages it answers rows
+        from k² on, past the first page (or nothing). A 4xx to it is information, not a failed listing: the
+        older probe ``limit=size&offset=1`` is tried, and a server refusing that too reads records (only a
+        record reading makes "a multiple of limit" a rule).
+        """
+        first_ids = [s.service_id for s in first.services]
+        half = size // 2
+        if half * half >= size:
+            try:
+                probe = await self.list_page(params, offset=half, limit=half)
+                return _offset_mode_from(first_ids, [s.service_id for s in probe.services], half)
+            except ApiError as exc:
+                if not _informative(exc):
+                    raise
+                log.info("offset probe refused", extra={"target": self.target.name, "status": exc.status})
+        try:
+            probe = await self.list_page(params, offset=1, limit=size)
+        except ApiError as exc:
+            if not _informative(exc):
+                raise
+            log.info("offset probe refused", extra={"target": self.target.name, "status": exc.status})
+            return "record"
+        return _offset_mode_from(first_ids, [s.service_id for s in probe.services], 1)
 
     async def _read_on(
-        self, params: ListParams, seen: set[str], total: int | None, start: int
+        self, params: ListParams, seen: set[str], totals: _Totals, start: int, size: int
     ) -> AsyncIterator[list[Service]]:
-        """Page sequentially from ``start`` until a short page (or ``total`` reached): rows pushed past the
+        """Page sequentially from ``start`` until a short page (or the total reached): rows pushed past the
         pages we asked for by services added meanwhile, or a server that sends no ``total_count``."""
         for index in range(start, start + MAX_PAGES):
-            page = await self.list_page(params, offset=self._offset(index), limit=self.page_size)
+            page = await self.list_page(params, offset=self._offset(index, size), limit=size)
+            totals.see(page)
             if rows := _fresh(seen, page):
                 yield rows
-            if len(page.services) < self.page_size or (total is not None and len(seen) >= total):
+            if len(page.services) < size or totals.reached(len(seen)):
                 return
         raise MalformedResponseError(f"The API kept returning full pages past {MAX_PAGES} pages; paging stopped.")
 
@@ -279,6 +334,8 @@ class ModelArtsClient:
                 return parse(response)
             except MalformedResponseError as exc:
                 return _Retryable(exc, None)
+            except ApiError as exc:  # an error envelope inside a 2xx: retried unless it names a lasting cause
+                return _Retryable(exc, None, final=type(exc) not in (ApiError, ServerError))
         error = _classify(response)
         if response.status_code == 401:
             return _Unauthorized(error)
@@ -320,20 +377,50 @@ def _fresh(seen: set[str], page: ServicePage) -> list[Service]:
     return rows
 
 
-def _detect_offset_mode(first: ServicePage, second: ServicePage) -> OffsetMode:
-    first_ids = [s.service_id for s in first.services]
-    second_ids = [s.service_id for s in second.services]
-    if not second_ids:
+class _Totals:
+    """The ``total_count`` a listing must reach: the latest page's, since deletions and additions during the
+    listing move it (and the first page's would call a shrinking fleet incomplete)."""
+
+    def __init__(self, first: int | None) -> None:
+        self.latest = first
+
+    def see(self, page: ServicePage) -> None:
+        if page.total_count is not None:
+            self.latest = page.total_count
+
+    def reached(self, seen: int) -> bool:
+        return self.latest is not None and seen >= self.latest
+
+    def check(self, seen: int) -> None:
+        """Raise when the listing ended short of what the server announced."""
+        if self.latest is not None and seen < self.latest:
+            raise IncompleteListingError(
+                f"ModelArts returned {seen:,} of {self.latest:,} services and stopped paging; "
+                "the answer is incomplete.",
+                served=seen,
+                total=self.latest,
+            )
+
+
+def _informative(exc: ApiError) -> bool:
+    """A 4xx that says "not like that" about a request, rather than about who is asking."""
+    return 400 <= exc.status < 500 and exc.status not in (401, 403, 407, 429)
+
+
+def _offset_mode_from(first_ids: list[str], probe_ids: list[str], index: int) -> OffsetMode:
+    """Read the offset mode from a probe at ``offset=index``: counting records, it starts at row ``index`` of
+    the first page; counting pages, past it (or nowhere)."""
+    if not probe_ids:
         return "page"
-    if second_ids[0] == first_ids[1]:
+    if probe_ids[0] == first_ids[index]:
         return "record"
-    if second_ids[0] == first_ids[0]:
+    if probe_ids[0] == first_ids[0]:
         raise MalformedResponseError(
             "The API ignores the offset parameter: asking for a later page returned the first one again.",
             hint="Paging cannot work against this endpoint; check MODELARTS_ENDPOINT.",
         )
-    overlap = len(set(first_ids) & set(second_ids))
-    return "record" if overlap > len(second_ids) // 2 else "page"
+    overlap = len(set(first_ids) & set(probe_ids))
+    return "record" if overlap > len(probe_ids) // 2 else "page"
 
 
 def _parse(model: type[T], context: dict[str, str] | None = None) -> Callable[[httpx.Response], T]:
@@ -341,14 +428,69 @@ def _parse(model: type[T], context: dict[str, str] | None = None) -> Callable[[h
         try:
             return model.model_validate_json(response.content, context=context)  # type: ignore[attr-defined,no-any-return]
         except ValidationError as exc:
-            raise MalformedResponseError(
-                f"ModelArts answered HTTP {response.status_code} with a body that is not the documented "
-                f"JSON ({_first_problem(exc)}).",
-                status=response.status_code,
-                request_id=response.headers.get("X-Request-Id"),
-            ) from None
+            raise _unreadable(response, exc) from None
 
     return parse
+
+
+def _parse_page(context: dict[str, str]) -> Callable[[httpx.Response], ServicePage]:
+    """A list page, or an error: a 200 is a listing only if it carries ``services`` as a list, no
+    ``error_code``, and (when it says) as many rows as its ``count``."""
+
+    def parse(response: httpx.Response) -> ServicePage:
+        try:
+            page = ServicePage.model_validate_json(response.content, context=context)
+        except ValidationError as exc:
+            raise _unreadable(response, exc) from None
+        extra = page.__pydantic_extra__ or {}
+        if extra.get("error_code") or extra.get("is_success") is False:
+            raise _error_in_body(response, extra)
+        if page.count is not None and page.count != len(page.services):
+            raise MalformedResponseError(
+                f"ModelArts answered a page that says count {page.count} but carries {len(page.services)} "
+                "services (a truncated answer).",
+                status=response.status_code,
+                request_id=_request_id(response, extra),
+            )
+        return page
+
+    return parse
+
+
+def _unreadable(response: httpx.Response, exc: ValidationError) -> ApiError:
+    """Why a 2xx body is not the documented JSON, in the terms of what it is instead when that can be told:
+    an error envelope (then it is that API error), another API generation's listing, or nothing usable."""
+    data = _json_object(response)
+    if data is not None and (data.get("error_code") or data.get("is_success") is False):
+        return _error_in_body(response, data)
+    if data is not None and isinstance(data.get("data"), list) and ("total" in data or "pages" in data):
+        what = "a v2-style listing (data/total) where the v1 API's services/total_count belong"
+        return MalformedResponseError(
+            f"ModelArts answered HTTP {response.status_code} with {what}.",
+            status=response.status_code,
+            request_id=_request_id(response, data),
+            hint="Check MODELARTS_ENDPOINT: it may point at a gateway that routes to the other API generation.",
+        )
+    return MalformedResponseError(
+        f"ModelArts answered HTTP {response.status_code} with a body that is not the documented "
+        f"JSON ({_first_problem(exc)}).",
+        status=response.status_code,
+        request_id=_request_id(response, data or {}),
+    )
+
+
+def _error_in_body(response: httpx.Response, data: dict[str, object]) -> ApiError:
+    """A 2xx whose body is an error envelope (the legacy API's ``is_success: false``, Q33, or a gateway's
+    ``error_code``) is that error, never an empty answer."""
+    code, msg = _error_fields(data)
+    message = msg or "the API reported a failure"
+    return api_error(
+        response.status_code,
+        f"ModelArts answered HTTP {response.status_code} with an error: {message}",
+        code=code,
+        msg=msg,
+        request_id=_request_id(response, data),
+    )
 
 
 def _parse_legacy(response: httpx.Response) -> LegacyServiceList:
@@ -356,14 +498,12 @@ def _parse_legacy(response: httpx.Response) -> LegacyServiceList:
     envelope = _parse(LegacyServiceList)(response)
     if envelope.is_success is False or envelope.error_code:
         message = envelope.error_msg or "The legacy API reported a failure."
-        text = f"{envelope.error_code or ''} {message}".lower()
-        kind = AuthenticationError if "token" in text or "auth" in text else ApiError
-        raise kind(
+        raise api_error(
+            response.status_code,
             f"ModelArts refused the request: {message}",
-            status=response.status_code,
-            error_code=envelope.error_code,
-            error_msg=envelope.error_msg,
-            request_id=response.headers.get("X-Request-Id"),
+            code=envelope.error_code,
+            msg=envelope.error_msg,
+            request_id=_request_id(response, envelope.__pydantic_extra__ or {}),
         )
     return envelope
 
@@ -381,32 +521,97 @@ _BY_STATUS: dict[int, type[ApiError]] = {
     404: ApiNotFoundError,
 }
 
+_TOKEN_HINT = (
+    "The token was refused: get a new MODELARTS_AUTH_TOKEN scoped to MODELARTS_PROJECT_ID (tokens expire after "
+    "24 h), or use IAM password or AK/SK credentials, which renew themselves."
+)
+_AKSK_HINT = (
+    "The AK/SK was refused: check that HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK are one pair of an active access "
+    "key (and HUAWEICLOUD_SDK_SECURITY_TOKEN for a temporary one), and that the machine's clock is right."
+)
+_PROJECT_HINT = "MODELARTS_PROJECT_ID is not the project these credentials are for, or not a project of this region."
+_PERMISSION_HINT = "The user lacks ModelArts read permission (modelarts:service:list/get) in this project or workspace."
+
+#: (class, hint) by error code, where the code says more than the HTTP status (v1-service-events-monitor-logs.md,
+#: errors). A code may recur under several statuses: keyed by (status, code), with (None, code) for any status.
+_BY_CODE: dict[tuple[int | None, str], tuple[type[ApiError], str]] = {
+    (None, "ModelArts.0201"): (AuthenticationError, "The request carried no token. " + _TOKEN_HINT),
+    (None, "ModelArts.0202"): (AuthenticationError, "The token has expired. " + _TOKEN_HINT),
+    (None, "ModelArts.0203"): (AuthenticationError, _TOKEN_HINT),
+    (None, "ModelArts.0204"): (AuthenticationError, _TOKEN_HINT),
+    (None, "ModelArts.0205"): (AuthenticationError, _AKSK_HINT),
+    (401, "ModelArts.0206"): (AuthenticationError, _AKSK_HINT),
+    (403, "ModelArts.0206"): (AuthenticationError, _AKSK_HINT),
+    (None, "ModelArts.0207"): (AuthenticationError, _PROJECT_HINT),
+    (None, "ModelArts.0208"): (AuthenticationError, _AKSK_HINT),
+    (None, "ModelArts.0212"): (AuthenticationError, _PROJECT_HINT),
+    (None, "ModelArts.0210"): (ForbiddenError, _PROJECT_HINT),
+    (None, "ModelArts.0108"): (ForbiddenError, _PERMISSION_HINT),
+    (403, "ModelArts.0112"): (ForbiddenError, _PERMISSION_HINT),
+    (None, "ModelArts.0102"): (BadRequestError, "The workspace does not exist: check MODELARTS_WORKSPACE_ID."),
+    (None, "APIGW.0301"): (AuthenticationError, _TOKEN_HINT + " With AK/SK: " + _AKSK_HINT),
+}
+
 
 def _classify(response: httpx.Response) -> ApiError:
-    """HTTP status first, then the body's ``error_code``/``error_msg`` when it has them (Q33)."""
+    """An error answer as a typed error: the class and hint by ``error_code`` where the code is telling, else
+    by HTTP status; code, message and request id from the body when it has them (Q33)."""
     status = response.status_code
-    code, msg = _error_fields(response)
-    request_id = response.headers.get("X-Request-Id")
-    what = f"ModelArts answered HTTP {status}" + (f": {msg}" if msg else "")
+    data = _json_object(response) or {}
+    code, msg = _error_fields(data)
+    return api_error(
+        status,
+        f"ModelArts answered HTTP {status}" + (f": {msg}" if msg else ""),
+        code=code,
+        msg=msg,
+        request_id=_request_id(response, data),
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+    )
+
+
+def api_error(
+    status: int,
+    message: str,
+    *,
+    code: str | None,
+    msg: str | None,
+    request_id: str | None,
+    retry_after: float | None = None,
+) -> ApiError:
     kwargs: dict[str, object] = {"status": status, "error_code": code, "error_msg": msg, "request_id": request_id}
-    if status == 429:
-        return RateLimitedError(what, retry_after=parse_retry_after(response.headers.get("Retry-After")), **kwargs)
+    by_code = _BY_CODE.get((status, code or "")) or _BY_CODE.get((None, code or ""))
+    if status == 429 or code == "APIGW.0308":
+        return RateLimitedError(message, retry_after=retry_after, **kwargs)
+    if by_code is not None:
+        kind, hint = by_code
+        return kind(message, hint=hint, **kwargs)  # type: ignore[arg-type]
+    if status < 400 and any(word in f"{code} {msg}".lower() for word in ("token", "auth")):
+        return AuthenticationError(message, **kwargs)  # type: ignore[arg-type]  # an error in a 2xx body (Q33)
     if status >= 500:
-        return ServerError(what, **kwargs)  # type: ignore[arg-type]
-    return _BY_STATUS.get(status, ApiError)(what, **kwargs)  # type: ignore[arg-type]
+        return ServerError(message, **kwargs)  # type: ignore[arg-type]
+    return _BY_STATUS.get(status, ApiError)(message, **kwargs)  # type: ignore[arg-type]
 
 
-def _error_fields(response: httpx.Response) -> tuple[str | None, str | None]:
+def _json_object(response: httpx.Response) -> dict[str, object] | None:
     try:
         data = response.json()
     except ValueError:
-        return None, None
-    if not isinstance(data, dict):
-        return None, None
-    if isinstance(data.get("error"), dict):
-        inner = data["error"]
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _error_fields(data: dict[str, object]) -> tuple[str | None, str | None]:
+    """``error_code`` with ``error_msg`` or ``error_message`` (both spellings are documented), or an
+    ``{"error": {"code", "message"}}`` object (IAM and gateways)."""
+    inner = data.get("error")
+    if isinstance(inner, dict):
         return _text(inner.get("code")), _text(inner.get("message"))
-    return _text(data.get("error_code")), _text(data.get("error_msg"))
+    return _text(data.get("error_code")), _text(data.get("error_msg") or data.get("error_message"))
+
+
+def _request_id(response: httpx.Response, data: dict[str, object]) -> str | None:
+    """The ``X-Request-Id`` header, else the body's ``request_id`` (some gateways put it only there)."""
+    return response.headers.get("X-Request-Id") or _text(data.get("request_id"))
 
 
 def _text(value: object) -> str | None:

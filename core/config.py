@@ -97,7 +97,11 @@ class Settings(BaseSettings):
     )
     services_bot_concurrency: int = Field(8, ge=1, le=64, description="Parallel API requests per target.")
     services_bot_page_size: int = Field(
-        1000, ge=2, le=10000, description="Services per API page (1000 is the API's default)."
+        1000,
+        ge=10,
+        le=1000,
+        description="Services asked for per API page, 10 to 1000 (1000 is the v1 API's default and the most it "
+        "documents); a server that serves fewer per page is followed, and paging goes on until total_count.",
     )
     services_bot_cache_seconds: float = Field(
         5.0, ge=0, description="How long a listing is reused for repeated queries (0 = never)."

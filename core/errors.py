@@ -158,3 +158,22 @@ class MalformedResponseError(ApiError):
     """The API answered 2xx with a body that is not the documented JSON."""
 
     hint = "The API sent an unreadable answer; try again, and report it if it persists."
+
+
+class IncompleteListingError(MalformedResponseError):
+    """A listing ended short of the ``total_count`` the server itself announced.
+
+    ``services`` holds the rows that did arrive, so a surface can show them with a warning instead of passing
+    a partial fleet off as the whole one; ``served`` and ``total`` are the two counts that disagree.
+    """
+
+    hint = (
+        "The answer below is incomplete. Try again; if it persists, lower SERVICES_BOT_PAGE_SIZE or report it: "
+        "the server stopped paging early."
+    )
+
+    def __init__(self, message: str, *, served: int, total: int, services: list[object] | None = None) -> None:
+        super().__init__(message)
+        self.served = served
+        self.total = total
+        self.services = services if services is not None else []

@@ -364,11 +364,15 @@ class Service(ApiModel):
 
 
 class ServicePage(ApiModel):
-    """One page of ``GET /v1/{project_id}/services``; ``count`` may be missing (Q26)."""
+    """One page of ``GET /v1/{project_id}/services``; ``count`` may be missing (Q26), ``services`` may not.
+
+    ``services`` is required and must be a list: a 200 whose body is ``{}``, ``services: null`` or another
+    API's envelope is not an empty fleet, and reading it as one would report every service deleted.
+    """
 
     total_count: Int = None
     count: Int = None
-    services: Annotated[list[Service], BeforeValidator(lambda v: v or [])] = Field(default_factory=list)
+    services: list[Service]
 
 
 class LegacyService(ApiModel):

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
@@ -27,6 +27,7 @@ from core.errors import (
     AmbiguousServiceError,
     ApiError,
     ApiNotFoundError,
+    IncompleteListingError,
     QueryError,
     ServiceNotFoundError,
     ServicesBotError,
@@ -175,8 +176,26 @@ def _query_error(exc: ValidationError) -> QueryError:
     return QueryError(f"Invalid {field}: {error['msg']}.")
 
 
+class _Listing(NamedTuple):
+    """One listing as the cache keeps it: the rows, and the error when it ended short of its total."""
+
+    services: list[Service]
+    incomplete: IncompleteListingError | None = None
+
+
+class _Gathered(NamedTuple):
+    """Several listings merged: ``partial`` when a target failed or a listing ended short."""
+
+    services: list[Service]
+    warnings: list[str]
+    incomplete: IncompleteListingError | None
+    partial: bool
+
+
 class ListResult(BaseModel):
-    """One page of an answer; ``total`` counts every match so a reader knows what it did not see."""
+    """One page of an answer; ``total`` counts every match so a reader knows what it did not see.
+    ``complete`` is false when a target could not be read or a listing ended short of its ``total_count``:
+    ``warnings`` then says what is missing, and ``total`` counts only what was seen."""
 
     total: int
     services: list[Service]
@@ -185,6 +204,7 @@ class ListResult(BaseModel):
     next_cursor: str | None = None
     description: str
     warnings: list[str] = Field(default_factory=list)
+    complete: bool = True
 
 
 class Summary(BaseModel):
@@ -197,6 +217,7 @@ class Summary(BaseModel):
     unhealthy_total: int
     description: str
     warnings: list[str] = Field(default_factory=list)
+    complete: bool = True
 
 
 class _TtlCache:
@@ -288,7 +309,7 @@ class ServiceQueries:
     # -- public ------------------------------------------------------------------------------------
 
     async def list(self, query: ServiceQuery) -> ListResult:
-        matches, warnings = await self._matching(query)
+        matches, gathered = await self._matching(query)
         matches.sort(key=_sort_key(query.sort), reverse=query.effective_order == "desc")
         fingerprint = query.fingerprint()
         offset = decode_cursor(query.cursor, fingerprint) if query.cursor else 0
@@ -302,12 +323,13 @@ class ServiceQueries:
             limit=query.limit,
             next_cursor=encode_cursor(end, fingerprint) if end < len(matches) else None,
             description=query.describe(),
-            warnings=warnings,
+            warnings=gathered.warnings,
+            complete=not gathered.partial,
         )
 
     async def summary(self, query: ServiceQuery | None = None) -> Summary:
         query = query or ServiceQuery()
-        matches, warnings = await self._matching(query)
+        matches, gathered = await self._matching(query)
         unhealthy = sorted((s for s in matches if s.is_unhealthy), key=_sort_key("changed"), reverse=True)
         shown = unhealthy[: self._unhealthy_details]
         await self._add_failure_causes(shown)
@@ -320,7 +342,8 @@ class ServiceQueries:
             unhealthy=shown,
             unhealthy_total=len(unhealthy),
             description=query.describe(),
-            warnings=warnings,
+            warnings=gathered.warnings,
+            complete=not gathered.partial,
         )
 
     async def get(self, ref: str, *, target: str | None = None) -> Service:
@@ -381,40 +404,53 @@ class ServiceQueries:
             for status in statuses
         ]
 
-    async def _listing(self, client: ModelArtsClient, params: ListParams) -> list[Service]:
-        return await self._cache.get((client.target.name, params), lambda: client.list_all(params))  # type: ignore[no-any-return]
+    async def _listing(self, client: ModelArtsClient, params: ListParams) -> _Listing:
+        async def fetch() -> _Listing:
+            try:
+                return _Listing(await client.list_all(params))
+            except IncompleteListingError as exc:
+                return _Listing(exc.services, exc)  # type: ignore[arg-type]
 
-    async def _gather_listings(self, jobs: list[tuple[ModelArtsClient, ListParams]]) -> tuple[list[Service], list[str]]:
-        """Run listings concurrently; one target failing is a warning as long as another answered."""
+        return await self._cache.get((client.target.name, params), fetch)  # type: ignore[no-any-return]
+
+    async def _gather_listings(self, jobs: list[tuple[ModelArtsClient, ListParams]]) -> _Gathered:
+        """Run listings concurrently; one target failing is a warning as long as another answered, and a
+        listing that ended short of its ``total_count`` is a warning (and ``incomplete``), never a silent gap."""
         results = await asyncio.gather(*(self._listing(c, p) for c, p in jobs), return_exceptions=True)
         services: dict[tuple[str | None, str], Service] = {}
         failures: list[tuple[str, BaseException]] = []
+        short: list[tuple[str, IncompleteListingError]] = []
         for (client, _params), result in zip(jobs, results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, ServicesBotError):
                     raise result
                 failures.append((client.target.name, result))
                 continue
-            for service in result:
+            if result.incomplete is not None:
+                short.append((client.target.name, result.incomplete))
+            for service in result.services:
                 services.setdefault((service.target, service.service_id), service)
         if failures and len(failures) == len(jobs):
             raise failures[0][1]
         warnings = sorted({f"Target {name} could not be read: {err}" for name, err in failures})
-        return list(services.values()), warnings
+        many = len(self.clients) > 1
+        warnings += sorted({f"Target {name}: {err}" if many else str(err) for name, err in short})
+        incomplete = short[0][1] if short else None
+        return _Gathered(list(services.values()), warnings, incomplete, partial=bool(failures) or bool(short))
 
-    async def _matching(self, query: ServiceQuery) -> tuple[list[Service], list[str]]:
+    async def _matching(self, query: ServiceQuery) -> tuple[list[Service], _Gathered]:
         jobs = [(c, p) for c in self._clients(query.target) for p in self._plans(query, c)]
-        services, warnings = await self._gather_listings(jobs)
+        gathered = await self._gather_listings(jobs)
         name_ok = name_matcher(query.name) if query.name else None
         matches = [
             s
-            for s in services
+            for s in gathered.services
             if (not query.statuses or s.status in query.statuses)
             and (not query.infer_type or s.infer_type in (None, query.infer_type))
             and (not query.workspace_id or s.workspace_id in (None, query.workspace_id))
             and (name_ok is None or name_ok(s.service_name or ""))
         ]
-        return matches, warnings
+        return matches, gathered
 
     async def _details(self, service: Service) -> Service | None:
         """Details of a listed service, cached per status change (the cause of a failure does not move)."""
@@ -460,11 +496,14 @@ class ServiceQueries:
             for c in clients
             for ws in (list(c.target.workspace_ids) or [None])
         ]
-        found, _warnings = await self._gather_listings(jobs)
+        gathered = await self._gather_listings(jobs)
+        found = gathered.services
         exact = [s for s in found if s.service_name == name] or [
             s for s in found if (s.service_name or "").lower() == name.lower()
         ]
         if not exact:
+            if gathered.incomplete is not None:
+                raise gathered.incomplete  # "no such service" would be a guess: the listing did not end
             return None
         if len(exact) > 1:
             raise AmbiguousServiceError(
@@ -482,12 +521,10 @@ class ServiceQueries:
 
     async def _closest_names(self, ref: str, clients: list[ModelArtsClient]) -> list[str]:
         try:
-            everything, _ = await self._gather_listings(
-                [(c, p) for c in clients for p in self._plans(ServiceQuery(), c)]
-            )
+            everything = await self._gather_listings([(c, p) for c in clients for p in self._plans(ServiceQuery(), c)])
         except ApiError:
             return []
-        names = {s.service_name for s in everything if s.service_name}
+        names = {s.service_name for s in everything.services if s.service_name}
         contains = sorted(n for n in names if ref.lower() in n.lower())[:3]
         return list(dict.fromkeys([*closest(ref, names, n=3), *contains]))[:5]
 

@@ -550,7 +550,7 @@ class Watcher:
             raise _NeedsFullListing("no watermark")
         floor = state.watermark_ms - self.overlap_ms
         # room for twice what the last scan found, so a steady churn still fits in one request
-        first = min(client.page_size, max(self.first_page, 2 * state.recent_rows))
+        first = min(client.page_limit, max(self.first_page, 2 * state.recent_rows))
         rows: list[Service] = []
         listed_total = 0
         for ws in self._workspaces(client):
@@ -585,12 +585,14 @@ class Watcher:
                 if moment < floor:
                     return total
                 rows.append(service)
+            if len(page.services) < limit and covered + len(page.services) < total:
+                raise _NeedsFullListing("the server served fewer rows than asked")  # a cap: the full listing adapts
             covered += limit
             if len(page.services) < limit or covered >= total:
                 return total
             if covered * 2 > total:
                 raise _NeedsFullListing("most of the fleet changed")
-            if covered % (limit * 2) == 0 and limit * 2 <= client.page_size:
+            if covered % (limit * 2) == 0 and limit * 2 <= client.page_limit:
                 limit *= 2  # the pages read so far end on a multiple of the doubled size, in either offset reading
 
 

@@ -1,7 +1,8 @@
 """``services-bot``: the command line (ask, emulator, demo).
 
 Errors reach the user as one readable line and an exit code (2: bad input or configuration, 1: the API
-failed), never as a traceback.
+failed, or answered only part of a listing: the partial answer is printed with its warning), never as a
+traceback.
 """
 
 from __future__ import annotations
@@ -22,6 +23,18 @@ from services_bot.text import render_list, render_service, render_summary
 from services_bot.wiring import open_existing_store, open_queries
 
 
+class Answer(str):
+    """A rendered answer; ``complete`` is false when it stands on a partial listing (the exit code says so)."""
+
+    complete: bool = True
+
+
+def _answered(text: str, complete: bool) -> Answer:
+    out = Answer(text)
+    out.complete = complete
+    return out
+
+
 async def answer(queries: ServiceQueries, text: str, *, as_json: bool) -> str:
     """Run one ``/services``-style command and render it for the terminal or for scripts."""
     command = parse_command(text)
@@ -37,9 +50,11 @@ async def answer(queries: ServiceQueries, text: str, *, as_json: bool) -> str:
         return _json(service.model_dump(mode="json", exclude_none=True)) if as_json else render_service(service)
     if isinstance(command, ListCommand):
         result = await queries.list(command.query)
-        return _json(result.model_dump(mode="json", exclude_none=True)) if as_json else render_list(result)
+        shown = _json(result.model_dump(mode="json", exclude_none=True)) if as_json else render_list(result)
+        return _answered(shown, result.complete)
     summary = await queries.summary(command.query)
-    return _json(summary.model_dump(mode="json", exclude_none=True)) if as_json else render_summary(summary)
+    shown = _json(summary.model_dump(mode="json", exclude_none=True)) if as_json else render_summary(summary)
+    return _answered(shown, summary.complete)
 
 
 def _json(data: Any) -> str:
@@ -61,6 +76,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     except ServicesBotError as exc:
         return _fail(exc, args.json)
     print(output)
+    if not getattr(output, "complete", True):
+        print("error: the answer is incomplete: ModelArts did not return every service (see above).", file=sys.stderr)
+        return 1
     return 0
 
 

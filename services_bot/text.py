@@ -38,7 +38,7 @@ def render_list(result: ListResult) -> str:
     head = f"{result.total} service(s) — {result.description}"
     if result.total > len(result.services):
         head += f" (showing {first}–{result.offset + len(result.services)})"
-    lines = [head]
+    lines = [head, *_incomplete(result.warnings, result.complete)]
     if result.services:
         multi = len({s.target for s in result.services}) > 1
         headers = ["STATUS", "NAME", "TYPE", "WORKSPACE", "CHANGED", "FAILED/CALLS", *(["TARGET"] if multi else [])]
@@ -61,12 +61,18 @@ def render_list(result: ListResult) -> str:
                 lines.append(f"    ↳ {clean(s.error_msg, 160)}")
     if result.next_cursor:
         lines.append(f"More: add cursor:{result.next_cursor}")
-    lines.extend(f"warning: {w}" for w in result.warnings)
+    if result.complete:
+        lines.extend(f"warning: {w}" for w in result.warnings)
     return "\n".join(lines)
 
 
+def _incomplete(warnings: list[str], complete: bool) -> list[str]:
+    """A partial answer says so right under its count, not after the rows."""
+    return [] if complete else [f"INCOMPLETE: {clean(w, 300)}" for w in warnings]
+
+
 def render_summary(summary: Summary) -> str:
-    lines = [f"{summary.total} service(s) — {summary.description}"]
+    lines = [f"{summary.total} service(s) — {summary.description}", *_incomplete(summary.warnings, summary.complete)]
     if summary.total:
         lines += [
             "",
@@ -83,8 +89,9 @@ def render_summary(summary: Summary) -> str:
         if summary.unhealthy_total > len(summary.unhealthy):
             lines.append(f"  … and {summary.unhealthy_total - len(summary.unhealthy)} more (ask `unhealthy`)")
     else:
-        lines += ["", "Nothing is failed or concerning."]
-    lines.extend(f"warning: {w}" for w in summary.warnings)
+        lines += ["", "Nothing is failed or concerning." if summary.complete else "Nothing failed or concerning seen."]
+    if summary.complete:
+        lines.extend(f"warning: {w}" for w in summary.warnings)
     return "\n".join(lines)
 
 

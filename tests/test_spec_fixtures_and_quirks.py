@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from core.models import LegacyServiceList, Service, ServicePage
 
@@ -118,6 +119,9 @@ def test_nested_additional_properties_are_kept_as_json() -> None:
     assert Service.model_validate({"service_id": "a", "additional_properties": props}).additional_properties == props
 
 
-def test_list_page_without_count_or_services_is_empty_not_an_error() -> None:
-    page = ServicePage.model_validate({"total_count": 0})
+def test_list_page_without_count_is_fine_but_without_services_is_not_a_listing() -> None:
+    page = ServicePage.model_validate({"total_count": 0, "services": []})
     assert page.services == [] and page.count is None
+    for body in ({"total_count": 0}, {"total_count": 3, "services": None}, {}):
+        with pytest.raises(ValidationError):
+            ServicePage.model_validate(body)

@@ -291,7 +291,7 @@ async def test_a_full_listing_over_many_pages_is_diffed_a_page_at_a_time(
         ctl.clear_requests()
         first = await watcher.poll_once()
         assert first.targets[0].mode == "baseline" and first.transitions == []
-        assert first.targets[0].rows == SERVICES and ctl.requests()["by_route"]["list"] == 8
+        assert first.targets[0].rows == SERVICES and ctl.requests()["by_route"]["list"] == 9
         assert len(await store.known_services("default")) == SERVICES
         ctl.set_status(changed["service_id"], "failed", "disk full")
         ctl.delete(f"/services/{doomed['service_id']}")
