@@ -49,7 +49,8 @@ class StaticToken:
 
 
 class AkSkSigner:
-    """Signs each request with SDK-HMAC-SHA256 (``core.signing``)."""
+    """Signs each request with SDK-HMAC-SHA256 (``core.signing``), its project in a signed ``X-Project-Id``
+    as the SDK's ``BasicCredentials`` sends it."""
 
     def __init__(self, ak: SecretStr, sk: SecretStr, security_token: SecretStr | None = None) -> None:
         self._ak = ak
@@ -67,6 +68,7 @@ class AkSkSigner:
                 self._sk.get_secret_value(),
                 body=body,
                 security_token=self._security_token.get_secret_value() if self._security_token else None,
+                project_id=project_id,
             )
         )
 

@@ -40,6 +40,7 @@ from core.errors import (
 from core.metrics import API_LATENCY, API_REQUESTS
 from core.models import LegacyServiceList, Service, ServicePage
 from core.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
+from core.signing import wire_url
 
 log = logging.getLogger("services_bot.client")
 
@@ -310,7 +311,7 @@ class ModelArtsClient:
         self, method: str, url: str, query: dict[str, str], parse: Callable[[httpx.Response], T]
     ) -> T | _Retryable | _Unauthorized:
         """One try: the parsed answer, or what went wrong and whether it may heal."""
-        request = self.http.build_request(method, url, params=query)
+        request = self.http.build_request(method, wire_url(url, query))  # the query exactly as signed
         try:
             await self.credentials.apply(request, self.target.project_id)
         except (UnavailableError, ServerError, RateLimitedError) as exc:  # IAM itself is briefly unwell

@@ -80,7 +80,11 @@ def _lower_headers(request: Request) -> dict[str, str]:
 
 
 async def authenticate(request: Request, emu: EmulatorState, legacy: bool) -> Response | None:
-    """None if the request may proceed, else the 401/403 answer. Never echoes a credential."""
+    """None if the request may proceed, else the 401/403 answer. Never echoes a credential.
+
+    An AK/SK signature is verified over the raw path and query as received (``emulator.signing``), then a
+    signed ``X-Project-Id`` must name the path's project, before the project check every credential gets.
+    """
     s = emu.settings
     quirks = emu.quirks
 
@@ -102,19 +106,24 @@ async def authenticate(request: Request, emu: EmulatorState, legacy: bool) -> Re
         if not authorization.lstrip().startswith(signing.ALGORITHM + " "):
             return unauthorized("unsupported Authorization scheme")
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        headers = _lower_headers(request)
         try:
-            signing.verify(
+            verified = signing.verify(
                 authorization=authorization,
                 method=request.method,
                 raw_path=raw_path.decode("latin-1").partition("?")[0],
                 raw_query=request.scope.get("query_string", b"").decode("latin-1"),
-                headers=_lower_headers(request),
+                headers=headers,
                 body=await request.body(),
                 keys={s.ak: s.sk},
                 security_token=s.security_token,
             )
         except signing.SignatureError as exc:
             return unauthorized(str(exc))
+        if "x-project-id" in verified.signed_headers:
+            mismatch = _project_header_mismatch(headers["x-project-id"].strip(), request, legacy, quirks)
+            if mismatch is not None:
+                return mismatch
     elif legacy:
         # the legacy page's only error example is exactly this case (Q33/Q34)
         return api_error(401, "res.2301", "Failed to resolve the token from the request.", legacy=True, quirks=quirks)
@@ -135,6 +144,22 @@ async def authenticate(request: Request, emu: EmulatorState, legacy: bool) -> Re
             quirks=quirks,
         )
     return None
+
+
+def _project_header_mismatch(
+    project_header: str, request: Request, legacy: bool, quirks: Quirks
+) -> Response | None:
+    """The SDK signs ``X-Project-Id`` for project-scoped credentials: a signed one must name the URL's project."""
+    path_project = request.path_params.get("project_id", "")
+    if project_header == path_project:
+        return None
+    return api_error(
+        403,
+        FORBIDDEN_CODE,
+        f"Forbidden: X-Project-Id {project_header[:64]} does not match the project {path_project} in the URL.",
+        legacy=legacy,
+        quirks=quirks,
+    )
 
 
 def gateway(route: str, *, legacy: bool = False, auth: bool = True) -> Callable[[Handler], Callable]:

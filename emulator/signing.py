@@ -4,16 +4,20 @@ The algorithm is the one of the API Gateway signer and of ``huaweicloudsdkcore.s
 
 - canonical request = ``METHOD\\nURI\\nQUERY\\nHEADERS\\nSIGNED_HEADERS\\nHEX(SHA256(body))`` where
   URI is the unescaped path, each segment percent-encoded (only ``~`` and unreserved characters kept) and a
-  trailing ``/`` added; QUERY is the ``key=value`` pairs sorted and percent-encoded the same way, joined
-  by ``&``; HEADERS is ``name:trimmed value\\n`` for each signed header (lower-case names, sorted order
-  as listed in ``SignedHeaders``); the body hash is the empty-string hash for an empty body, or the value of
-  ``X-Sdk-Content-Sha256`` when present (``UNSIGNED-PAYLOAD``);
+  trailing ``/`` added; QUERY is the raw query read as the API gateway's reference verifier reads it (split
+  on ``&`` and the first ``=``, each side ``unquote``-d, so a ``+`` stays a literal ``+``, never a space),
+  the pairs sorted and percent-encoded the same way, joined by ``&``; HEADERS is ``name:trimmed value\\n``
+  for each signed header (lower-case names, sorted order as listed in ``SignedHeaders``); the body hash is
+  the empty-string hash for an empty body, or the value of ``X-Sdk-Content-Sha256`` when present
+  (``UNSIGNED-PAYLOAD``);
 - string to sign = ``SDK-HMAC-SHA256\\n<X-Sdk-Date>\\n<HEX(SHA256(canonical request))>``;
 - signature = ``HEX(HMAC-SHA256(SK, string to sign))``, sent as
   ``Authorization: SDK-HMAC-SHA256 Access=<AK>, SignedHeaders=<h1;h2>, Signature=<hex>``.
 
 It is deliberately a second implementation (it does not import the SDK): a test signs with the SDK and this
-module must agree, which catches misreadings on either side.
+module must agree, which catches misreadings on either side. Reading the query strictly is what makes the
+emulator disagree with a lax client: one that signs a space as ``%20`` but sends ``+`` (a form encoder's
+habit) gets the gateway's 401 here too.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import quote, unquote
 
 ALGORITHM = "SDK-HMAC-SHA256"
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -38,6 +43,14 @@ class SignatureError(Exception):
     """Why a signed request is refused; the message never contains the SK or the expected signature."""
 
 
+@dataclass(frozen=True)
+class Verified:
+    """A request whose signature holds: who signed it, and which headers the signature vouches for."""
+
+    access_key: str
+    signed_headers: tuple[str, ...]
+
+
 def _encode(s: str) -> str:
     return quote(s, safe="~")
 
@@ -47,9 +60,18 @@ def canonical_uri(raw_path: str) -> str:
     return path if path.endswith("/") else path + "/"
 
 
+def query_pairs(raw_query: str) -> list[tuple[str, str]]:
+    """Split on ``&`` and the first ``=``, skip empty names, ``unquote`` both sides (not ``unquote_plus``)."""
+    pairs = []
+    for item in raw_query.split("&"):
+        key, _, value = item.partition("=")
+        if key:
+            pairs.append((unquote(key), unquote(value)))
+    return pairs
+
+
 def canonical_query(raw_query: str) -> str:
-    pairs = sorted(parse_qsl(raw_query, keep_blank_values=True))
-    return "&".join(f"{_encode(k)}={_encode(v)}" for k, v in pairs)
+    return "&".join(f"{_encode(k)}={_encode(v)}" for k, v in sorted(query_pairs(raw_query)))
 
 
 def canonical_request(
@@ -95,8 +117,8 @@ def verify(
     keys: Mapping[str, str],
     security_token: str | None,
     now: datetime | None = None,
-) -> str:
-    """Check a signed request; returns the access key, or raises ``SignatureError`` saying why not.
+) -> Verified:
+    """Check a signed request; returns who signed what, or raises ``SignatureError`` saying why not.
 
     ``headers`` must have lower-case names. ``keys`` maps access keys to secret keys.
     """
@@ -129,4 +151,4 @@ def verify(
     canonical = canonical_request(method, raw_path, raw_query, headers, signed_headers, body)
     if not hmac.compare_digest(sign(sk, sdk_date, canonical), signature):
         raise SignatureError("signature mismatch")
-    return ak
+    return Verified(ak, tuple(signed_headers))

@@ -12,6 +12,14 @@ from core.errors import AuthenticationError
 from emulator import EmulatorServer
 from tests.conftest import Control, queries_for
 
+# a space, a plus, the query's own delimiters and non-ASCII: everything a form encoder and RFC 3986 disagree on
+AWKWARD_NAMES = ["ocr prod", "a+b & c=d", "ocr-ü/2"]
+
+
+def aksk_settings(server: EmulatorServer, sk: str | None = None) -> dict:
+    s = server.settings
+    return {"modelarts_auth_token": None, "huaweicloud_sdk_ak": s.ak, "huaweicloud_sdk_sk": sk or s.sk}
+
 
 def iam_settings(server: EmulatorServer, password: str | None = None) -> dict:
     s = server.settings
@@ -85,10 +93,7 @@ async def test_wrong_iam_password_is_explained_and_not_leaked(
 
 
 async def test_aksk_signed_requests_are_accepted(emulator_server: EmulatorServer, control: Control) -> None:
-    s = emulator_server.settings
-    async with queries_for(
-        emulator_server, modelarts_auth_token=None, huaweicloud_sdk_ak=s.ak, huaweicloud_sdk_sk=s.sk
-    ) as queries:
+    async with queries_for(emulator_server, **aksk_settings(emulator_server)) as queries:
         client = queries.clients[0]
         services = await client.list_all(ListParams(status="running", sort_by="service_name"))
         assert services
@@ -97,10 +102,7 @@ async def test_aksk_signed_requests_are_accepted(emulator_server: EmulatorServer
 
 
 async def test_wrong_secret_key_is_refused(emulator_server: EmulatorServer, control: Control) -> None:
-    s = emulator_server.settings
-    async with queries_for(
-        emulator_server, modelarts_auth_token=None, huaweicloud_sdk_ak=s.ak, huaweicloud_sdk_sk="not-the-secret"
-    ) as queries:
+    async with queries_for(emulator_server, **aksk_settings(emulator_server, sk="not-the-secret")) as queries:
         with pytest.raises(AuthenticationError) as caught:
             await queries.clients[0].list_all(ListParams())
     assert "not-the-secret" not in caught.value.user_text()
@@ -112,3 +114,20 @@ async def test_iam_briefly_unavailable_is_retried(emulator_server: EmulatorServe
     async with queries_for(emulator_server, **iam_settings(emulator_server)) as queries:
         assert await queries.clients[0].list_all(ListParams())
     assert control.requests()["by_route"]["iam"] == 2
+
+
+async def test_aksk_names_with_spaces_and_reserved_characters_are_found(
+    emulator_server: EmulatorServer, control: Control
+) -> None:
+    """Issue item 6: the emulator verifies like Huawei's gateway (a '+' is a plus), so the wire URL must be the
+    very query the signature covers; a '+' for a space would be a 401, and five of those lock the AK."""
+    created = {name: control.add(service_name=name)["service_id"] for name in AWKWARD_NAMES}
+    control.clear_requests()
+    async with queries_for(emulator_server, **aksk_settings(emulator_server)) as queries:
+        for name, service_id in created.items():
+            assert (await queries.get(name)).service_id == service_id
+    listed = [e["query"] for e in control.requests()["log"] if e["path"].endswith("/services")]
+    assert "limit=1000&offset=0&service_name=ocr%20prod" in listed
+    assert "limit=1000&offset=0&service_name=a%2Bb%20%26%20c%3Dd" in listed
+    assert "limit=1000&offset=0&service_name=ocr-%C3%BC%2F2" in listed
+    assert all(e["status"] == 200 for e in control.requests()["log"])

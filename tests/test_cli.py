@@ -67,6 +67,17 @@ def test_ask_summary_and_show(emulator_server: EmulatorServer, control: Control)
     assert shown["service_id"] == created["service_id"] and shown["config"]
 
 
+def test_ask_show_a_name_with_a_space_signed_with_aksk(emulator_server: EmulatorServer, control: Control) -> None:
+    """``services-bot ask show "ocr prod"`` with AK/SK: the CLI goes through the client's one URL path, so the
+    name reaches the strict verifier as the %20 it signed (a '+' there was a 401, issue item 6)."""
+    created = control.add(service_name="ocr prod", status="running")
+    s = emulator_server.settings
+    env = {k: v for k, v in env_for(emulator_server).items() if k != "MODELARTS_AUTH_TOKEN"}
+    proc = run(["ask", "show", "ocr prod"], {**env, "HUAWEICLOUD_SDK_AK": s.ak, "HUAWEICLOUD_SDK_SK": s.sk})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert created["service_id"] in proc.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [

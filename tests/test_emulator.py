@@ -519,6 +519,7 @@ def _signed(
     sdk_date: str | None = None,
     security_token: str | None = None,
     path: str = f"{P}/services",
+    project_id: str | None = None,
 ) -> SdkRequest:
     """Sign like the official SDK does: build its SdkRequest and let its credentials sign it."""
     headers = {"Content-Type": "application/json"}
@@ -533,7 +534,7 @@ def _signed(
         header_params=headers,
         body="",
     )
-    creds = BasicCredentials(ak or emu.settings.ak, sk or emu.settings.sk, emu.settings.project_id)
+    creds = BasicCredentials(ak or emu.settings.ak, sk or emu.settings.sk, project_id or emu.settings.project_id)
     if security_token:
         creds.security_token = security_token
     return creds.sign_request(req)
@@ -584,6 +585,33 @@ def test_aksk_tampered_or_stale_is_refused(emu: EmulatorServer, anon: httpx.Clie
         f"Signature={signing.sign(emu.settings.sk, headers['x-sdk-date'], canonical)}"
     )
     refused(f"{emu.url}{P}/services", {"X-Sdk-Date": headers["x-sdk-date"], "Authorization": auth}, "host")
+
+
+def test_aksk_query_is_read_like_the_gateway_reads_it(emu: EmulatorServer, anon: httpx.Client) -> None:
+    """Split on '&' and '=', then ``unquote``: a '+' is a plus, so a space signed as %20 but sent as '+' (what
+    a form encoder does) is a signature mismatch, as at Huawei's gateway (issue item 6)."""
+    from emulator import signing
+
+    assert signing.canonical_query("service_name=ocr+prod&a=%7e&b") == "a=~&b=&service_name=ocr%2Bprod"
+    req = _signed(emu, [("service_name", "ocr prod"), ("limit", 1)])
+    assert "service_name=ocr%20prod" in req.url
+    assert anon.get(req.url, headers=req.header_params).status_code == 200
+    r = anon.get(req.url.replace("%20", "+"), headers=req.header_params)
+    assert r.status_code == 401, r.text
+    assert r.json()["error_code"] == "APIGW.0301" and r.json()["error_msg"].endswith("signature mismatch")
+
+
+def test_aksk_signed_project_header_must_match_the_path(emu: EmulatorServer, anon: httpx.Client) -> None:
+    """The SDK signs ``X-Project-Id`` for a project-scoped client; one naming another project is a 403."""
+    req = _signed(emu, [("limit", 1)], project_id="another-project")
+    assert "x-project-id" in req.header_params["Authorization"]
+    r = anon.get(req.url, headers=req.header_params)
+    assert r.status_code == 403, r.text
+    assert r.json() == {
+        "error_code": "ModelArts.0106",
+        "error_msg": f"Forbidden: X-Project-Id another-project does not match the project {SETTINGS.project_id} in "
+        "the URL.",
+    }
 
 
 def test_aksk_security_token() -> None:

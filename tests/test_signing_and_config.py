@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
+from pydantic import SecretStr
 
 from core import signing
+from core.auth import AkSkSigner
 from core.config import Settings
 from core.errors import ConfigError
 
@@ -18,28 +21,37 @@ WHEN = datetime(2026, 11, 23, 9, 30, 0, tzinfo=UTC)
 AK, SK = "AKTESTEXAMPLE000", "sk-example-secret"
 
 
-def official(method: str, host: str, path: str, query: list[tuple[str, str]], headers: dict[str, str], body: bytes):
-    """Sign with huaweicloudsdkcore and return (canonical request, Authorization header)."""
+def official(
+    method: str,
+    host: str,
+    path: str,
+    query: list[tuple[str, str]],
+    headers: dict[str, str],
+    project_id: str,
+    sdk_date: str = WHEN.strftime("%Y%m%dT%H%M%SZ"),
+) -> tuple[str, dict[str, str], str]:
+    """Sign as huaweicloudsdkcore does for a project-scoped client (``BasicCredentials`` with a project id,
+    which adds ``X-Project-Id``); return its canonical request, its headers and the URI it sends."""
     request = SdkRequest(
         method=method,
         schema="https",
         host=host,
         resource_path=path,
         query_params=list(query),
-        header_params={**headers, "X-Sdk-Date": WHEN.strftime("%Y%m%dT%H%M%SZ")},
-        body=body,
+        header_params={**headers, "X-Sdk-Date": sdk_date},
+        body=b"",
     )
-    signer = Signer(BasicCredentials(ak=AK, sk=SK))
-    signed = signer.sign(request)
+    signed = BasicCredentials(ak=AK, sk=SK, project_id=project_id).sign_request(request)
     names = sorted(k.lower() for k in signed.header_params if "_" not in k and k.lower() != "authorization")
-    canonical = signer._process_canonical_request(signed, names)
-    return canonical, signed.header_params["Authorization"]
+    canonical = Signer(BasicCredentials(ak=AK, sk=SK))._process_canonical_request(signed, names)
+    return canonical, signed.header_params, signed.uri
 
 
 CASES = [
     ("GET", "/v1/p1/services", [], {}),
     ("GET", "/v1/p1/services", [("status", "failed"), ("limit", "1000"), ("offset", "0")], {}),
     ("GET", "/v1/p1/services", [("service_name", "ocr prod/ü"), ("tags", "team=ocr,env=prod")], {}),
+    ("GET", "/v1/p1/services", [("service_name", "a+b & c=d"), ("offset", "0"), ("limit", "2")], {}),
     ("GET", "/v1/p1/services/195c1f2d-136d-40af-a0f3-db5717d2634a", [], {"Content-Type": "application/json"}),
     ("GET", "/v1/p1/infer-services", [("workspace_id", "0")], {}),
 ]
@@ -48,17 +60,39 @@ CASES = [
 @pytest.mark.parametrize(("method", "path", "query", "extra"), CASES)
 def test_signature_equals_the_official_sdk_signer(method: str, path: str, query: list, extra: dict) -> None:
     host = "modelarts.cn-north-4.myhuaweicloud.com"
-    from httpx import URL
-
-    url = str(URL(f"https://{host}{path}", params=query))
-    ours = signing.sign_headers(method, url, {"Host": host, **extra}, AK, SK, now=WHEN)
+    url = signing.wire_url(f"https://{host}{path}", dict(query))
     headers = {"Host": host, **extra}
-    their_canonical, their_auth = official(method, host, path, query, headers, b"")
-    signed = sorted({"host", "x-sdk-date", *(k.lower() for k in extra)})
-    merged = {**{k.lower(): v for k, v in headers.items()}, "x-sdk-date": ours["X-Sdk-Date"]}
-    assert signing.canonical_request(method, url, merged, signed) == their_canonical
-    assert ours["Authorization"] == their_auth
+    ours = signing.sign_headers(method, str(url), headers, AK, SK, project_id="p1", now=WHEN)
+    their_canonical, their_headers, their_uri = official(method, host, path, query, headers, "p1")
+    assert ours["X-Project-Id"] == their_headers["X-Project-Id"] == "p1"
+    signed = sorted({"host", "x-sdk-date", "x-project-id", *(k.lower() for k in extra)})
+    merged = {**{k.lower(): v for k, v in headers.items()}, "x-sdk-date": ours["X-Sdk-Date"], "x-project-id": "p1"}
+    assert signing.canonical_request(method, str(url), merged, signed) == their_canonical
+    assert ours["Authorization"] == their_headers["Authorization"]
     assert ours["X-Sdk-Date"] == "20261123T093000Z"
+    assert url.raw_path.decode() == their_uri  # on the wire exactly what the SDK sends
+
+
+async def test_the_signer_sends_what_the_sdk_signs_and_sends() -> None:
+    """``AkSkSigner`` on the request the client builds: the same headers, signature and URI as the SDK."""
+    host = "modelarts.cn-north-4.myhuaweicloud.com"
+    path, query = "/v1/p1/services", {"service_name": "ocr prod", "offset": "0", "limit": "1000"}
+    async with httpx.AsyncClient(headers={"User-Agent": "services-bot/0.1", "Accept": "application/json"}) as http:
+        request = http.build_request("GET", signing.wire_url(f"https://{host}{path}", query))
+    await AkSkSigner(SecretStr(AK), SecretStr(SK)).apply(request, "p1")
+    _, theirs, their_uri = official(
+        "GET", host, path, list(query.items()), {"Host": host}, "p1", sdk_date=request.headers["X-Sdk-Date"]
+    )
+    assert request.headers["X-Project-Id"] == theirs["X-Project-Id"] == "p1"
+    assert request.headers["Authorization"] == theirs["Authorization"]
+    assert request.url.raw_path.decode() == their_uri == "/v1/p1/services?limit=1000&offset=0&service_name=ocr%20prod"
+
+
+def test_a_plus_in_the_url_is_signed_as_a_plus() -> None:
+    """The API gateway reads a '+' in the query as a plus, so it is signed as one (%2B), never as a space."""
+    url = "https://h/v1/p/services?service_name=ocr+prod&tags=a%20b"
+    canonical = signing.canonical_request("GET", url, {"host": "h"}, ["host"])
+    assert canonical.split("\n")[2] == "service_name=ocr%2Bprod&tags=a%20b"
 
 
 def test_signature_changes_when_the_request_changes() -> None:

@@ -1,4 +1,4 @@
-"""The documented example payloads parse, and every shape quirk of spec/quirks.md is survived."""
+"""The documented example payloads parse, and every shape quirk of docs/spec/quirks.md is survived."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pydantic import ValidationError
 
 from core.models import LegacyServiceList, Service, ServicePage
 
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec" / "fixtures"  # shared/ lies beside the checkout
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # copies of the spec's examples (README.md there)
 
 
 def fixture(name: str) -> bytes:
-    return (SPEC / name).read_bytes()
+    return (FIXTURES / name).read_bytes()
 
 
 def test_list_example_parses_with_number_workspace_and_seconds_publish_time() -> None:

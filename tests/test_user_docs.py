@@ -1,7 +1,10 @@
-"""What an admin or user reads: manifest.yaml must be valid and minimal, and the README must match the code."""
+"""What an admin or user reads: manifest.yaml must be valid and minimal, the README must match the code, and
+every document's links must work in a fresh clone."""
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +12,11 @@ import yaml
 
 from core.grammar import USAGE
 
-MANIFEST = Path(__file__).resolve().parents[1] / "manifest.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+MANIFEST = ROOT / "manifest.yaml"
+_SKIPPED_DIRS = {"build", "artifacts", "node_modules"}
+_CODE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
+_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 
 
 def load() -> dict[str, Any]:
@@ -45,3 +52,39 @@ def test_the_readme_configuration_table_is_generated_from_the_settings() -> None
     readme = (MANIFEST.parent / "README.md").read_text(encoding="utf-8")
     current = readme.split(START, 1)[1].split(END, 1)[0].strip()
     assert current == markdown_table(), "run: python -m services_bot.settings_doc --write README.md"
+
+
+def markdown_files() -> list[Path]:
+    """Every Markdown file of the checkout, outside hidden folders (.venv, .git) and build output."""
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not d.endswith(".egg-info") and d not in _SKIPPED_DIRS]
+        found += [Path(folder) / name for name in files if name.endswith(".md")]
+    return sorted(found)
+
+
+def relative_links(markdown: str) -> list[str]:
+    """Link and image targets outside code, minus web addresses and same-page anchors."""
+    targets = _LINK.findall(_CODE.sub("", markdown))
+    return [t for t in targets if not re.match(r"^[a-z][a-z0-9+.-]*:", t, re.IGNORECASE) and not t.startswith("#")]
+
+
+def test_every_relative_link_in_the_docs_resolves_inside_the_repository() -> None:
+    """A clone holds nothing beside it: a link to ../shared/ (or any file not committed) is broken there."""
+    files = markdown_files()
+    assert {ROOT / "README.md", ROOT / "docs" / "architecture.md", ROOT / "docs" / "spec" / "quirks.md"} <= set(files)
+    broken = []
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        for target in relative_links(text):
+            resolved = (path.parent / target.split("#", 1)[0]).resolve()
+            if not resolved.is_relative_to(ROOT) or not resolved.exists():
+                broken.append(f"{path.relative_to(ROOT)}: {target}")
+        if "../shared" in text:
+            broken.append(f"{path.relative_to(ROOT)}: mentions ../shared")
+    assert not broken, "links that do not resolve inside the repository:\n" + "\n".join(broken)
+
+
+def test_the_link_check_sees_links_and_skips_code_and_web_addresses() -> None:
+    text = "[a](docs/a.md#x) ![b](img.png) [c](https://example.com) [d](#top) `[e](f.md)`\n```\n[g](h.md)\n```"
+    assert relative_links(text) == ["docs/a.md#x", "img.png"]
