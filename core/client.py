@@ -146,7 +146,8 @@ class ModelArtsClient:
 
     @property
     def page_limit(self) -> int:
-        """The ``limit`` to ask for: the configured page size, or less once the server was seen to cap it."""
+        """The most rows a page brings: the configured page size, or the server's cap once seen (the first page
+        of each listing still asks for the configured size, so a lifted cap is noticed)."""
         return min(self.page_size, self.served_limit or self.page_size)
 
     async def iter_pages(self, params: ListParams) -> AsyncIterator[list[Service]]:
@@ -164,7 +165,7 @@ class ModelArtsClient:
         ``total_count`` raises ``IncompleteListingError`` after yielding what it got.
         Use ``contextlib.aclosing`` when you may stop early: closing cancels the requests still out.
         """
-        asked = self.page_limit
+        asked = self.page_size
         seen: set[str] = set()
         first = await self.list_page(params, offset=0, limit=asked)
         if rows := _fresh(seen, first):
@@ -180,6 +181,8 @@ class ModelArtsClient:
             size = served
             if totals.latest is not None:
                 self._note_cap(served, asked)
+        else:
+            self.served_limit = None  # asked for in full each time: a cap that was lifted is noticed
         if self.offset_mode is None:
             self.offset_mode = await self._probe_offset_mode(params, first, size)
             log.info("offset mode detected", extra={"target": self.target.name, "mode": self.offset_mode})

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+from mcp import Client
 
 from core.client import ListParams
 from core.errors import ApiError, AuthenticationError, IncompleteListingError, MalformedResponseError
@@ -19,8 +20,11 @@ from core.query import ServiceQuery
 from core.store import Store
 from core.watcher import Watcher
 from emulator import EmulatorServer
+from services_bot.workspace import WorkspaceClient
 from tests.conftest import Control, queries_for
 from tests.test_cli import assert_no_traceback, env_for, run
+from tests.test_mcp_tools import server_for
+from tests.test_slack_app import ask
 
 FAILED = 1200
 
@@ -73,7 +77,8 @@ async def test_a_capped_listing_is_complete_and_the_cap_is_remembered(
         again = await client.list_all(ListParams())
     assert {s.service_id for s in again} == expected
     sent = list_queries(flat_control)
-    assert len(sent) == 5 and all("limit=500" in q for q in sent), "the next listing pages at the served length"
+    assert len(sent) == 5, "no second probe: the offset reading is remembered"
+    assert "limit=1000" in sent[0] and all("limit=500" in q for q in sent[1:]), "pages of the served length"
 
 
 @pytest.mark.parametrize("mode", ["page", "record"])
@@ -258,3 +263,21 @@ async def test_hints_follow_the_error_code_not_only_the_http_status(
     if code == "ModelArts.0206":
         assert isinstance(caught.value, AuthenticationError)
         assert "permission" not in caught.value.hint
+
+
+async def test_slack_and_mcp_answers_say_first_that_they_are_incomplete(
+    workspace: WorkspaceClient, control: Control, emulator_server: EmulatorServer
+) -> None:
+    control.quirks(result_window=3)
+    reply = await ask(workspace, "summary")
+    assert "(incomplete)" in reply["text"]
+    first_section = next(b for b in reply["blocks"] if b["type"] == "section")
+    assert first_section["text"]["text"].startswith(":warning: *Incomplete answer.* ModelArts returned 3 of ")
+    async with Client(server_for(emulator_server)) as client:
+        result = await client.call_tool("list_services", {"status": ["running"]})
+        summary = await client.call_tool("summarize_services", {})
+    for answer in (result, summary):
+        assert not answer.is_error and answer.structured_content is not None
+        assert answer.structured_content["complete"] is False
+        text = answer.content[0].text  # type: ignore[union-attr]
+        assert "INCOMPLETE: ModelArts returned" in text.splitlines()[1]

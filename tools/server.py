@@ -90,6 +90,7 @@ class ServiceList(BaseModel):
     services: list[ServiceRow]
     next_cursor: str | None = Field(None, description="Pass as `cursor` to get the next page; null when done.")
     warnings: list[str] = Field(default_factory=list)
+    complete: bool = Field(True, description="False when ModelArts returned only part of the listing (see warnings).")
 
 
 class ServiceSummary(BaseModel):
@@ -99,6 +100,7 @@ class ServiceSummary(BaseModel):
     unhealthy_total: int
     unhealthy: list[ServiceRow] = Field(description="Failed and concerning services, latest change first.")
     warnings: list[str] = Field(default_factory=list)
+    complete: bool = Field(True, description="False when ModelArts returned only part of the listing (see warnings).")
 
 
 def _tool_error(exc: ServicesBotError) -> ToolError:
@@ -114,6 +116,11 @@ def _answer(data: BaseModel | dict[str, Any], text: str, always: tuple[str, ...]
     else:
         structured = data
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
+
+
+def _incomplete_lines(warnings: list[str], complete: bool) -> list[str]:
+    """Many clients show a model only the text: a partial answer must say so there, not only in the structure."""
+    return [] if complete else [f"INCOMPLETE: {w}" for w in warnings]
 
 
 def _row_line(row: ServiceRow) -> str:
@@ -244,10 +251,12 @@ def create_mcp_server(
             services=rows,
             next_cursor=result.next_cursor,
             warnings=result.warnings,
+            complete=result.complete,
         )
         head = f"{len(rows)} of {result.total} services ({result.description})"
         more = "; more with next_cursor" if result.next_cursor else ""
-        return _answer(answer, "\n".join([head + more, *(_row_line(r) for r in rows[:10])]), always=("next_cursor",))
+        lines = [head + more, *_incomplete_lines(result.warnings, result.complete), *(_row_line(r) for r in rows[:10])]
+        return _answer(answer, "\n".join(lines), always=("next_cursor", "complete"))
 
     @server.tool(annotations=READ_ONLY, structured_output=True)
     async def get_service(
@@ -284,10 +293,15 @@ def create_mcp_server(
             unhealthy_total=summary.unhealthy_total,
             unhealthy=[ServiceRow.of(s) for s in summary.unhealthy],
             warnings=summary.warnings,
+            complete=summary.complete,
         )
         counts = ", ".join(f"{k} {v}" for k, v in summary.by_status.items())
-        lines = [f"{summary.total} services: {counts}", *(_row_line(r) for r in answer.unhealthy[:10])]
-        return _answer(answer, "\n".join(lines))
+        lines = [
+            f"{summary.total} services: {counts}",
+            *_incomplete_lines(summary.warnings, summary.complete),
+            *(_row_line(r) for r in answer.unhealthy[:10]),
+        ]
+        return _answer(answer, "\n".join(lines), always=("complete",))
 
     @server.tool(annotations=READ_ONLY, structured_output=True)
     async def list_transitions(
