@@ -20,6 +20,8 @@ Choices where the spec is silent (quirks.md Q24-Q29), made once here and documen
   pages never overlap or skip.
 - ``offset`` is a page index (first record ``offset*limit``) in ``page`` mode and a record index in
   ``record`` mode (Q24); past the end the page is empty and ``total_count`` still counts every match.
+- With the ``ignore_sort_by`` quirk, ``sort_by`` is neither read nor checked: answers come in ``publish_at``
+  order (``order`` is still honoured), as a server that only knows the SDK's sort keys would answer (Q12).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 
 from starlette.datastructures import QueryParams
 
+from emulator.faults import without_hidden
 from emulator.fleet import DEFAULT_WORKSPACE, INFER_TYPES, SORT_KEYS, STATUSES, Fleet, Service
 
 ORDERS = ("asc", "desc")
@@ -131,8 +134,9 @@ def _tags(raw: str | None) -> tuple[tuple[str, str | None], ...]:
     return tuple(sorted(set(items), key=lambda kv: (kv[0], kv[1] or "")))
 
 
-def parse_list_query(params: QueryParams) -> ListQuery:
+def parse_list_query(params: QueryParams, *, ignore_sort_by: bool = False) -> ListQuery:
     """Validate the query string; raises ``InvalidParameter`` on the first bad parameter."""
+    sort_by = None if ignore_sort_by else _enum(params, "sort_by", SORT_KEYS, multi_hint=False)
     return ListQuery(
         service_id=_last(params, "service_id"),
         service_name=_last(params, "service_name"),
@@ -141,7 +145,7 @@ def parse_list_query(params: QueryParams) -> ListQuery:
         infer_type=_enum(params, "infer_type", INFER_TYPES, multi_hint=True),
         status=_enum(params, "status", STATUSES, multi_hint=True),
         tags=_tags(_last(params, "tags")),
-        sort_by=_enum(params, "sort_by", SORT_KEYS, multi_hint=False) or "publish_at",
+        sort_by=sort_by or "publish_at",
         order=_enum(params, "order", ORDERS, multi_hint=False) or "desc",
         offset=_natural(params, "offset", 0, 0),
         limit=_natural(params, "limit", DEFAULT_LIMIT, 1),
@@ -180,8 +184,17 @@ def _predicate(q: ListQuery) -> Callable[[Service], bool] | None:
     return lambda s: all(c(s) for c in checks)
 
 
-def run_list_query(fleet: Fleet, q: ListQuery, offset_mode: str) -> tuple[int, list[Service]]:
-    """(total_count, the services of the requested page)."""
+def page_start(q: ListQuery, offset_mode: str) -> int:
+    """The index of the page's first record among the matches (Q24)."""
+    return q.offset * q.limit if offset_mode == "page" else q.offset
+
+
+def run_list_query(
+    fleet: Fleet, q: ListQuery, offset_mode: str, hidden_share: float = 0.0
+) -> tuple[int, list[Service]]:
+    """(total_count, the services of the requested page); ``hidden_share`` of the matches are left out of
+    both, as if they did not exist (the ``hide_fraction`` fault)."""
     matches = fleet.select(q.filter_key(), q.sort_by, q.order == "desc", _predicate(q), q.workspace_id)
-    start = q.offset * q.limit if offset_mode == "page" else q.offset
+    matches = without_hidden(matches, hidden_share)
+    start = page_start(q, offset_mode)
     return len(matches), matches[start : start + q.limit]

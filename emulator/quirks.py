@@ -28,6 +28,7 @@ class Quirks:
     unknown_fields: bool = False  # unknown top-level and nested fields
     legacy_error_200: bool = False  # Q33: legacy errors with HTTP 200 + is_success false
     sample_collection_bool: bool = False  # Q05: is_opened_sample_collection as a JSON boolean
+    ignore_sort_by: bool = False  # Q12: the SDK's sort_by knows no transition_at; answer in publish_at order
 
     #: switches that change how a list row is encoded (changing one invalidates the row caches)
     ROW_FIELDS = (
