@@ -10,9 +10,18 @@ the target gets a full listing at once. A full listing also runs on start, on ev
 rows carry no ``transition_at`` (sparse rows) and when the offset reading is unknown and more than one page is
 needed.
 
-Safety. A target's poll either completes and is committed in one transaction, or changes nothing: deletions
-are inferred only from a complete listing. ``outage_polls`` failed polls in a row of one target produce one
-"cannot reach ModelArts" notice, and the next success one "reachable again" notice.
+Safety. A target's poll either completes and is committed in one transaction, or changes nothing. Deletions
+are inferred only from a complete listing, and only once confirmed: services deleted while a listing pages
+through offsets shift later rows back, so a live service can go unseen. A missing service is deleted when its
+details answer 404; an answer means it is alive (the details row goes to the diff: it may carry a real
+change); any other error keeps it as it was until the next full listing, and the rest of the poll commits.
+More than ``confirm_limit`` missing services, or a mass disappearance (more than ``MASS_SHARE`` of the known
+ones and at least ``MASS_MIN``), take a second full listing before anything is recorded; the services still
+missing are then confirmed by details while they fit in ``confirm_limit``, else by the two listings alone
+(details for thousands would be a burst against an API that may be struggling). A confirmed mass deletion
+is marked ``grouped``: each channel gets it as one message, whatever the group threshold. ``outage_polls``
+failed polls in a row of one target produce one "cannot reach ModelArts" notice, and the next success one
+"reachable again" notice.
 
 The diff itself (``DiffBuilder``) compares the previous snapshot with the new rows without I/O; a full listing
 feeds it a page at a time (``ModelArtsClient.iter_pages``), so the watcher holds the compact records of the
@@ -24,14 +33,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from core.client import ListParams, ModelArtsClient
-from core.errors import ApiError, ServicesBotError
+from core.errors import ApiError, ApiNotFoundError, ServicesBotError
 from core.metrics import LAST_POLL_SUCCESS, POLL_SECONDS, POLLS, TRANSITIONS
 from core.models import UNHEALTHY_STATUSES, Service
 from core.notifications import Notice, Transition
@@ -42,6 +51,10 @@ log = logging.getLogger("services_bot.watcher")
 Listener = Callable[[list[Transition]], Awaitable[None]]
 PollMode = Literal["baseline", "full", "incremental"]
 PRUNE_EVERY_SECONDS = 3600.0
+MASS_SHARE = 0.2
+"""More than this share of the known services missing from one listing (and at least ``MASS_MIN``) is a mass
+disappearance: a second listing checks it before anything is recorded."""
+MASS_MIN = 5
 
 
 @dataclass
@@ -64,6 +77,8 @@ class TargetPoll:
     detail_requests: int = 0
     rows: int = 0
     transitions: int = 0
+    unconfirmed: int = 0
+    """Services missing from the listing whose deletion could not be confirmed: kept until the next full one."""
     reason: str | None = None
     error: str | None = None
 
@@ -123,7 +138,8 @@ def known_from(service: Service) -> KnownService:
 
 class DiffBuilder:
     """The diff of rows against the last known state, a page at a time: ``add`` each batch of rows as it arrives,
-    then ``finish``; only a ``complete`` listing may conclude a service is gone. It keeps
+    then ``finish``. Only a ``complete`` listing has ``missing`` services, and those are deletions only once
+    the caller has confirmed them gone (``finish(gone)``): a listing can miss a live service. It keeps
     only compact ``KnownService`` records, the ids seen and the transitions, never the rows themselves, so
     a full listing of any size goes through one page at a time.
 
@@ -188,13 +204,21 @@ class DiffBuilder:
                 )
             )
 
-    def finish(self) -> Diff:
-        """The diff; with a ``complete`` listing, every known service not seen is a deletion."""
-        out = self.diff
+    def missing(self) -> list[str]:
+        """Known services a complete listing did not show: deletion candidates until confirmed gone."""
         if not self.complete:
+            return []
+        return [service_id for service_id in self.known if service_id not in self.seen]
+
+    def finish(self, gone: Collection[str] = (), *, grouped: bool = False) -> Diff:
+        """The diff. Of the known services a ``complete`` listing did not show, those in ``gone`` (confirmed
+        deleted) are deletions, their transitions marked ``grouped`` for a confirmed mass deletion."""
+        out = self.diff
+        confirmed = set(gone)
+        if not self.complete or not confirmed:
             return out
-        for service_id, gone in self.known.items():
-            if service_id in self.seen:
+        for service_id, last in self.known.items():
+            if service_id in self.seen or service_id not in confirmed:
                 continue
             out.deletions.append(service_id)
             if self.announce is not None:
@@ -204,14 +228,15 @@ class DiffBuilder:
                     target=self.target,
                     project_id=self.project_id,
                     service_id=service_id,
-                    service_name=gone.service_name,
+                    service_name=last.service_name,
                     kind="deleted",
-                    from_status=gone.status,
+                    from_status=last.status,
                     to_status=None,
                     transition_at=None,
                     observed_at=self.observed_at,
-                    infer_type=gone.infer_type,
-                    workspace_id=gone.workspace_id,
+                    infer_type=last.infer_type,
+                    workspace_id=last.workspace_id,
+                    grouped=grouped,
                 )
             )
         return out
@@ -247,6 +272,7 @@ class Watcher:
         overlap_seconds: float = 60.0,
         first_page: int = 20,
         detail_limit: int = 20,
+        confirm_limit: int = 20,
     ) -> None:
         if not clients:
             raise ValueError("at least one target is needed")
@@ -260,6 +286,7 @@ class Watcher:
         self.overlap_ms = int(overlap_seconds * 1000)
         self.first_page = max(2, first_page)
         self.detail_limit = detail_limit
+        self.confirm_limit = max(0, confirm_limit)
         self.targets: dict[str, TargetHealth] = {c.target.name: TargetHealth(c.target.name) for c in clients}
         self.polls = 0
         self.errors = 0
@@ -464,13 +491,17 @@ class Watcher:
             observed_at=observed_at,
             announce=announce,
         )
+        gone: list[str] = []
         if rows is None:
             await self._list_everything(client, builder)
+            poll.rows = builder.rows
+            gone = await self._confirm_missing(client, builder, poll)
         else:
             builder.add(rows)
-        poll.rows = builder.rows
-        diff = builder.finish()
-        transitions, poll.detail_requests = await self._with_errors(client, diff.transitions)
+            poll.rows = builder.rows
+        diff = builder.finish(gone, grouped=_is_mass(len(gone), len(known)))
+        transitions, error_details = await self._with_errors(client, diff.transitions)
+        poll.detail_requests += error_details
         watermark = _newer(builder.newest_ms, state.watermark_ms)
         stored = await self.store.record_poll(
             state.name,
@@ -533,14 +564,87 @@ class Watcher:
     def _workspaces(self, client: ModelArtsClient) -> list[str | None]:
         return list(client.target.workspace_ids) or [None]
 
-    async def _list_everything(self, client: ModelArtsClient, builder: DiffBuilder) -> None:
-        """A complete listing of every workspace of the target (publish order: stable while statuses move),
-        handed to ``builder`` a page at a time, so only one page of parsed rows is held at once."""
+    async def _full_pages(self, client: ModelArtsClient) -> AsyncIterator[list[Service]]:
+        """A complete listing of every workspace of the target, a page at a time, in publish order (stable
+        while statuses move)."""
         for ws in self._workspaces(client):
             params = ListParams(workspace_id=ws, sort_by="publish_at", order="asc")
             async with aclosing(client.iter_pages(params)) as pages:
                 async for rows in pages:
-                    builder.add(rows)
+                    yield rows
+
+    async def _list_everything(self, client: ModelArtsClient, builder: DiffBuilder) -> None:
+        """The full listing handed to ``builder`` a page at a time, so only one page of parsed rows is held."""
+        async with aclosing(self._full_pages(client)) as pages:
+            async for rows in pages:
+                builder.add(rows)
+
+    # -- confirming deletions ----------------------------------------------------------------------
+
+    async def _confirm_missing(self, client: ModelArtsClient, builder: DiffBuilder, poll: TargetPoll) -> list[str]:
+        """The services missing from a complete listing that are really gone. Services deleted while the
+        listing pages through offsets shift later rows back, so a live service can go unseen: each candidate
+        is confirmed by its details (404), or, when there are more than ``confirm_limit`` or they are a mass
+        disappearance, by a second listing first (then by details too if the rest fit in ``confirm_limit``)."""
+        missing = builder.missing()
+        if not missing:
+            return []
+        mass = _is_mass(len(missing), len(builder.known))
+        if mass or len(missing) > self.confirm_limit:
+            if mass:
+                log.warning(
+                    "many services missing from a listing; listing again before deleting any",
+                    extra={"target": builder.target, "missing": len(missing), "known": len(builder.known)},
+                )
+            try:
+                builder.add(await self._relist(client, set(missing)))
+            except ServicesBotError as exc:
+                self._unconfirmed(poll, builder.target, len(missing), exc)
+                return []
+            missing = builder.missing()
+            if len(missing) > self.confirm_limit:
+                return missing  # two complete listings agree; details for each would be a burst of requests
+        return await self._confirm_by_details(client, builder, missing, poll)
+
+    async def _relist(self, client: ModelArtsClient, wanted: set[str]) -> list[Service]:
+        """A second complete listing, keeping only the rows of ``wanted``: the services it shows are alive."""
+        found: list[Service] = []
+        async with aclosing(self._full_pages(client)) as pages:
+            async for rows in pages:
+                found += [row for row in rows if row.service_id in wanted]
+        return found
+
+    async def _confirm_by_details(
+        self, client: ModelArtsClient, builder: DiffBuilder, candidates: list[str], poll: TargetPoll
+    ) -> list[str]:
+        """Ask each candidate's details: 404 is gone; an answer is alive, and goes to the diff as its row (it
+        may carry a real change); any other error keeps the service as it was until the next full listing."""
+        if not candidates:
+            return []
+        poll.detail_requests += len(candidates)
+        answers = await asyncio.gather(*(client.get_service(c) for c in candidates), return_exceptions=True)
+        gone: list[str] = []
+        failures: list[ServicesBotError] = []
+        for service_id, answer in zip(candidates, answers, strict=True):
+            if isinstance(answer, Service):
+                builder.add([answer])
+            elif isinstance(answer, ApiNotFoundError):
+                gone.append(service_id)
+            elif isinstance(answer, ServicesBotError):
+                failures.append(answer)
+            else:
+                raise answer
+        if failures:
+            self._unconfirmed(poll, builder.target, len(failures), failures[0])
+        return gone
+
+    @staticmethod
+    def _unconfirmed(poll: TargetPoll, target: str, count: int, error: ServicesBotError) -> None:
+        poll.unconfirmed += count
+        log.warning(
+            "could not confirm that missing services are gone; kept until the next full listing",
+            extra={"target": target, "services": count, "error": error.message},
+        )
 
     async def _recent_rows(
         self, client: ModelArtsClient, state: TargetHealth, known: dict[str, KnownService]
@@ -592,6 +696,11 @@ class Watcher:
                 raise _NeedsFullListing("most of the fleet changed")
             if covered % (limit * 2) == 0 and limit * 2 <= client.page_size:
                 limit *= 2  # the pages read so far end on a multiple of the doubled size, in either offset reading
+
+
+def _is_mass(missing: int, known: int) -> bool:
+    """Too many services gone at once to be believed from one listing (``MASS_SHARE``, ``MASS_MIN``)."""
+    return missing >= MASS_MIN and missing > MASS_SHARE * known
 
 
 def _newer(moment: int | None, previous: int | None) -> int | None:
