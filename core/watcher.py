@@ -10,6 +10,16 @@ the target gets a full listing at once. A full listing also runs on start, on ev
 rows carry no ``transition_at`` (sparse rows) and when the offset reading is unknown and more than one page is
 needed.
 
+Trusting the order. The scan relies on ``sort_by=transition_at`` being honoured, which older documents do not
+promise (the SDK's ``sort_by`` knows only ``publish_at`` and ``service_name``). So the first scan of a run
+also reads one page oldest-changed first, which must come in that order; every page a scan reads is checked
+whole, rows past the stop included, for times that never increase; and a full first page is checked against
+the known state: a known service that changed after the page's oldest row must be on it, since transition
+times only grow. Rows out of order, or a first page missing such a service in two scans in a row (once may be a
+deleted service, and takes a full listing at once), mark the order unreliable: logged once, kept in the store across
+restarts (meta ``full_listings_only:<target>``; delete it to check again), shown by ``health()``, and the
+target gets a full listing every poll from then on.
+
 Safety. A target's poll either completes and is committed in one transaction, or changes nothing. Deletions
 are inferred only from a complete listing, and only once confirmed: services deleted while a listing pages
 through offsets shift later rows back, so a live service can go unseen. A missing service is deleted when its
@@ -37,6 +47,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any, Literal
 
 from core.client import ListParams, ModelArtsClient
@@ -51,10 +62,12 @@ log = logging.getLogger("services_bot.watcher")
 Listener = Callable[[list[Transition]], Awaitable[None]]
 PollMode = Literal["baseline", "full", "incremental"]
 PRUNE_EVERY_SECONDS = 3600.0
+ORDER_UNRELIABLE = "server ignores sort_by=transition_at"
 MASS_SHARE = 0.2
 """More than this share of the known services missing from one listing (and at least ``MASS_MIN``) is a mass
 disappearance: a second listing checks it before anything is recorded."""
 MASS_MIN = 5
+_ORDER_META = "full_listings_only:"
 
 
 @dataclass
@@ -123,6 +136,12 @@ class TargetHealth:
     watermark_ms: int | None = None
     recent_rows: int = 0
     known: dict[str, KnownService] | None = None
+    order_checked: bool = False
+    """The server was seen to sort by ``transition_at`` (the probe of a run's first scan), and still is trusted."""
+    order_suspect: bool = False
+    """The last scan's first page missed a known recent change: once may be a deletion, twice is the order."""
+    full_listings_only: str | None = None
+    """Why this target gets a full listing every poll (its newest-first answers cannot be trusted); in the store."""
 
 
 def known_from(service: Service) -> KnownService:
@@ -256,6 +275,38 @@ class _NeedsFullListing(Exception):
     """The cheap scan cannot be trusted this time; ``str()`` says why."""
 
 
+class _OutOfOrder(_NeedsFullListing):
+    """A page of a newest-first scan was not newest first: the server does not sort as asked."""
+
+    def __init__(self) -> None:
+        super().__init__(ORDER_UNRELIABLE)
+
+
+@dataclass(frozen=True)
+class _FirstPage:
+    """The first page of one workspace's newest-first scan, to check against the known state."""
+
+    workspace_id: str | None
+    ids: frozenset[str]
+    oldest_ms: int | None
+    full: bool
+
+    def misses(self, known: Iterable[KnownService]) -> bool:
+        """Transition times only grow, so in a newest-first answer every known service of the workspace that
+        changed after the page's oldest row is on a full page; one that is not says the order is wrong (or the
+        service is gone)."""
+        if not self.full or self.oldest_ms is None:
+            return False
+        oldest, ws = self.oldest_ms, self.workspace_id
+        return any(
+            k.transition_ms is not None
+            and k.transition_ms > oldest
+            and k.service_id not in self.ids
+            and (ws is None or k.workspace_id == ws)
+            for k in known
+        )
+
+
 class Watcher:
     """Polls ``clients`` every ``poll_seconds`` and records what changed in ``store``."""
 
@@ -326,6 +377,8 @@ class Watcher:
                     "last_error": t.last_error,
                     "services": len(t.known) if t.known is not None else None,
                     "watermark": from_ms(t.watermark_ms).isoformat() if t.watermark_ms else None,
+                    "order_checked": t.order_checked,
+                    "full_listings_only": t.full_listings_only,
                 }
                 for name, t in self.targets.items()
             },
@@ -433,6 +486,9 @@ class Watcher:
             state.watermark_ms = stored.watermark_ms
             state.baselined = stored.baselined
             state.outage_notified = await self.store.get_meta(f"outage:{state.name}") is not None
+            state.full_listings_only = await self.store.get_meta(_ORDER_META + state.name)
+            if state.full_listings_only:
+                log.info("full listings every poll", extra={"target": state.name, "why": state.full_listings_only})
             state.known = await self.store.known_services(state.name)
         return state.known
 
@@ -473,6 +529,8 @@ class Watcher:
             poll.mode, poll.reason = "baseline", "fresh store"
         elif state.force_full:
             poll.reason = "start"
+        elif state.full_listings_only:
+            poll.reason = state.full_listings_only
         elif state.polls_since_full + 1 >= self.resync_polls:
             poll.reason = "resync"
         else:
@@ -657,22 +715,74 @@ class Watcher:
         first = min(client.page_size, max(self.first_page, 2 * state.recent_rows))
         rows: list[Service] = []
         listed_total = 0
-        for ws in self._workspaces(client):
-            params = ListParams(workspace_id=ws, sort_by="transition_at", order="desc")
-            listed_total += await self._scan_workspace(client, params, floor, first, rows)
+        heads: list[_FirstPage] = []
+        try:
+            if not state.order_checked:
+                await self._probe_order(client)
+                state.order_checked = True
+            for ws in self._workspaces(client):
+                params = ListParams(workspace_id=ws, sort_by="transition_at", order="desc")
+                total, head = await self._scan_workspace(client, params, floor, first, rows)
+                listed_total += total
+                heads.append(head)
+        except _OutOfOrder:
+            await self._distrust_order(state)
+            raise
         state.recent_rows = len(rows)
         unseen = len({r.service_id for r in rows} - known.keys())
         if listed_total != len(known) + unseen:
             raise _NeedsFullListing("service count changed")
+        await self._check_heads(state, known, heads)
         return rows
+
+    async def _check_heads(self, state: TargetHealth, known: dict[str, KnownService], heads: list[_FirstPage]) -> None:
+        """Check the first pages against what we know (``_FirstPage.misses``). A miss can also be a deleted
+        service (the count check cannot see a deletion and an arrival together), so one miss only takes a
+        full listing now, and a miss in the next scan too says the server does not sort as asked."""
+        if not any(head.misses(known.values()) for head in heads):
+            state.order_suspect = False
+            return
+        if state.order_suspect:
+            await self._distrust_order(state)
+            raise _NeedsFullListing(ORDER_UNRELIABLE)
+        state.order_suspect = True
+        raise _NeedsFullListing("a known recent change is missing from the newest-first page")
+
+    async def _probe_order(self, client: ModelArtsClient) -> None:
+        """Once a run, before the first scan is trusted: one page oldest-changed first must come in that order.
+        The newest rows of a fleet are often newest by publish time too (services deployed and not changed
+        since), so a server sorting by ``publish_at`` can give a newest-first page that looks right; the
+        oldest-changed rows are where the two orders part."""
+        for ws in self._workspaces(client):
+            params = ListParams(workspace_id=ws, sort_by="transition_at", order="asc")
+            page = await client.list_page(params, offset=0, limit=self.first_page)
+            times = [m for m in (to_ms(s.transition_at) for s in page.services) if m is not None]
+            if not _newest_first(times[::-1], None):
+                raise _OutOfOrder()
+
+    async def _distrust_order(self, state: TargetHealth) -> None:
+        """From now on (and after a restart: it is kept in the store) the target gets a full listing every
+        poll, since a scan that trusts a wrong order misses changes until the next resync."""
+        state.order_checked = False
+        if state.full_listings_only:
+            return
+        state.full_listings_only = ORDER_UNRELIABLE
+        await self.store.set_meta(_ORDER_META + state.name, ORDER_UNRELIABLE)
+        log.warning(
+            "ModelArts does not answer sort_by=transition_at newest first; full listings every poll from now on",
+            extra={"target": state.name},
+        )
 
     async def _scan_workspace(
         self, client: ModelArtsClient, params: ListParams, floor: int, first: int, rows: list[Service]
-    ) -> int:
-        """Page newest first until a row is older than ``floor``; returns the listing's ``total_count``."""
+    ) -> tuple[int, _FirstPage]:
+        """Page newest first until a row is older than ``floor``; returns the listing's ``total_count`` and its
+        first page. Every page read is checked whole for newest-first order, rows past the stop included."""
         limit = first
         covered = 0
         total: int | None = None
+        head: _FirstPage | None = None
+        previous_ms: int | None = None
         while True:
             if covered and client.offset_mode is None:
                 raise _NeedsFullListing("offset reading unknown")
@@ -682,20 +792,33 @@ class Watcher:
                 if page.total_count is None:
                     raise _NeedsFullListing("no total_count")
                 total = page.total_count
+            times = [m for m in (to_ms(s.transition_at) for s in page.services) if m is not None]
+            if not _newest_first(times, previous_ms):
+                raise _OutOfOrder()
+            previous_ms = times[-1] if times else previous_ms
+            if head is None:
+                ids = frozenset(s.service_id for s in page.services)
+                head = _FirstPage(params.workspace_id, ids, min(times, default=None), len(page.services) == limit)
             for service in page.services:
                 moment = to_ms(service.transition_at)
                 if moment is None:
                     raise _NeedsFullListing("rows without transition_at")
                 if moment < floor:
-                    return total
+                    return total, head
                 rows.append(service)
             covered += limit
             if len(page.services) < limit or covered >= total:
-                return total
+                return total, head
             if covered * 2 > total:
                 raise _NeedsFullListing("most of the fleet changed")
             if covered % (limit * 2) == 0 and limit * 2 <= client.page_size:
                 limit *= 2  # the pages read so far end on a multiple of the doubled size, in either offset reading
+
+
+def _newest_first(times: list[int], previous: int | None) -> bool:
+    """True if ``times`` never increase, starting from ``previous`` (the last time of the page before)."""
+    start = [] if previous is None else [previous]
+    return all(a >= b for a, b in pairwise([*start, *times]))
 
 
 def _is_mass(missing: int, known: int) -> bool:

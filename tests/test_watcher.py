@@ -4,6 +4,7 @@ not told, what one poll costs, and what happens when ModelArts cannot be reached
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -73,6 +74,9 @@ async def test_the_first_poll_is_a_silent_baseline_and_a_quiet_poll_costs_one_re
         assert [t.mode for t in first.targets] == ["baseline"] and first.ok
         assert first.transitions == [] and await store.deliveries() == []
         assert len(await store.known_services("default")) == SERVICES
+        ctl.clear_requests()
+        checked = await watcher.poll_once()  # the run's first scan also checks once that the API sorts as asked
+        assert checked.transitions == [] and checked.requests == 2
         ctl.clear_requests()
         quiet = await watcher.poll_once()
         assert [t.mode for t in quiet.targets] == ["incremental"] and quiet.transitions == []
@@ -201,6 +205,7 @@ async def test_many_changes_are_paged_newest_first_without_a_full_listing(
     victims = services(ctl, server, status="running")[:45]
     async with watching(server, tmp_path / "w.db", {"services_bot_page_size": 100}, first_page=20) as (watcher, _s):
         await watcher.poll_once()  # the baseline lists 3 pages and learns how offsets are read
+        await watcher.poll_once()  # the first scan checks the order once
         for victim in victims:
             ctl.set_status(victim["service_id"], "concerning")
         ctl.clear_requests()
@@ -408,3 +413,61 @@ async def test_a_confirmed_mass_deletion_is_one_grouped_message_in_each_channel(
             assert grouped["text"] == f"{count} services changed state"
             assert grouped["metadata"]["event_type"] == "modelarts_service_status_changed_batch"
         assert len(await store.known_services("default")) == SERVICES - len(doomed)
+
+
+# -- incremental polls check the order they rely on ----------------------------------------------------
+
+IGNORES_SORT_BY = "server ignores sort_by=transition_at"
+
+
+async def test_a_server_that_ignores_sort_by_is_noticed_at_once_and_gets_full_listings(
+    server: EmulatorServer, ctl: Control, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="services_bot.watcher")
+    by_publish = sorted(services(ctl, server, status="running"), key=lambda r: r["publish_at"])
+    victim = by_publish[0]  # the earliest published: last in the order such a server answers in
+    async with watching(server, tmp_path / "w.db") as (watcher, _store):
+        await watcher.poll_once()
+        health = watcher.health()["targets"]["default"]
+        assert health["order_checked"] is False and health["full_listings_only"] is None
+        ctl.quirks(ignore_sort_by=True)
+        ctl.set_status(victim["service_id"], "failed", "disk full")
+        noticed = await watcher.poll_once()
+        assert [(t.service_id, t.to_status) for t in noticed.transitions] == [(victim["service_id"], "failed")]
+        assert (noticed.targets[0].mode, noticed.targets[0].reason) == ("full", IGNORES_SORT_BY)
+        for _ in range(3):
+            assert (await watcher.poll_once()).targets[0].reason == IGNORES_SORT_BY
+        assert watcher.health()["targets"]["default"]["full_listings_only"] == IGNORES_SORT_BY
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "sort_by" in r.getMessage()]
+    assert len(warnings) == 1
+    async with watching(server, tmp_path / "w.db") as (watcher, _store):  # a restart remembers
+        assert (await watcher.poll_once()).targets[0].reason == "start"
+        assert (await watcher.poll_once()).targets[0].reason == IGNORES_SORT_BY
+        assert watcher.health()["targets"]["default"]["full_listings_only"] == IGNORES_SORT_BY
+
+
+async def test_a_recent_change_missing_from_the_newest_page_gets_a_full_listing_and_a_repeat_distrusts_the_order(
+    server: EmulatorServer, ctl: Control, tmp_path: Path
+) -> None:
+    """The newest-published services are also the newest changed, so a server answering in publish order gives
+    a first page that looks newest-first. What gives it away: a service seen changing a poll ago, newer than
+    the page's oldest row, is not on it."""
+    old, victim = services(ctl, server, status="running")[:2]
+    settings = {"services_bot_page_size": 100}  # a baseline of several pages learns how offsets are read
+    async with watching(server, tmp_path / "w.db", settings, overlap_seconds=0) as (watcher, _store):
+        await watcher.poll_once()
+        for n in range(25):
+            ctl.add(service_name=f"fresh-{n}")
+        ctl.set_status(old["service_id"], "stopping")
+        honest = await watcher.poll_once()
+        assert honest.targets[0].mode == "incremental" and len(honest.transitions) == 26
+        assert watcher.health()["targets"]["default"]["order_checked"] is True
+        assert (await watcher.poll_once()).transitions == []  # the next scan asks for a first page of 20 again
+        ctl.quirks(ignore_sort_by=True)
+        ctl.set_status(victim["service_id"], "failed")
+        suspicious = await watcher.poll_once()
+        assert suspicious.targets[0].mode == "full" and suspicious.targets[0].reason != IGNORES_SORT_BY
+        assert [(t.service_id, t.to_status) for t in suspicious.transitions] == [(victim["service_id"], "failed")]
+        assert watcher.health()["targets"]["default"]["full_listings_only"] is None  # once may be a deletion
+        assert (await watcher.poll_once()).targets[0].reason == IGNORES_SORT_BY
+        assert watcher.health()["targets"]["default"]["full_listings_only"] == IGNORES_SORT_BY
