@@ -8,8 +8,10 @@ will not heal (``channel_not_found``, ``not_in_channel``, ``invalid_auth``…) f
 the operator log and hold up no other channel.
 
 Shape of what is posted: one message per transition; more than ``group_threshold`` transitions for a
-channel from one poll become one grouped message; later transitions of a service within a day go into the
-thread of its first alert, and a recovery to ``running`` also marks that first alert resolved.
+channel from one poll become one grouped message, and so do a channel's transitions from a poll with a
+confirmed mass deletion (``Transition.grouped``), whatever the threshold; later transitions of a service
+within a day go into the thread of its first alert, and a recovery to ``running`` also marks that first
+alert resolved.
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ class AlertDelivery:
 
     async def _deliver_group(self, group: list[Delivery]) -> int:
         transitions = [d for d in group if d.transition is not None]
-        if len(transitions) > self.group_threshold:
+        if len(transitions) > self.group_threshold or _mass_deletion(transitions):
             poll_id = transitions[0].poll_id or ""
             text, blocks = grouped_message(poll_id, [d.transition for d in transitions if d.transition])
             meta = batch_meta(poll_id, [d.transition for d in transitions if d.transition])
@@ -288,6 +290,11 @@ def _is_this(meta: dict[str, Any], delivery: Delivery) -> bool:
         return False
     ours = metadata(t)["event_payload"]
     return all(payload.get(k) == ours[k] for k in ("service_id", "from_status", "to_status", "transition_at"))
+
+
+def _mass_deletion(rows: list[Delivery]) -> bool:
+    """Rows of a confirmed mass deletion go out as one message (a single row stays an ordinary alert)."""
+    return len(rows) > 1 and any(d.transition is not None and d.transition.grouped for d in rows)
 
 
 def _groups(due: list[Delivery]) -> list[list[Delivery]]:

@@ -68,6 +68,11 @@ class Transition(BaseModel):
     infer_type: str | None = None
     workspace_id: str | None = None
     poll_id: str | None = None
+    grouped: bool = Field(
+        False,
+        description="Part of a confirmed mass deletion: each channel gets the batch as one grouped message, "
+        "whatever the group threshold.",
+    )
 
     @property
     def display_name(self) -> str:

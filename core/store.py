@@ -123,6 +123,8 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX alert_threads_by_service ON alert_threads (channel, target, service_id, opened_ms);
     """,
+    # 2: transitions that must be delivered grouped (a confirmed mass deletion)
+    "ALTER TABLE transitions ADD COLUMN grouped INTEGER NOT NULL DEFAULT 0",
 ]
 """Schema steps; ``PRAGMA user_version`` counts the ones applied. Append, never edit an applied step."""
 
@@ -359,8 +361,8 @@ class Store:
         error = t.error_msg[:MAX_ERROR_CHARS] if t.error_msg else None
         cursor = conn.execute(
             "INSERT INTO transitions (poll_id, target, project_id, service_id, service_name, kind, from_status, "
-            "to_status, transition_ms, observed_ms, error_msg, infer_type, workspace_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "to_status, transition_ms, observed_ms, error_msg, infer_type, workspace_id, grouped) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 poll_id,
                 t.target,
@@ -375,6 +377,7 @@ class Store:
                 error,
                 t.infer_type,
                 t.workspace_id,
+                int(t.grouped),
             ),
         )
         return t.model_copy(update={"id": cursor.lastrowid, "poll_id": poll_id, "error_msg": error})
@@ -589,7 +592,7 @@ class Store:
     _DELIVERY_SQL = (
         "SELECT o.*, t.id AS t_id, t.poll_id AS t_poll_id, t.target AS t_target, t.project_id, t.service_id, "
         "t.service_name, t.kind, t.from_status, t.to_status, t.transition_ms, t.observed_ms, t.error_msg, "
-        "t.infer_type, t.workspace_id FROM outbox o LEFT JOIN transitions t ON t.id = o.transition_id"
+        "t.infer_type, t.workspace_id, t.grouped FROM outbox o LEFT JOIN transitions t ON t.id = o.transition_id"
     )
 
     async def due_deliveries(self, now: datetime | None = None, limit: int = 100) -> list[Delivery]:
@@ -819,6 +822,7 @@ def _transition(row: sqlite3.Row, prefix: str = "") -> Transition:
         error_msg=row["error_msg"],
         infer_type=row["infer_type"],
         workspace_id=row["workspace_id"],
+        grouped=bool(row["grouped"]),
     )
 
 

@@ -10,9 +10,28 @@ the target gets a full listing at once. A full listing also runs on start, on ev
 rows carry no ``transition_at`` (sparse rows) and when the offset reading is unknown and more than one page is
 needed.
 
-Safety. A target's poll either completes and is committed in one transaction, or changes nothing: deletions
-are inferred only from a complete listing. ``outage_polls`` failed polls in a row of one target produce one
-"cannot reach ModelArts" notice, and the next success one "reachable again" notice.
+Trusting the order. The scan relies on ``sort_by=transition_at`` being honoured, which older documents do not
+promise (the SDK's ``sort_by`` knows only ``publish_at`` and ``service_name``). So the first scan of a run
+also reads one page oldest-changed first, which must come in that order; every page a scan reads is checked
+whole, rows past the stop included, for times that never increase; and a full first page is checked against
+the known state: a known service that changed after the page's oldest row must be on it, since transition
+times only grow. Rows out of order, or a first page missing such a service in two scans in a row (once may be a
+deleted service, and takes a full listing at once), mark the order unreliable: logged once, kept in the store across
+restarts (meta ``full_listings_only:<target>``; delete it to check again), shown by ``health()``, and the
+target gets a full listing every poll from then on.
+
+Safety. A target's poll either completes and is committed in one transaction, or changes nothing. Deletions
+are inferred only from a complete listing, and only once confirmed: services deleted while a listing pages
+through offsets shift later rows back, so a live service can go unseen. A missing service is deleted when its
+details answer 404; an answer means it is alive (the details row goes to the diff: it may carry a real
+change); any other error keeps it as it was until the next full listing, and the rest of the poll commits.
+More than ``confirm_limit`` missing services, or a mass disappearance (more than ``MASS_SHARE`` of the known
+ones and at least ``MASS_MIN``), take a second full listing before anything is recorded; the services still
+missing are then confirmed by details while they fit in ``confirm_limit``, else by the two listings alone
+(details for thousands would be a burst against an API that may be struggling). A confirmed mass deletion
+is marked ``grouped``: each channel gets it as one message, whatever the group threshold. ``outage_polls``
+failed polls in a row of one target produce one "cannot reach ModelArts" notice, and the next success one
+"reachable again" notice.
 
 The diff itself (``DiffBuilder``) compares the previous snapshot with the new rows without I/O; a full listing
 feeds it a page at a time (``ModelArtsClient.iter_pages``), so the watcher holds the compact records of the
@@ -24,14 +43,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any, Literal
 
 from core.client import ListParams, ModelArtsClient
-from core.errors import ApiError, ServicesBotError
+from core.errors import ApiError, ApiNotFoundError, ServicesBotError
 from core.metrics import LAST_POLL_SUCCESS, POLL_SECONDS, POLLS, TRANSITIONS
 from core.models import UNHEALTHY_STATUSES, Service
 from core.notifications import Notice, Transition
@@ -42,6 +62,12 @@ log = logging.getLogger("services_bot.watcher")
 Listener = Callable[[list[Transition]], Awaitable[None]]
 PollMode = Literal["baseline", "full", "incremental"]
 PRUNE_EVERY_SECONDS = 3600.0
+ORDER_UNRELIABLE = "server ignores sort_by=transition_at"
+MASS_SHARE = 0.2
+"""More than this share of the known services missing from one listing (and at least ``MASS_MIN``) is a mass
+disappearance: a second listing checks it before anything is recorded."""
+MASS_MIN = 5
+_ORDER_META = "full_listings_only:"
 
 
 @dataclass
@@ -64,6 +90,8 @@ class TargetPoll:
     detail_requests: int = 0
     rows: int = 0
     transitions: int = 0
+    unconfirmed: int = 0
+    """Services missing from the listing whose deletion could not be confirmed: kept until the next full one."""
     reason: str | None = None
     error: str | None = None
 
@@ -108,6 +136,12 @@ class TargetHealth:
     watermark_ms: int | None = None
     recent_rows: int = 0
     known: dict[str, KnownService] | None = None
+    order_checked: bool = False
+    """The server was seen to sort by ``transition_at`` (the probe of a run's first scan), and still is trusted."""
+    order_suspect: bool = False
+    """The last scan's first page missed a known recent change: once may be a deletion, twice is the order."""
+    full_listings_only: str | None = None
+    """Why this target gets a full listing every poll (its newest-first answers cannot be trusted); in the store."""
 
 
 def known_from(service: Service) -> KnownService:
@@ -123,7 +157,8 @@ def known_from(service: Service) -> KnownService:
 
 class DiffBuilder:
     """The diff of rows against the last known state, a page at a time: ``add`` each batch of rows as it arrives,
-    then ``finish``; only a ``complete`` listing may conclude a service is gone. It keeps
+    then ``finish``. Only a ``complete`` listing has ``missing`` services, and those are deletions only once
+    the caller has confirmed them gone (``finish(gone)``): a listing can miss a live service. It keeps
     only compact ``KnownService`` records, the ids seen and the transitions, never the rows themselves, so
     a full listing of any size goes through one page at a time.
 
@@ -188,13 +223,21 @@ class DiffBuilder:
                 )
             )
 
-    def finish(self) -> Diff:
-        """The diff; with a ``complete`` listing, every known service not seen is a deletion."""
-        out = self.diff
+    def missing(self) -> list[str]:
+        """Known services a complete listing did not show: deletion candidates until confirmed gone."""
         if not self.complete:
+            return []
+        return [service_id for service_id in self.known if service_id not in self.seen]
+
+    def finish(self, gone: Collection[str] = (), *, grouped: bool = False) -> Diff:
+        """The diff. Of the known services a ``complete`` listing did not show, those in ``gone`` (confirmed
+        deleted) are deletions, their transitions marked ``grouped`` for a confirmed mass deletion."""
+        out = self.diff
+        confirmed = set(gone)
+        if not self.complete or not confirmed:
             return out
-        for service_id, gone in self.known.items():
-            if service_id in self.seen:
+        for service_id, last in self.known.items():
+            if service_id in self.seen or service_id not in confirmed:
                 continue
             out.deletions.append(service_id)
             if self.announce is not None:
@@ -204,14 +247,15 @@ class DiffBuilder:
                     target=self.target,
                     project_id=self.project_id,
                     service_id=service_id,
-                    service_name=gone.service_name,
+                    service_name=last.service_name,
                     kind="deleted",
-                    from_status=gone.status,
+                    from_status=last.status,
                     to_status=None,
                     transition_at=None,
                     observed_at=self.observed_at,
-                    infer_type=gone.infer_type,
-                    workspace_id=gone.workspace_id,
+                    infer_type=last.infer_type,
+                    workspace_id=last.workspace_id,
+                    grouped=grouped,
                 )
             )
         return out
@@ -231,6 +275,38 @@ class _NeedsFullListing(Exception):
     """The cheap scan cannot be trusted this time; ``str()`` says why."""
 
 
+class _OutOfOrder(_NeedsFullListing):
+    """A page of a newest-first scan was not newest first: the server does not sort as asked."""
+
+    def __init__(self) -> None:
+        super().__init__(ORDER_UNRELIABLE)
+
+
+@dataclass(frozen=True)
+class _FirstPage:
+    """The first page of one workspace's newest-first scan, to check against the known state."""
+
+    workspace_id: str | None
+    ids: frozenset[str]
+    oldest_ms: int | None
+    full: bool
+
+    def misses(self, known: Iterable[KnownService]) -> bool:
+        """Transition times only grow, so in a newest-first answer every known service of the workspace that
+        changed after the page's oldest row is on a full page; one that is not says the order is wrong (or the
+        service is gone)."""
+        if not self.full or self.oldest_ms is None:
+            return False
+        oldest, ws = self.oldest_ms, self.workspace_id
+        return any(
+            k.transition_ms is not None
+            and k.transition_ms > oldest
+            and k.service_id not in self.ids
+            and (ws is None or k.workspace_id == ws)
+            for k in known
+        )
+
+
 class Watcher:
     """Polls ``clients`` every ``poll_seconds`` and records what changed in ``store``."""
 
@@ -247,6 +323,7 @@ class Watcher:
         overlap_seconds: float = 60.0,
         first_page: int = 20,
         detail_limit: int = 20,
+        confirm_limit: int = 20,
     ) -> None:
         if not clients:
             raise ValueError("at least one target is needed")
@@ -260,6 +337,7 @@ class Watcher:
         self.overlap_ms = int(overlap_seconds * 1000)
         self.first_page = max(2, first_page)
         self.detail_limit = detail_limit
+        self.confirm_limit = max(0, confirm_limit)
         self.targets: dict[str, TargetHealth] = {c.target.name: TargetHealth(c.target.name) for c in clients}
         self.polls = 0
         self.errors = 0
@@ -299,6 +377,8 @@ class Watcher:
                     "last_error": t.last_error,
                     "services": len(t.known) if t.known is not None else None,
                     "watermark": from_ms(t.watermark_ms).isoformat() if t.watermark_ms else None,
+                    "order_checked": t.order_checked,
+                    "full_listings_only": t.full_listings_only,
                 }
                 for name, t in self.targets.items()
             },
@@ -406,6 +486,9 @@ class Watcher:
             state.watermark_ms = stored.watermark_ms
             state.baselined = stored.baselined
             state.outage_notified = await self.store.get_meta(f"outage:{state.name}") is not None
+            state.full_listings_only = await self.store.get_meta(_ORDER_META + state.name)
+            if state.full_listings_only:
+                log.info("full listings every poll", extra={"target": state.name, "why": state.full_listings_only})
             state.known = await self.store.known_services(state.name)
         return state.known
 
@@ -446,6 +529,8 @@ class Watcher:
             poll.mode, poll.reason = "baseline", "fresh store"
         elif state.force_full:
             poll.reason = "start"
+        elif state.full_listings_only:
+            poll.reason = state.full_listings_only
         elif state.polls_since_full + 1 >= self.resync_polls:
             poll.reason = "resync"
         else:
@@ -464,13 +549,17 @@ class Watcher:
             observed_at=observed_at,
             announce=announce,
         )
+        gone: list[str] = []
         if rows is None:
             await self._list_everything(client, builder)
+            poll.rows = builder.rows
+            gone = await self._confirm_missing(client, builder, poll)
         else:
             builder.add(rows)
-        poll.rows = builder.rows
-        diff = builder.finish()
-        transitions, poll.detail_requests = await self._with_errors(client, diff.transitions)
+            poll.rows = builder.rows
+        diff = builder.finish(gone, grouped=_is_mass(len(gone), len(known)))
+        transitions, error_details = await self._with_errors(client, diff.transitions)
+        poll.detail_requests += error_details
         watermark = _newer(builder.newest_ms, state.watermark_ms)
         stored = await self.store.record_poll(
             state.name,
@@ -533,14 +622,87 @@ class Watcher:
     def _workspaces(self, client: ModelArtsClient) -> list[str | None]:
         return list(client.target.workspace_ids) or [None]
 
-    async def _list_everything(self, client: ModelArtsClient, builder: DiffBuilder) -> None:
-        """A complete listing of every workspace of the target (publish order: stable while statuses move),
-        handed to ``builder`` a page at a time, so only one page of parsed rows is held at once."""
+    async def _full_pages(self, client: ModelArtsClient) -> AsyncIterator[list[Service]]:
+        """A complete listing of every workspace of the target, a page at a time, in publish order (stable
+        while statuses move)."""
         for ws in self._workspaces(client):
             params = ListParams(workspace_id=ws, sort_by="publish_at", order="asc")
             async with aclosing(client.iter_pages(params)) as pages:
                 async for rows in pages:
-                    builder.add(rows)
+                    yield rows
+
+    async def _list_everything(self, client: ModelArtsClient, builder: DiffBuilder) -> None:
+        """The full listing handed to ``builder`` a page at a time, so only one page of parsed rows is held."""
+        async with aclosing(self._full_pages(client)) as pages:
+            async for rows in pages:
+                builder.add(rows)
+
+    # -- confirming deletions ----------------------------------------------------------------------
+
+    async def _confirm_missing(self, client: ModelArtsClient, builder: DiffBuilder, poll: TargetPoll) -> list[str]:
+        """The services missing from a complete listing that are really gone. Services deleted while the
+        listing pages through offsets shift later rows back, so a live service can go unseen: each candidate
+        is confirmed by its details (404), or, when there are more than ``confirm_limit`` or they are a mass
+        disappearance, by a second listing first (then by details too if the rest fit in ``confirm_limit``)."""
+        missing = builder.missing()
+        if not missing:
+            return []
+        mass = _is_mass(len(missing), len(builder.known))
+        if mass or len(missing) > self.confirm_limit:
+            if mass:
+                log.warning(
+                    "many services missing from a listing; listing again before deleting any",
+                    extra={"target": builder.target, "missing": len(missing), "known": len(builder.known)},
+                )
+            try:
+                builder.add(await self._relist(client, set(missing)))
+            except ServicesBotError as exc:
+                self._unconfirmed(poll, builder.target, len(missing), exc)
+                return []
+            missing = builder.missing()
+            if len(missing) > self.confirm_limit:
+                return missing  # two complete listings agree; details for each would be a burst of requests
+        return await self._confirm_by_details(client, builder, missing, poll)
+
+    async def _relist(self, client: ModelArtsClient, wanted: set[str]) -> list[Service]:
+        """A second complete listing, keeping only the rows of ``wanted``: the services it shows are alive."""
+        found: list[Service] = []
+        async with aclosing(self._full_pages(client)) as pages:
+            async for rows in pages:
+                found += [row for row in rows if row.service_id in wanted]
+        return found
+
+    async def _confirm_by_details(
+        self, client: ModelArtsClient, builder: DiffBuilder, candidates: list[str], poll: TargetPoll
+    ) -> list[str]:
+        """Ask each candidate's details: 404 is gone; an answer is alive, and goes to the diff as its row (it
+        may carry a real change); any other error keeps the service as it was until the next full listing."""
+        if not candidates:
+            return []
+        poll.detail_requests += len(candidates)
+        answers = await asyncio.gather(*(client.get_service(c) for c in candidates), return_exceptions=True)
+        gone: list[str] = []
+        failures: list[ServicesBotError] = []
+        for service_id, answer in zip(candidates, answers, strict=True):
+            if isinstance(answer, Service):
+                builder.add([answer])
+            elif isinstance(answer, ApiNotFoundError):
+                gone.append(service_id)
+            elif isinstance(answer, ServicesBotError):
+                failures.append(answer)
+            else:
+                raise answer
+        if failures:
+            self._unconfirmed(poll, builder.target, len(failures), failures[0])
+        return gone
+
+    @staticmethod
+    def _unconfirmed(poll: TargetPoll, target: str, count: int, error: ServicesBotError) -> None:
+        poll.unconfirmed += count
+        log.warning(
+            "could not confirm that missing services are gone; kept until the next full listing",
+            extra={"target": target, "services": count, "error": error.message},
+        )
 
     async def _recent_rows(
         self, client: ModelArtsClient, state: TargetHealth, known: dict[str, KnownService]
@@ -553,22 +715,74 @@ class Watcher:
         first = min(client.page_limit, max(self.first_page, 2 * state.recent_rows))
         rows: list[Service] = []
         listed_total = 0
-        for ws in self._workspaces(client):
-            params = ListParams(workspace_id=ws, sort_by="transition_at", order="desc")
-            listed_total += await self._scan_workspace(client, params, floor, first, rows)
+        heads: list[_FirstPage] = []
+        try:
+            if not state.order_checked:
+                await self._probe_order(client)
+                state.order_checked = True
+            for ws in self._workspaces(client):
+                params = ListParams(workspace_id=ws, sort_by="transition_at", order="desc")
+                total, head = await self._scan_workspace(client, params, floor, first, rows)
+                listed_total += total
+                heads.append(head)
+        except _OutOfOrder:
+            await self._distrust_order(state)
+            raise
         state.recent_rows = len(rows)
         unseen = len({r.service_id for r in rows} - known.keys())
         if listed_total != len(known) + unseen:
             raise _NeedsFullListing("service count changed")
+        await self._check_heads(state, known, heads)
         return rows
+
+    async def _check_heads(self, state: TargetHealth, known: dict[str, KnownService], heads: list[_FirstPage]) -> None:
+        """Check the first pages against what we know (``_FirstPage.misses``). A miss can also be a deleted
+        service (the count check cannot see a deletion and an arrival together), so one miss only takes a
+        full listing now, and a miss in the next scan too says the server does not sort as asked."""
+        if not any(head.misses(known.values()) for head in heads):
+            state.order_suspect = False
+            return
+        if state.order_suspect:
+            await self._distrust_order(state)
+            raise _NeedsFullListing(ORDER_UNRELIABLE)
+        state.order_suspect = True
+        raise _NeedsFullListing("a known recent change is missing from the newest-first page")
+
+    async def _probe_order(self, client: ModelArtsClient) -> None:
+        """Once a run, before the first scan is trusted: one page oldest-changed first must come in that order.
+        The newest rows of a fleet are often newest by publish time too (services deployed and not changed
+        since), so a server sorting by ``publish_at`` can give a newest-first page that looks right; the
+        oldest-changed rows are where the two orders part."""
+        for ws in self._workspaces(client):
+            params = ListParams(workspace_id=ws, sort_by="transition_at", order="asc")
+            page = await client.list_page(params, offset=0, limit=self.first_page)
+            times = [m for m in (to_ms(s.transition_at) for s in page.services) if m is not None]
+            if not _newest_first(times[::-1], None):
+                raise _OutOfOrder()
+
+    async def _distrust_order(self, state: TargetHealth) -> None:
+        """From now on (and after a restart: it is kept in the store) the target gets a full listing every
+        poll, since a scan that trusts a wrong order misses changes until the next resync."""
+        state.order_checked = False
+        if state.full_listings_only:
+            return
+        state.full_listings_only = ORDER_UNRELIABLE
+        await self.store.set_meta(_ORDER_META + state.name, ORDER_UNRELIABLE)
+        log.warning(
+            "ModelArts does not answer sort_by=transition_at newest first; full listings every poll from now on",
+            extra={"target": state.name},
+        )
 
     async def _scan_workspace(
         self, client: ModelArtsClient, params: ListParams, floor: int, first: int, rows: list[Service]
-    ) -> int:
-        """Page newest first until a row is older than ``floor``; returns the listing's ``total_count``."""
+    ) -> tuple[int, _FirstPage]:
+        """Page newest first until a row is older than ``floor``; returns the listing's ``total_count`` and its
+        first page. Every page read is checked whole for newest-first order, rows past the stop included."""
         limit = first
         covered = 0
         total: int | None = None
+        head: _FirstPage | None = None
+        previous_ms: int | None = None
         while True:
             if covered and client.offset_mode is None:
                 raise _NeedsFullListing("offset reading unknown")
@@ -578,22 +792,40 @@ class Watcher:
                 if page.total_count is None:
                     raise _NeedsFullListing("no total_count")
                 total = page.total_count
+            times = [m for m in (to_ms(s.transition_at) for s in page.services) if m is not None]
+            if not _newest_first(times, previous_ms):
+                raise _OutOfOrder()
+            previous_ms = times[-1] if times else previous_ms
+            if head is None:
+                ids = frozenset(s.service_id for s in page.services)
+                head = _FirstPage(params.workspace_id, ids, min(times, default=None), len(page.services) == limit)
             for service in page.services:
                 moment = to_ms(service.transition_at)
                 if moment is None:
                     raise _NeedsFullListing("rows without transition_at")
                 if moment < floor:
-                    return total
+                    return total, head
                 rows.append(service)
             if len(page.services) < limit and covered + len(page.services) < total:
                 raise _NeedsFullListing("the server served fewer rows than asked")  # a cap: the full listing adapts
             covered += limit
             if len(page.services) < limit or covered >= total:
-                return total
+                return total, head
             if covered * 2 > total:
                 raise _NeedsFullListing("most of the fleet changed")
             if covered % (limit * 2) == 0 and limit * 2 <= client.page_limit:
                 limit *= 2  # the pages read so far end on a multiple of the doubled size, in either offset reading
+
+
+def _newest_first(times: list[int], previous: int | None) -> bool:
+    """True if ``times`` never increase, starting from ``previous`` (the last time of the page before)."""
+    start = [] if previous is None else [previous]
+    return all(a >= b for a, b in pairwise([*start, *times]))
+
+
+def _is_mass(missing: int, known: int) -> bool:
+    """Too many services gone at once to be believed from one listing (``MASS_SHARE``, ``MASS_MIN``)."""
+    return missing >= MASS_MIN and missing > MASS_SHARE * known
 
 
 def _newer(moment: int | None, previous: int | None) -> int | None:

@@ -18,10 +18,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from emulator import signing
-from emulator.faults import FaultAction, fault_error, html_body, take_bad_listing, take_fault, take_malformed
-from emulator.fleet import DEFAULT_WORKSPACE
+from emulator.faults import (
+    FaultAction,
+    fault_error,
+    html_body,
+    listing_hidden_share,
+    take_bad_listing,
+    take_fault,
+    take_listing_deletions,
+    take_malformed,
+)
+from emulator.fleet import DEFAULT_WORKSPACE, Service, now_ms
 from emulator.iam import issue_token
-from emulator.query import InvalidParameter, PagingRules, parse_list_query, run_list_query
+from emulator.query import InvalidParameter, PagingRules, page_start, parse_list_query, run_list_query
 from emulator.quirks import Quirks
 from emulator.render import UNKNOWN_FIELD, details, dumps, encoded_legacy_row, encoded_row
 from emulator.state import EmulatorState
@@ -223,10 +232,13 @@ async def list_services(request: Request, emu: EmulatorState) -> Response:
         result_window=quirks.result_window,
     )
     try:
-        total, page = run_list_query(emu.fleet, parse_list_query(request.query_params), rules)
+        q = parse_list_query(request.query_params, ignore_sort_by=quirks.ignore_sort_by)
+        faulted = emu.faults.applies_to(request.url.path)
+        hidden = listing_hidden_share(emu.faults, q.offset == 0) if faulted else 0.0
+        total, page = run_list_query(emu.fleet, q, rules, hidden)
     except InvalidParameter as exc:
         return api_error(400, exc.code, exc.message, quirks=quirks)
-    if emu.faults.applies_to(request.url.path) and (bad := take_bad_listing(emu.faults)) is not None:
+    if faulted and (bad := take_bad_listing(emu.faults)) is not None:
         if bad != "half_page":
             return Response(dumps(_NOT_A_LISTING[bad](total)), media_type=JSON)
         page = page[: len(page) // 2]  # the envelope below still counts the whole page
@@ -243,7 +255,16 @@ async def list_services(request: Request, emu: EmulatorState) -> Response:
     rows = b",".join([encoded_row(s, quirks) for s in page])
     opening = dumps(head)[:-1] + b"," if head else b"{"
     body = b"".join((opening, b'"services":[', rows, b"]}"))
+    if faulted and page_start(q, rules) + len(page) < total:
+        _delete_served(emu, page[: take_listing_deletions(emu.faults)])
     return Response(body, media_type=JSON)
+
+
+def _delete_served(emu: EmulatorState, services: list[Service]) -> None:
+    """The ``delete_during_listing`` fault: services just served disappear, so later pages shift back."""
+    for s in services:
+        emu.fleet.remove(s.service_id)
+        emu.churn.record(s, s.status, None, now_ms())
 
 
 @gateway("show")

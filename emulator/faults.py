@@ -4,6 +4,12 @@ Faults are "gateway" behaviour: they apply to API (and optionally IAM) requests 
 before the handler, never to the ``/_emulator/`` control API, so a test can always reach the controls.
 Counted faults (``error_count``, ``rate_limit_count``, ``malformed_count``, ``listing_body_count``) are
 consumed one per matching request; random errors come from a seeded RNG so a failing test can be replayed.
+
+Two faults act inside the list handler instead, because they change what a listing sees rather than answer
+in its place: ``delete_during_listing`` deletes services from a page just served (later rows shift back, as
+when services are deleted while a client pages through offsets), and ``hide_fraction`` leaves a share of the
+fleet out of ``hide_listings`` whole listings (a listing starts at an ``offset=0`` page), as a backend that
+briefly answers with a partial fleet.
 """
 
 from __future__ import annotations
@@ -11,8 +17,9 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 ERROR_BODIES = ("json", "html", "empty")
 #: 200 answers to GET /v1/{project_id}/services that are not a listing (``listing_body``)
 LISTING_BODIES = ("empty_object", "null_services", "error_envelope", "legacy_failure", "v2_shape", "half_page")
@@ -80,6 +87,12 @@ class Faults:
     listing_body_count: int = 0  # list requests answered HTTP 200 with ``listing_body`` instead of the page
     token_ttl_seconds: float | None = None
     paths: list[str] | None = None
+    delete_during_listing: int = 0  # after a list page that is not the last: delete that many of its services, once
+    hide_fraction: float = 0.0  # the share of the matching services that a hiding listing leaves out
+    hide_listings: int = 0  # listings (from an offset=0 page on) that hide `hide_fraction`, one consumed per listing
+
+    def __post_init__(self) -> None:
+        self.hiding = 0.0  # the share hidden by the listing in progress (its offset=0 page chose it); not a fault
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,7 +101,7 @@ class Faults:
         """Apply ``body`` after checking every value; raises ``ValueError`` and changes nothing if one is bad.
 
         ``error_status`` given without ``error_count`` arms one error, so ``{"error_status": 503}`` does the
-        obvious thing instead of nothing.
+        obvious thing instead of nothing; likewise ``hide_fraction`` without ``hide_listings`` hides one listing.
         """
         known = {f.name for f in fields(self)}
         clean: dict[str, Any] = {}
@@ -98,6 +111,8 @@ class Faults:
             clean[key] = self._check(key, value)
         if clean.get("error_status") is not None and "error_count" not in clean and self.error_count == 0:
             clean["error_count"] = 1
+        if clean.get("hide_fraction") and "hide_listings" not in clean and self.hide_listings == 0:
+            clean["hide_listings"] = 1
         for key, value in clean.items():
             setattr(self, key, value)
 
@@ -106,7 +121,15 @@ class Faults:
         def number(v: Any) -> bool:
             return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
-        if key in ("error_count", "error_after", "rate_limit_count", "malformed_count", "listing_body_count"):
+        if key in (
+            "error_count",
+            "error_after",
+            "rate_limit_count",
+            "malformed_count",
+            "listing_body_count",
+            "delete_during_listing",
+            "hide_listings",
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{key} must be a non-negative integer")
             return value
@@ -128,9 +151,9 @@ class Faults:
             if value not in ERROR_BODIES:
                 raise ValueError(f"error_body must be one of {', '.join(ERROR_BODIES)}")
             return value
-        if key == "error_rate":
+        if key in ("error_rate", "hide_fraction"):
             if not number(value) or value > 1:
-                raise ValueError("error_rate must be a probability between 0 and 1")
+                raise ValueError(f"{key} must be a probability between 0 and 1")
             return float(value)
         if key == "latency_ms":
             if not number(value):
@@ -203,3 +226,27 @@ def take_malformed(faults: Faults) -> bool:
         faults.malformed_count -= 1
         return True
     return False
+
+
+def take_listing_deletions(faults: Faults) -> int:
+    """How many services to delete from the page just served (all of ``delete_during_listing``, consumed once)."""
+    count, faults.delete_during_listing = faults.delete_during_listing, 0
+    return count
+
+
+def listing_hidden_share(faults: Faults, first_page: bool) -> float:
+    """The share of the fleet this list request leaves out: a first page (``offset=0``) starts a listing and
+    consumes one of ``hide_listings``; later pages keep what their listing's first page chose."""
+    if first_page:
+        faults.hiding = 0.0
+        if faults.hide_listings > 0:
+            faults.hide_listings -= 1
+            faults.hiding = faults.hide_fraction
+    return faults.hiding
+
+
+def without_hidden(services: list[T], share: float) -> list[T]:
+    """``services`` minus ``share`` of them, spread evenly (the same ones for the same list): 1.0 leaves none."""
+    if share <= 0:
+        return services
+    return [s for i, s in enumerate(services) if int((i + 1) * share) == int(i * share)]

@@ -22,6 +22,8 @@ Choices where the spec is silent (quirks.md Q24-Q29), made once here and documen
   ``record`` mode (Q24); past the end the page is empty and ``total_count`` still counts every match.
 - Servers that page otherwise (a cap on ``limit``, v2's "offset must be a multiple of limit", a result window)
   are quirks (``PagingRules``), off by default.
+- With the ``ignore_sort_by`` quirk, ``sort_by`` is neither read nor checked: answers come in ``publish_at``
+  order (``order`` is still honoured), as a server that only knows the SDK's sort keys would answer (Q12).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 
 from starlette.datastructures import QueryParams
 
+from emulator.faults import without_hidden
 from emulator.fleet import DEFAULT_WORKSPACE, INFER_TYPES, SORT_KEYS, STATUSES, Fleet, Service
 
 ORDERS = ("asc", "desc")
@@ -133,8 +136,9 @@ def _tags(raw: str | None) -> tuple[tuple[str, str | None], ...]:
     return tuple(sorted(set(items), key=lambda kv: (kv[0], kv[1] or "")))
 
 
-def parse_list_query(params: QueryParams) -> ListQuery:
+def parse_list_query(params: QueryParams, *, ignore_sort_by: bool = False) -> ListQuery:
     """Validate the query string; raises ``InvalidParameter`` on the first bad parameter."""
+    sort_by = None if ignore_sort_by else _enum(params, "sort_by", SORT_KEYS, multi_hint=False)
     return ListQuery(
         service_id=_last(params, "service_id"),
         service_name=_last(params, "service_name"),
@@ -143,7 +147,7 @@ def parse_list_query(params: QueryParams) -> ListQuery:
         infer_type=_enum(params, "infer_type", INFER_TYPES, multi_hint=True),
         status=_enum(params, "status", STATUSES, multi_hint=True),
         tags=_tags(_last(params, "tags")),
-        sort_by=_enum(params, "sort_by", SORT_KEYS, multi_hint=False) or "publish_at",
+        sort_by=sort_by or "publish_at",
         order=_enum(params, "order", ORDERS, multi_hint=False) or "desc",
         offset=_natural(params, "offset", 0, 0),
         limit=_natural(params, "limit", DEFAULT_LIMIT, 1),
@@ -192,25 +196,36 @@ class PagingRules:
     offset_past_end_400: bool = False
     result_window: int | None = None
 
+    def served_limit(self, q: ListQuery) -> int:
+        return min(q.limit, self.max_limit) if self.max_limit else q.limit
 
-def run_list_query(fleet: Fleet, q: ListQuery, rules: PagingRules) -> tuple[int, list[Service]]:
+
+def page_start(q: ListQuery, rules: PagingRules) -> int:
+    """The index of the page's first record among the matches (Q24), pages being of the served length."""
+    return q.offset * rules.served_limit(q) if rules.offset_mode == "page" else q.offset
+
+
+def run_list_query(
+    fleet: Fleet, q: ListQuery, rules: PagingRules, hidden_share: float = 0.0
+) -> tuple[int, list[Service]]:
     """(total_count, the services of the requested page); ``InvalidParameter`` where ``rules`` forbid the page.
 
     ``max_limit`` serves at most that many rows whatever ``limit`` says, silently, and pages by the rows served
     (a page index counts pages of the served length); ``offset_multiple_of_limit`` rejects an ``offset`` that
     is not a multiple of ``limit`` (v2's rule); ``offset_past_end_400`` rejects a page starting past the last
     match; ``result_window`` never serves rows past that index while ``total_count`` still counts them all.
+    ``hidden_share`` of the matches are left out of both, as if they did not exist (the ``hide_fraction`` fault).
     """
     if rules.offset_multiple_of_limit and q.offset % q.limit:
         raise InvalidParameter(f"Invalid parameter offset: '{q.offset}'. It must be a multiple of limit ({q.limit}).")
     matches = fleet.select(q.filter_key(), q.sort_by, q.order == "desc", _predicate(q), q.workspace_id)
-    limit = min(q.limit, rules.max_limit) if rules.max_limit else q.limit
-    start = q.offset * limit if rules.offset_mode == "page" else q.offset
+    matches = without_hidden(matches, hidden_share)
+    start = page_start(q, rules)
     if rules.offset_past_end_400 and start > 0 and start >= len(matches):
         raise InvalidParameter(
             f"Invalid parameter offset: '{q.offset}'. It is past the last of {len(matches)} matches."
         )
-    end = start + limit
+    end = start + rules.served_limit(q)
     if rules.result_window is not None:
         end = min(end, rules.result_window)
     return len(matches), matches[start:end]

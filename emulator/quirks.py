@@ -28,6 +28,7 @@ class Quirks:
     unknown_fields: bool = False  # unknown top-level and nested fields
     legacy_error_200: bool = False  # Q33: legacy errors with HTTP 200 + is_success false
     sample_collection_bool: bool = False  # Q05: is_opened_sample_collection as a JSON boolean
+    ignore_sort_by: bool = False  # Q12: the SDK's sort_by knows no transition_at; answer in publish_at order
     # paging as servers other than the v1 documents have it (v2-list-services.md, "Paging"):
     max_limit: int | None = None  # rows served per page at most, whatever `limit` asks (v2 caps at 500)
     offset_multiple_of_limit: bool = False  # 400 unless offset is a multiple of limit (the v2 rule)

@@ -810,7 +810,52 @@ def test_auth_failures_do_not_consume_faults(client: httpx.Client, anon: httpx.C
     assert client.get(f"{P}/services", params={"limit": 1}).status_code == 503
 
 
+def _ids(body: dict[str, Any]) -> list[str]:
+    return [s["service_id"] for s in body["services"]]
+
+
+def test_fault_delete_during_listing_shifts_the_later_pages_back(client: httpx.Client, fresh: None) -> None:
+    params = {"sort_by": "publish_at", "order": "asc"}
+    before = [s["service_id"] for s in list_all(client, **params)]
+    client.post("/_emulator/faults", json={"delete_during_listing": 3})
+    list_all(client, **params)  # one page that is the last: nothing deleted, still armed
+    assert client.get("/_emulator/faults").json()["delete_during_listing"] == 3
+    first = client.get(f"{P}/services", params={**params, "offset": 0, "limit": 100}).json()
+    second = client.get(f"{P}/services", params={**params, "offset": 1, "limit": 100}).json()
+    assert _ids(first) == before[:100] and first["total_count"] == len(before)
+    assert _ids(second) == before[103:203] and second["total_count"] == len(before) - 3
+    assert all(client.get(f"{P}/services/{gone}").status_code == 404 for gone in before[:3])
+    assert client.get("/_emulator/faults").json()["delete_during_listing"] == 0
+    history = client.get("/_emulator/transitions").json()["transitions"]
+    assert [(t["service_id"], t["to_status"]) for t in history[-3:]] == [(i, None) for i in before[:3]]
+    assert client.post("/_emulator/faults", json={"delete_during_listing": -1}).status_code == 400
+
+
+def test_fault_hide_fraction_leaves_services_out_of_whole_listings(client: httpx.Client, fresh: None) -> None:
+    listed = len(list_all(client))
+    assert client.post("/_emulator/faults", json={"hide_fraction": 0.3}).json()["hide_listings"] == 1
+    first = client.get(f"{P}/services", params={"offset": 0, "limit": 600}).json()
+    rest = client.get(f"{P}/services", params={"offset": 1, "limit": 600}).json()  # pages of 600
+    shown = listed - listed * 3 // 10
+    assert first["total_count"] == rest["total_count"] == shown  # 30 % hidden, on every page of the listing
+    assert len(set(_ids(first)) | set(_ids(rest))) == shown
+    assert client.get(f"{P}/services", params={"limit": 1}).json()["total_count"] == listed  # the next listing
+    client.post("/_emulator/faults", json={"hide_fraction": 1.0, "hide_listings": 2})
+    totals = [client.get(f"{P}/services", params={"limit": 10}).json()["total_count"] for _ in range(3)]
+    assert totals == [0, 0, listed]
+    assert client.post("/_emulator/faults", json={"hide_fraction": 1.5}).status_code == 400
+    assert client.post("/_emulator/faults", json={"hide_listings": -1}).status_code == 400
+
+
 # -- quirks --------------------------------------------------------------------------------------------
+def test_quirk_ignore_sort_by_answers_in_publish_order(client: httpx.Client) -> None:
+    newest_published = [s["service_id"] for s in list_all(client, sort_by="publish_at", order="desc")]
+    assert [s["service_id"] for s in list_all(client, sort_by="transition_at", order="desc")] != newest_published
+    client.post("/_emulator/quirks", json={"ignore_sort_by": True})
+    assert [s["service_id"] for s in list_all(client, sort_by="transition_at", order="desc")] == newest_published
+    assert [s["service_id"] for s in list_all(client, sort_by="service_name", order="asc")] == newest_published[::-1]
+
+
 def _first(client: httpx.Client, **params: Any) -> dict[str, Any]:
     return client.get(f"{P}/services", params={"limit": 1, **params}).json()["services"][0]
 

@@ -161,6 +161,23 @@ async def test_a_fresh_file_is_migrated_in_wal_mode_and_reopening_is_idempotent(
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
 
 
+async def test_a_first_schema_store_keeps_its_history_and_learns_grouped_transitions(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+        conn.execute(
+            "INSERT INTO transitions (target, service_id, kind, observed_ms) VALUES ('prod', 'old', 'changed', 1)"
+        )
+    async with Store(path) as store:
+        assert await store.schema_version() == len(MIGRATIONS)
+        [old] = await store.transitions()
+        assert old.service_id == "old" and old.grouped is False
+        await store.add_subscription("C1", {"failed"})
+        gone = transition("a", None, kind="deleted", from_status="failed", grouped=True)
+        await store.record_poll("prod", "p1", [], ["a"], [gone, transition("b")], 2000)
+        assert [d.transition.grouped for d in await store.deliveries() if d.transition] == [True, False]
+
+
 async def test_state_subscriptions_and_outbox_survive_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "bot.db"
     async with Store(path) as store:

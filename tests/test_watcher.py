@@ -4,6 +4,7 @@ not told, what one poll costs, and what happens when ModelArts cannot be reached
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -12,15 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.delivery import AlertDelivery
+from core.models import KNOWN_STATUSES
 from core.notifications import Transition, parse_watch_args
 from core.store import Store
 from core.watcher import Watcher
 from emulator import EmulatorServer, EmulatorSettings
+from services_bot.workspace import WorkspaceClient, WorkspaceServer
 from tests.conftest import Control, queries_for
 
 SERVICES, SEED = 300, 11
 ALERTS = "C-alerts"
+UNHEALTHY = ("failed", "concerning")
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +74,9 @@ async def test_the_first_poll_is_a_silent_baseline_and_a_quiet_poll_costs_one_re
         assert [t.mode for t in first.targets] == ["baseline"] and first.ok
         assert first.transitions == [] and await store.deliveries() == []
         assert len(await store.known_services("default")) == SERVICES
+        ctl.clear_requests()
+        checked = await watcher.poll_once()  # the run's first scan also checks once that the API sorts as asked
+        assert checked.transitions == [] and checked.requests == 2
         ctl.clear_requests()
         quiet = await watcher.poll_once()
         assert [t.mode for t in quiet.targets] == ["incremental"] and quiet.transitions == []
@@ -196,6 +205,7 @@ async def test_many_changes_are_paged_newest_first_without_a_full_listing(
     victims = services(ctl, server, status="running")[:45]
     async with watching(server, tmp_path / "w.db", {"services_bot_page_size": 100}, first_page=20) as (watcher, _s):
         await watcher.poll_once()  # the baseline lists 3 pages and learns how offsets are read
+        await watcher.poll_once()  # the first scan checks the order once
         for victim in victims:
             ctl.set_status(victim["service_id"], "concerning")
         ctl.clear_requests()
@@ -309,3 +319,155 @@ async def test_a_full_listing_over_many_pages_is_diffed_a_page_at_a_time(
         known = await store.known_services("default")
         assert len(known) == SERVICES and doomed["service_id"] not in known
         assert known[changed["service_id"]].status == "failed"
+
+
+# -- deletions are confirmed ---------------------------------------------------------------------------
+
+
+async def test_services_deleted_while_a_listing_pages_shift_no_live_service_into_deleted(
+    server: EmulatorServer, ctl: Control, tmp_path: Path
+) -> None:
+    """Three services vanish right after the first of three pages is served: the next pages start three rows
+    later, so three live services are never listed. Their details answer, so they are not deleted (nor "new"
+    in the next poll); the three really deleted ones were on the first page and are reported by the next
+    full listing, once."""
+    first_published = [r["service_id"] for r in sorted(services(ctl, server), key=lambda r: r["publish_at"])][:3]
+    settings = {"services_bot_page_size": 100}
+    async with watching(server, tmp_path / "w.db", settings, resync_polls=1) as (watcher, store):
+        await watcher.poll_once()
+        ctl.faults(delete_during_listing=3)
+        shifted = await watcher.poll_once()
+        assert shifted.ok and shifted.transitions == []
+        assert shifted.targets[0].detail_requests == 3  # the rows pushed out of view, each confirmed alive
+        assert len(await store.known_services("default")) == SERVICES
+        following = await watcher.poll_once()
+        assert sorted((t.kind, t.service_id) for t in following.transitions) == [
+            ("deleted", gone) for gone in sorted(first_published)
+        ]
+        assert (await watcher.poll_once()).transitions == []
+        assert len(await store.known_services("default")) == SERVICES - 3
+        assert len(await store.deliveries()) == sum(1 for t in following.transitions if t.from_status in UNHEALTHY)
+
+
+async def test_a_deletion_that_cannot_be_confirmed_waits_while_the_rest_of_the_poll_commits(
+    server: EmulatorServer, ctl: Control, tmp_path: Path
+) -> None:
+    doomed, victim = services(ctl, server, status="failed")[:2]
+    async with watching(server, tmp_path / "w.db", resync_polls=1) as (watcher, store):
+        await watcher.poll_once()
+        ctl.delete(f"/services/{doomed['service_id']}")
+        ctl.set_status(victim["service_id"], "running")
+        ctl.faults(error_status=503, error_count=1, paths=[f"/services/{doomed['service_id']}"])
+        unsure = await watcher.poll_once()
+        assert unsure.ok and [(t.kind, t.service_id) for t in unsure.transitions] == [("changed", victim["service_id"])]
+        assert unsure.targets[0].detail_requests == 1 and unsure.targets[0].unconfirmed == 1
+        known = await store.known_services("default")
+        assert known[doomed["service_id"]].status == "failed" and known[victim["service_id"]].status == "running"
+        confirmed = await watcher.poll_once()
+        assert [(t.kind, t.service_id) for t in confirmed.transitions] == [("deleted", doomed["service_id"])]
+        assert doomed["service_id"] not in await store.known_services("default")
+
+
+@pytest.mark.parametrize("share", [0.3, 1.0])
+async def test_a_listing_missing_much_of_the_fleet_deletes_nothing_when_a_second_listing_shows_it(
+    server: EmulatorServer, ctl: Control, tmp_path: Path, share: float
+) -> None:
+    async with watching(server, tmp_path / "w.db", resync_polls=1) as (watcher, store):
+        await watcher.poll_once()
+        ctl.faults(hide_fraction=share)  # one listing answers with 30 % fewer services, or none at all
+        ctl.clear_requests()
+        result = await watcher.poll_once()
+        assert result.ok and result.transitions == []
+        assert ctl.requests()["by_route"]["list"] == 2  # the suspicious listing and the one that checked it
+        assert len(await store.known_services("default")) == SERVICES
+        assert await store.deliveries() == []
+        assert (await watcher.poll_once()).transitions == []
+
+
+async def test_a_confirmed_mass_deletion_is_one_grouped_message_in_each_channel(
+    server: EmulatorServer, ctl: Control, workspace_server: WorkspaceServer, tmp_path: Path
+) -> None:
+    """90 of 300 services deleted at once: a second listing confirms it, and each channel gets one grouped
+    message for the batch although the group threshold is far above 90."""
+    doomed = services(ctl, server)[:90]
+    running = sum(1 for d in doomed if d["status"] == "running")
+    async with (
+        watching(server, tmp_path / "w.db", resync_polls=1) as (watcher, store),
+        WorkspaceClient(workspace_server.url) as slack,
+    ):
+        await slack.reset()
+        await store.ensure_default_subscription(None, ())  # the stand-in knows only its own channels
+        await watch(store, "C0ALERTS", ",".join(KNOWN_STATUSES))
+        await watch(store, "C0GENERAL", "running")
+        await watcher.poll_once()
+        for gone in doomed:
+            ctl.delete(f"/services/{gone['service_id']}")
+        ctl.clear_requests()
+        result = await watcher.poll_once()
+        assert {(t.kind, t.service_id) for t in result.transitions} == {("deleted", d["service_id"]) for d in doomed}
+        assert ctl.requests()["by_route"]["list"] == 2 and ctl.requests()["by_route"]["show"] == 0
+        web = AsyncWebClient(token=workspace_server.settings.bot_token, base_url=workspace_server.api_url)
+        await AlertDelivery(store, web, group_threshold=1000).deliver_due()
+        for channel, count in (("C0ALERTS", len(doomed)), ("C0GENERAL", running)):
+            (grouped,) = [m for m in await slack.messages(channel) if m["user"] == "U0BOT"]
+            assert grouped["text"] == f"{count} services changed state"
+            assert grouped["metadata"]["event_type"] == "modelarts_service_status_changed_batch"
+        assert len(await store.known_services("default")) == SERVICES - len(doomed)
+
+
+# -- incremental polls check the order they rely on ----------------------------------------------------
+
+IGNORES_SORT_BY = "server ignores sort_by=transition_at"
+
+
+async def test_a_server_that_ignores_sort_by_is_noticed_at_once_and_gets_full_listings(
+    server: EmulatorServer, ctl: Control, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="services_bot.watcher")
+    by_publish = sorted(services(ctl, server, status="running"), key=lambda r: r["publish_at"])
+    victim = by_publish[0]  # the earliest published: last in the order such a server answers in
+    async with watching(server, tmp_path / "w.db") as (watcher, _store):
+        await watcher.poll_once()
+        health = watcher.health()["targets"]["default"]
+        assert health["order_checked"] is False and health["full_listings_only"] is None
+        ctl.quirks(ignore_sort_by=True)
+        ctl.set_status(victim["service_id"], "failed", "disk full")
+        noticed = await watcher.poll_once()
+        assert [(t.service_id, t.to_status) for t in noticed.transitions] == [(victim["service_id"], "failed")]
+        assert (noticed.targets[0].mode, noticed.targets[0].reason) == ("full", IGNORES_SORT_BY)
+        for _ in range(3):
+            assert (await watcher.poll_once()).targets[0].reason == IGNORES_SORT_BY
+        assert watcher.health()["targets"]["default"]["full_listings_only"] == IGNORES_SORT_BY
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "sort_by" in r.getMessage()]
+    assert len(warnings) == 1
+    async with watching(server, tmp_path / "w.db") as (watcher, _store):  # a restart remembers
+        assert (await watcher.poll_once()).targets[0].reason == "start"
+        assert (await watcher.poll_once()).targets[0].reason == IGNORES_SORT_BY
+        assert watcher.health()["targets"]["default"]["full_listings_only"] == IGNORES_SORT_BY
+
+
+async def test_a_recent_change_missing_from_the_newest_page_gets_a_full_listing_and_a_repeat_distrusts_the_order(
+    server: EmulatorServer, ctl: Control, tmp_path: Path
+) -> None:
+    """The newest-published services are also the newest changed, so a server answering in publish order gives
+    a first page that looks newest-first. What gives it away: a service seen changing a poll ago, newer than
+    the page's oldest row, is not on it."""
+    old, victim = services(ctl, server, status="running")[:2]
+    settings = {"services_bot_page_size": 100}  # a baseline of several pages learns how offsets are read
+    async with watching(server, tmp_path / "w.db", settings, overlap_seconds=0) as (watcher, _store):
+        await watcher.poll_once()
+        for n in range(25):
+            ctl.add(service_name=f"fresh-{n}")
+        ctl.set_status(old["service_id"], "stopping")
+        honest = await watcher.poll_once()
+        assert honest.targets[0].mode == "incremental" and len(honest.transitions) == 26
+        assert watcher.health()["targets"]["default"]["order_checked"] is True
+        assert (await watcher.poll_once()).transitions == []  # the next scan asks for a first page of 20 again
+        ctl.quirks(ignore_sort_by=True)
+        ctl.set_status(victim["service_id"], "failed")
+        suspicious = await watcher.poll_once()
+        assert suspicious.targets[0].mode == "full" and suspicious.targets[0].reason != IGNORES_SORT_BY
+        assert [(t.service_id, t.to_status) for t in suspicious.transitions] == [(victim["service_id"], "failed")]
+        assert watcher.health()["targets"]["default"]["full_listings_only"] is None  # once may be a deletion
+        assert (await watcher.poll_once()).targets[0].reason == IGNORES_SORT_BY
+        assert watcher.health()["targets"]["default"]["full_listings_only"] == IGNORES_SORT_BY
