@@ -115,8 +115,9 @@ class ModelArtsClient:
 
     async def list_page(self, params: ListParams, *, offset: int = 0, limit: int | None = None) -> ServicePage:
         """One page of ``GET /v1/{project_id}/services``."""
-        query = {**params.query(), "offset": str(offset), "limit": str(limit or self.page_size)}
-        return await self._request("GET", f"{self._base}/services", query, _parse_page(self._context("list")))
+        asked = limit or self.page_size
+        query = {**params.query(), "offset": str(offset), "limit": str(asked)}
+        return await self._request("GET", f"{self._base}/services", query, _parse_page(self._context("list"), asked))
 
     async def get_service(self, service_id: str) -> Service:
         """``GET /v1/{project_id}/services/{service_id}``; unknown ids raise ``ApiNotFoundError``."""
@@ -437,9 +438,11 @@ def _parse(model: type[T], context: dict[str, str] | None = None) -> Callable[[h
     return parse
 
 
-def _parse_page(context: dict[str, str]) -> Callable[[httpx.Response], ServicePage]:
+def _parse_page(context: dict[str, str], limit: int) -> Callable[[httpx.Response], ServicePage]:
     """A list page, or an error: a 200 is a listing only if it carries ``services`` as a list, no
-    ``error_code``, and (when it says) as many rows as its ``count``."""
+    ``error_code``, and (when it says) as many rows as its ``count``. A ``count`` equal to ``limit`` over a
+    shorter page is let through: it may be the page size (v2's ``size`` is ambiguous that way, L1), and a
+    truncated page still shows as a listing short of ``total_count``."""
 
     def parse(response: httpx.Response) -> ServicePage:
         try:
@@ -449,7 +452,7 @@ def _parse_page(context: dict[str, str]) -> Callable[[httpx.Response], ServicePa
         extra = page.__pydantic_extra__ or {}
         if extra.get("error_code") or extra.get("is_success") is False:
             raise _error_in_body(response, extra)
-        if page.count is not None and page.count != len(page.services):
+        if page.count is not None and page.count != len(page.services) and page.count != limit:
             raise MalformedResponseError(
                 f"ModelArts answered a page that says count {page.count} but carries {len(page.services)} "
                 "services (a truncated answer).",

@@ -244,7 +244,7 @@ async def list_services(request: Request, emu: EmulatorState) -> Response:
         page = page[: len(page) // 2]  # the envelope below still counts the whole page
         count = len(page) * 2
     else:
-        count = len(page)
+        count = q.limit if quirks.count_is_page_size else len(page)
     head: dict[str, object] = {}
     if not quirks.missing_total_count:
         head["total_count"] = float(total) if quirks.float_numbers else total

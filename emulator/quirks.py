@@ -36,6 +36,7 @@ class Quirks:
     result_window: int | None = None  # rows past this index are never served, though total_count counts them
     request_id_in_body: bool = False  # no X-Request-Id header; error bodies carry `request_id` instead
     error_message_key: bool = False  # error bodies say `error_message`, not `error_msg` (an older ModelArts API)
+    count_is_page_size: bool = False  # `count` is the `limit` asked for, not the rows on the page (v2's L1 reading)
 
     #: switches that change how a list row is encoded (changing one invalidates the row caches)
     ROW_FIELDS = (

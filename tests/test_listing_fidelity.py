@@ -281,3 +281,15 @@ async def test_slack_and_mcp_answers_say_first_that_they_are_incomplete(
         assert answer.structured_content["complete"] is False
         text = answer.content[0].text  # type: ignore[union-attr]
         assert "INCOMPLETE: ModelArts returned" in text.splitlines()[1]
+
+
+async def test_a_count_that_is_the_page_size_is_not_taken_for_a_truncated_page(
+    flat_server: EmulatorServer, flat_control: Control
+) -> None:
+    """`count` may mean the page size (v2's `size` is ambiguous that way): the short last page under a
+    `count` equal to the limit asked is read, and the listing is whole."""
+    expected = failed_fleet(flat_control, 2_500)
+    flat_control.quirks(count_is_page_size=True)
+    async with queries_for(flat_server, services_bot_max_retries=0) as queries:
+        listed = await queries.clients[0].list_all(ListParams())
+    assert {s.service_id for s in listed} == expected
