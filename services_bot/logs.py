@@ -13,10 +13,18 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"me
 
 
 class KeyValueFormatter(logging.Formatter):
+    """``time level logger: message key=value ...``, then the traceback of ``log.exception`` (or ``exc_info``)
+    and any ``stack_info``: a crash in the log must say what was raised and where, not only that it happened."""
+
     def format(self, record: logging.LogRecord) -> str:
         extras = " ".join(f"{k}={v!r}" for k, v in record.__dict__.items() if k not in _STANDARD)
         base = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} {record.levelname.lower()} {record.name}: "
-        return base + record.getMessage() + (f" {extras}" if extras else "")
+        line = base + record.getMessage() + (f" {extras}" if extras else "")
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        if record.stack_info:
+            line += "\n" + self.formatStack(record.stack_info)
+        return line
 
 
 def setup_logging(verbose: bool = False) -> None:
