@@ -1,7 +1,7 @@
 """Structured logs: one line per event, ``key=value`` pairs from the record's ``extra``, to stderr.
 
-Nothing secret is ever passed as ``extra`` (tokens, keys and passwords stay in ``SecretStr``), and
-httpx's own request logging, which prints full URLs, stays at WARNING.
+Nothing secret is ever passed as ``extra`` (tokens, keys and passwords stay in ``SecretStr``); httpx's own request
+logging, which prints full URLs, and slack_bolt's, which prints request bodies, stay at WARNING.
 """
 
 from __future__ import annotations
@@ -33,5 +33,6 @@ def setup_logging(verbose: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO if verbose else logging.WARNING)
-    for noisy in ("httpx", "httpcore", "uvicorn.access"):
+    # slack_bolt logs request bodies at INFO (a rejected signature's body, among others): never ours to print
+    for noisy in ("httpx", "httpcore", "uvicorn.access", "slack_bolt"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

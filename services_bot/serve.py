@@ -1,6 +1,7 @@
 """``services-bot serve``: Slack, MCP over HTTP and health on one port, wired from settings in one place.
 
-One ASGI app (Starlette): ``POST /slack/events`` (HTTP mode; bolt verifies every signature), ``/mcp``
+One ASGI app (Starlette): ``POST /slack/events`` (HTTP mode; ``bot.http_guard`` bounds the body, verifies the
+signature and refuses replays before bolt, which verifies again, parses anything), ``/mcp``
 (Streamable HTTP, guarded as ``tools.http`` says), ``GET /healthz``. With ``SLACK_APP_TOKEN`` set the Slack
 app talks over Socket Mode instead and ``/slack/events`` is not served. The lifespan opens the query layer
 once and shares it between Slack and MCP, so both answer from one connection pool and one cache.
@@ -34,6 +35,7 @@ from starlette.routing import Mount, Route
 
 from bot.app import create_slack_app
 from bot.delivery import AlertDelivery
+from bot.http_guard import Refusal, SlackRequestGuard
 from bot.notify import ChannelNotifications
 from core.config import Settings
 from core.errors import ConfigError, QueryError
@@ -145,10 +147,20 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
         else None
     )
 
+    guard = (
+        SlackRequestGuard(settings.slack_signing_secret.get_secret_value())
+        if mode == "http" and settings.slack_signing_secret
+        else None
+    )
+
     async def slack_events(request: Request) -> Response:
-        if runtime.http_handler is None:
+        if runtime.http_handler is None or guard is None:
             return JSONResponse({"error": "Slack is connected over Socket Mode here"}, status_code=404)
-        return await runtime.http_handler.handle(request)
+        checked = await guard.check(request)
+        if isinstance(checked, Refusal):
+            log.info("refused a /slack/events request", extra={"status": checked.status, "why": checked.reason})
+            return JSONResponse({"error": checked.reason}, status_code=checked.status)
+        return await runtime.http_handler.handle(checked)
 
     async def healthz(_request: Request) -> Response:
         status, body = await runtime.health()
