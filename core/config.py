@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     services_bot_mcp_token: SecretStr | None = Field(
         None, description="Bearer token for MCP over HTTP; mandatory when not bound to loopback."
     )
+    services_bot_mcp_allowed_hosts: str = Field(
+        "",
+        description="Host names MCP over HTTP answers to when bound beyond loopback, comma-separated (`bot.internal`"
+        " allows any port, `bot.internal:3000` one); loopback names always work. Other Host headers get 421 "
+        "(DNS-rebinding protection).",
+    )
     services_bot_timeout_seconds: float = Field(10.0, gt=0, description="Per-request timeout.")
     services_bot_max_retries: int = Field(
         3, ge=0, le=10, description="Retries on 429, 5xx, timeouts and connection errors."

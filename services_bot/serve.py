@@ -142,7 +142,12 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
         else None
     )
     mcp_app = (
-        mcp_http_app(mcp_server, host=host, port=settings.services_bot_port, token=settings.services_bot_mcp_token)
+        mcp_http_app(
+            mcp_server,
+            host=host,
+            token=settings.services_bot_mcp_token,
+            allowed=settings.services_bot_mcp_allowed_hosts,
+        )
         if mcp_server
         else None
     )

@@ -145,3 +145,49 @@ def test_socket_mode_that_cannot_connect_stops_instead_of_hanging(
         )
         with pytest.raises(ConfigError, match="websocket could not be reached"):
             BackgroundServe(settings, watch=False).start()
+
+
+def test_mcp_beyond_loopback_answers_loopback_and_configured_hosts_only(
+    emulator_server: EmulatorServer, workspace_server: WorkspaceServer
+) -> None:
+    """With `--host 0.0.0.0` (the image's default) only a Host of `0.0.0.0:port` used to be admitted: every real
+    client, `127.0.0.1:port` included, got 421."""
+    settings = slack_settings(
+        emulator_server,
+        workspace_server,
+        services_bot_mcp_token="mcp-token-for-hosts",
+        services_bot_mcp_allowed_hosts="bot.internal, 10.1.2.3:8443",
+    )
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    with BackgroundServe(settings, host="0.0.0.0") as bot:
+        port = bot.url.rsplit(":", 1)[1]
+
+        def status(host_header: str) -> int:
+            headers = {
+                "Host": host_header,
+                "Authorization": "Bearer mcp-token-for-hosts",
+                "Accept": "application/json, text/event-stream",
+            }
+            return httpx.post(f"http://127.0.0.1:{port}/mcp", json=initialize, headers=headers, timeout=10).status_code
+
+        admitted = (f"127.0.0.1:{port}", f"localhost:{port}", f"bot.internal:{port}", "bot.internal", "10.1.2.3:8443")
+        for host in admitted:
+            assert status(host) == 200, host
+        for refused in (f"evil.example:{port}", "10.1.2.3:9999", f"0.0.0.0.evil.example:{port}"):
+            assert status(refused) == 421, refused
+
+
+def test_a_malformed_allowed_host_is_refused_at_start(
+    emulator_server: EmulatorServer, workspace_server: WorkspaceServer
+) -> None:
+    settings = slack_settings(
+        emulator_server, workspace_server, services_bot_mcp_token="t", services_bot_mcp_allowed_hosts="https://bot/"
+    )
+    with pytest.raises(ConfigError, match="SERVICES_BOT_MCP_ALLOWED_HOSTS") as refused:
+        BackgroundServe(settings, host="0.0.0.0")
+    assert "bot.internal" in refused.value.hint

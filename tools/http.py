@@ -1,5 +1,9 @@
 """MCP over Streamable HTTP: loopback by default, DNS-rebinding protection, and a bearer token.
 
+Off loopback, the Host header must be a loopback name, the bound address, or one the operator listed in
+SERVICES_BOT_MCP_ALLOWED_HOSTS: with ``--host 0.0.0.0`` (the image's default) no client sends ``0.0.0.0`` as its
+Host, so allowing only the bound address would refuse everyone.
+
 The token is checked on every request before the MCP app sees it; binding to anything but loopback without
 one is refused at start-up, because the tools expose a project's service inventory.
 """
@@ -9,6 +13,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import re
 
 import uvicorn
 from mcp.server import MCPServer
@@ -52,8 +57,35 @@ class BearerTokenMiddleware:
         await self.app(scope, receive, send)
 
 
-def mcp_http_app(server: MCPServer, *, host: str, port: int, token: SecretStr | None) -> ASGIApp:
-    """The Streamable HTTP app at ``/mcp``, guarded as the module docstring says."""
+LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]")
+WILDCARD_BINDS = ("0.0.0.0", "::", "[::]", "")
+_HOST_ENTRY = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?$")
+
+
+def allowed_hosts(host: str, configured: str) -> list[str]:
+    """The Host headers MCP answers to off loopback: loopback names (a local client or health probe on the box),
+    the bound address unless it is a wildcard (``0.0.0.0`` is never a Host a client sends), and what the
+    operator configured; a bare name allows any port and none (behind a proxy on 443 the Host has no port)."""
+    patterns = list(LOOPBACK_HOSTS)
+    names = [] if host in WILDCARD_BINDS else [host]
+    for entry in (part.strip() for part in configured.split(",")):
+        if not entry:
+            continue
+        if not _HOST_ENTRY.match(entry):
+            raise ConfigError(
+                f"SERVICES_BOT_MCP_ALLOWED_HOSTS: '{entry[:80]}' is not a host name or host:port.",
+                hint="List names as clients write them in the Host header, e.g. bot.internal,10.0.0.5:3000.",
+            )
+        names.append(entry)
+    for name in names:
+        has_port = name.rsplit("]", 1)[-1].count(":") == 1
+        patterns += [name] if has_port else [name, f"{name}:*"]
+    return patterns
+
+
+def mcp_http_app(server: MCPServer, *, host: str, token: SecretStr | None, allowed: str = "") -> ASGIApp:
+    """The Streamable HTTP app at ``/mcp``, guarded as the module docstring says. ``allowed`` is the operator's
+    SERVICES_BOT_MCP_ALLOWED_HOSTS; on loopback the SDK's own loopback-only protection applies."""
     if not token and not is_loopback(host):
         raise ConfigError(
             f"MCP over HTTP on {host} would be reachable from other machines without a token.",
@@ -61,12 +93,12 @@ def mcp_http_app(server: MCPServer, *, host: str, port: int, token: SecretStr | 
         )
     security = None
     if not is_loopback(host):
-        security = TransportSecuritySettings(allowed_hosts=[f"{host}:{port}", f"{host}:*"], allowed_origins=[])
+        security = TransportSecuritySettings(allowed_hosts=allowed_hosts(host, allowed), allowed_origins=[])
     app: ASGIApp = server.streamable_http_app(host=host, transport_security=security)
     return BearerTokenMiddleware(app, token.get_secret_value()) if token else app
 
 
-def run_http(server: MCPServer, *, host: str, port: int, token: SecretStr | None) -> None:
-    app = mcp_http_app(server, host=host, port=port, token=token)
+def run_http(server: MCPServer, *, host: str, port: int, token: SecretStr | None, allowed: str = "") -> None:
+    app = mcp_http_app(server, host=host, token=token, allowed=allowed)
     print(f"MCP over Streamable HTTP at http://{host}:{port}/mcp", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
