@@ -12,7 +12,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from bot.views import Block, emoji, escape, plain, when
+from bot.views import Block, emoji, escape, fallback_text, plain, when
 from core.humanize import ago
 from core.notifications import Notice, Subscription, Transition
 
@@ -83,7 +83,8 @@ def alert_message(t: Transition, *, resolved_by: Transition | None = None) -> tu
         buttons.append(_button("Mute 1h", "mute_service", {"id": t.service_id, "t": t.target, "n": t.service_name}))
     if buttons:
         blocks.append({"type": "actions", "elements": buttons})
-    text = f"{plain(t.display_name, 150)}: {plain(change_words(t).replace('*', ''), 200)}"
+    # change_words is escaped mrkdwn already: only bounded here, not escaped twice
+    text = f"{fallback_text(t.display_name, 150)}: {plain(change_words(t).replace('*', ''), 200)}"
     return ("Resolved: " if resolved_by else "") + text, blocks
 
 
@@ -112,7 +113,7 @@ def grouped_message(poll_id: str, transitions: list[Transition]) -> tuple[str, l
 def notice_message(notice: Notice) -> tuple[str, list[Block]]:
     icon = ":rotating_light:" if notice.kind == "outage" else ":white_check_mark:"
     text = f"{icon} {escape(notice.text, 2000)}"
-    return plain(notice.text, 3000), [
+    return fallback_text(notice.text, 3000), [
         {"type": "section", "text": {"type": "mrkdwn", "text": text}},
         _context(f"target {escape(notice.target, 60)} · {when(notice.observed_at)}"),
     ]
@@ -125,7 +126,7 @@ def watches_message(channel_subscriptions: list[Subscription]) -> tuple[str, lis
     lines = [f"*{n}.* {escape(s.describe(), 300)}" for n, s in enumerate(channel_subscriptions, start=1)]
     blocks: list[Block] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": "*This channel is told about*\n" + "\n".join(lines)}},
-        _context("`/services unwatch N` removes one · `/services watch <statuses> [name:…]` adds one"),
+        _context("`/services unwatch N` removes one · `/services watch &lt;statuses&gt; [name:…]` adds one"),
     ]
     return f"{len(channel_subscriptions)} watches in this channel", blocks
 
@@ -133,9 +134,12 @@ def watches_message(channel_subscriptions: list[Subscription]) -> tuple[str, lis
 def transitions_message(
     title: str, transitions: list[Transition], *, now: datetime | None = None
 ) -> tuple[str, list[Block]]:
-    """A list of transitions (``history``, a group's "Show all"), newest first, cut to fit one message."""
+    """A list of transitions (``history``, a group's "Show all"), newest first, cut to fit one message.
+
+    ``title`` may hold the service name a person typed: escaped in the top-level text, as written in the header."""
+    text = fallback_text(title, 200)
     if not transitions:
-        return title, [{"type": "section", "text": {"type": "mrkdwn", "text": f"{escape(title, 200)}: none."}}]
+        return text, [{"type": "section", "text": {"type": "mrkdwn", "text": f"{escape(title, 200)}: none."}}]
     blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text", "text": plain(title, 150)}}]
     chunk: list[str] = []
     for t in transitions:
@@ -153,7 +157,7 @@ def transitions_message(
         chunk.append(line)
     if chunk and len(blocks) < 46:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(chunk)}})
-    return title, blocks
+    return text, blocks
 
 
 def _context(text: str) -> Block:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.views import Block, details_view, escape, list_view, mention, plain, summary_view
+from bot.views import Block, details_view, escape, fallback_text, list_view, mention, summary_view
 from core.errors import (
     ApiError,
     AuthenticationError,
@@ -28,7 +28,9 @@ from core.query import ListResult, Summary
 
 @dataclass
 class Reply:
-    """One Slack message: fallback ``text`` (notifications, screen readers) plus Block Kit ``blocks``."""
+    """One Slack message: fallback ``text`` (notifications, screen readers) plus Block Kit ``blocks``.
+
+    ``text`` is parsed as mrkdwn like a section, so every untrusted value in it goes through ``fallback_text``."""
 
     text: str
     blocks: list[Block] = field(default_factory=list)
@@ -46,7 +48,7 @@ class Reply:
 
 def help_reply() -> Reply:
     return Reply(
-        text=f"Usage: {USAGE}",
+        text=f"Usage: {fallback_text(USAGE, 500)}",
         blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": f"```{escape(HELP_TEXT, 2900)}```"}}],
     )
 
@@ -56,7 +58,7 @@ def list_reply(result: ListResult, command_text: str, *, public: bool = False, s
     if shared_by:
         blocks.insert(1, _context(f"Shared by {mention(shared_by)} · `/services {escape(command_text, 200)}`"))
     partial = "" if result.complete else " (incomplete)"
-    text = f"{result.total} services{partial}: {plain(result.description, 200)}"
+    text = f"{result.total} services{partial}: {fallback_text(result.description, 200)}"
     return Reply(text=text, blocks=blocks, public=public)
 
 
@@ -68,7 +70,7 @@ def summary_reply(summary: Summary, *, public: bool = False) -> Reply:
 
 def details_reply(service: Service, *, public: bool = False) -> Reply:
     return Reply(
-        text=f"{plain(service.display_name, 150)}: {plain(service.status or 'unknown', 20)}",
+        text=f"{fallback_text(service.display_name, 150)}: {fallback_text(service.status or 'unknown', 20)}",
         blocks=details_view(service),
         public=public,
     )
@@ -112,7 +114,7 @@ def error_reply(exc: ServicesBotError) -> Reply:
         blocks.append(_context(f"Usage: `{escape(USAGE, 500)}` · `/services help` for examples"))
     if isinstance(exc, ApiError):
         blocks.append(_context(escape(exc.details(), 500)))
-    return Reply(text=plain(f"{headline} {hint}", 3000), blocks=blocks)
+    return Reply(text=fallback_text(f"{headline} {hint}", 3000), blocks=blocks)
 
 
 def unexpected_reply() -> Reply:

@@ -1,8 +1,11 @@
 """Block Kit views of the query layer's answers: pure functions from answers to Slack blocks.
 
-Everything the API sends is untrusted: it is escaped for mrkdwn (``&``, ``<``, ``>``) so a service named
-``<!channel>`` renders literally and pings no one, and every text is cut to Slack's limits (section text 3000,
-header 150, button value 2000, 50 blocks a message) so a large answer paginates instead of failing.
+Everything the API sends, and everything a person typed, is untrusted: wherever Slack parses text (mrkdwn text
+objects, and a message's top-level ``text``) it is escaped (``&``, ``<``, ``>``: ``escape``, ``fallback_text``)
+so a service named ``<!channel>`` renders literally and pings no one. plain_text objects are not parsed and are
+shown as written, so there it is only bounded (``plain``): escaping would show ``&lt;`` on screen. Every text is
+cut to Slack's limits (section text 3000, header 150, button value 2000, 50 blocks a message) so a large answer
+paginates instead of failing.
 """
 
 from __future__ import annotations
@@ -45,9 +48,16 @@ def escape(value: object, limit: int = 500) -> str:
 
 
 def plain(value: object, limit: int) -> str:
-    """plain_text fields are not parsed as mrkdwn; they only need the length bound."""
+    """plain_text fields are not parsed as mrkdwn; they only need the length bound (never for top-level text)."""
     text = " ".join(("" if value is None else str(value)).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def fallback_text(value: object, limit: int) -> str:
+    """An untrusted value in a message's top-level ``text``: one line, bounded, and escaped, because Slack parses
+    that text as mrkdwn (notifications, previews, screen readers and clients without blocks show it), so a raw
+    ``<!channel>`` there would ping the channel even when every block is escaped."""
+    return escape(plain(value, limit), limit)
 
 
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,30}$")

@@ -380,6 +380,10 @@ async def test_response_url_kinds_replace_and_use_limit(user: WorkspaceClient) -
         ("fifth", True),
     ]
     assert seen[0]["replaced"]
+    logged = await user.calls("response_url")
+    texts = ["only you", "replaced", "everyone", "again", "fifth", "sixth", "x"]
+    assert [c["args"].get("text") for c in logged] == texts
+    assert [c["status"] for c in logged] == [200] * 5 + [404, 404] and logged[5]["error"] == "used_url"
 
 
 # -- button clicks -----------------------------------------------------------------------------------------

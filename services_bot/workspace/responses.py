@@ -5,6 +5,9 @@ default) shows it only to the user who acted, ``in_channel`` to everyone; ``repl
 message the url is bound to (the clicked message; for a command, the last answer sent to it) and
 ``delete_original`` deletes it. A url works 5 times within 30 minutes, then answers 404. Answers are plain
 text (``ok`` or an error word), as Slack's are.
+
+Each post is recorded in the call log as method ``response_url`` (its body as ``args``), beside the Web API
+calls: a test that checks everything the bot sent to Slack reads one log, answers to commands and clicks included.
 """
 
 from __future__ import annotations
@@ -25,18 +28,33 @@ def _text(error: str, status: int) -> Response:
 
 
 async def respond(request: Request) -> Response:
+    """Record the post in the call log, then carry it out; the log keeps the status and error word it got."""
     state: WorkspaceState = request.app.state.workspace
-    binding = state.response_urls.get(request.path_params["rid"])
+    raw = await request.body()
+    try:
+        body: Any = json.loads(raw)
+    except ValueError:
+        body = None
+    rid = request.path_params["rid"]
+    args = body if isinstance(body, dict) else {"raw": raw.decode(errors="replace")}
+    call = state.record_call("response_url", args, "POST")
+    call["response_url"] = rid
+    answer = _carry_out(state, rid, body)
+    call["status"] = answer.status_code
+    call["ok"] = answer.status_code == 200
+    call["error"] = None if call["ok"] else bytes(answer.body).decode()
+    return answer
+
+
+def _carry_out(state: WorkspaceState, rid: str, body: Any) -> Response:
+    """Slack's rules for one post: the url's use limits, then delete, replace or a new message."""
+    binding = state.response_urls.get(rid)
     if binding is None:
         return _text("no_service", 404)
     if time.monotonic() - binding.created > state.settings.response_url_ttl_seconds:
         return _text("expired_url", 404)
     if binding.uses >= state.settings.response_url_max_uses:
         return _text("used_url", 404)
-    try:
-        body: Any = json.loads(await request.body())
-    except ValueError:
-        return _text("invalid_payload", 400)
     if not isinstance(body, dict):
         return _text("invalid_payload", 400)
     text = body.get("text") if isinstance(body.get("text"), str) else ""
