@@ -1,5 +1,5 @@
-"""Hostile and oversized inputs end to end: name globs that cannot freeze the process, and every argument bounded
-with a clear message that quotes only a short prefix.
+"""Hostile and oversized inputs end to end: name globs that cannot freeze the process, every argument bounded with
+a clear message that quotes only a short prefix, forged Mute clicks refused.
 
 Slack runs through the local stand-in (signed commands and clicks) against a ``serve`` of its own with two
 people in the workspace; MCP through the SDK's own ``Client``; the fleet is the emulator over loopback."""
@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from mcp import Client
+from slack_sdk.web.async_client import AsyncWebClient
 
 from core.errors import QueryError
 from core.grammar import parse_command
@@ -299,3 +300,60 @@ async def test_history_since_too_far_back_is_a_clear_error(slack: WorkspaceClien
     found = await slack.wait_for_messages(lambda m: _private_to(m, ASKER), channel=GENERAL, timeout=10)
     text = json.dumps(_private_to(found, ASKER)[-1])
     assert "at most a year" in text and "unexpected" not in text.lower(), text
+
+
+async def _forged_mute_button(two_people: WorkspaceServer, value: dict[str, Any]) -> dict[str, Any]:
+    """An alert-like message with a Mute button whose value the bot never wrote: Slack signs the click anyway."""
+    web = AsyncWebClient(token=two_people.settings.bot_token, base_url=two_people.api_url)
+    button = {"type": "button", "action_id": "mute_service", "text": {"type": "plain_text", "text": "Mute 1h"},
+              "value": json.dumps(value)}  # fmt: skip
+    blocks = [{"type": "actions", "elements": [button]}]
+    posted = await web.chat_postMessage(channel=GENERAL, text="forged", blocks=blocks)
+    return {"ts": posted["ts"], "channel": GENERAL}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"id": "0badc0de-0000-4000-8000-000000000000", "t": "default", "n": "ghost-service"},
+        {"id": "../../etc", "t": "default", "n": "ghost-service"},
+        {"id": "REAL", "t": "no-such-target", "n": "ghost-service"},
+    ],
+)
+async def test_a_forged_mute_click_for_a_service_that_does_not_exist_stores_nothing(
+    slack: WorkspaceClient,
+    two_people: WorkspaceServer,
+    bot_for_two: BackgroundServe,
+    control: Control,
+    emulator_server: EmulatorServer,
+    value: dict[str, Any],
+) -> None:
+    if value["id"] == "REAL":
+        raw = control.list_raw(emulator_server.settings.project_id, emulator_server.settings.token)
+        value = {**value, "id": raw["services"][0]["service_id"]}
+    before = len(_store_rows(bot_for_two, "mutes"))
+    message = await _forged_mute_button(two_people, value)
+    clicked = await slack.click(message, "mute_service", user=ASKER)
+    assert clicked["status"] == 200 and not clicked["timed_out"]
+    found = await slack.wait_for_messages(lambda m: _private_to(m, ASKER), channel=GENERAL, timeout=10)
+    text = json.dumps(_private_to(found, ASKER)[-1])
+    assert "Nothing was muted: there is no service" in text and "ghost-service" not in text, text
+    assert len(_store_rows(bot_for_two, "mutes")) == before
+    public = [m for m in await slack.messages(GENERAL) if not m["ephemeral"] and "muted *" in json.dumps(m)]
+    assert not public
+
+
+async def test_a_mute_click_for_a_real_service_still_mutes(
+    slack: WorkspaceClient,
+    two_people: WorkspaceServer,
+    bot_for_two: BackgroundServe,
+    control: Control,
+    emulator_server: EmulatorServer,
+) -> None:
+    created = control.add(service_name="real-noisy-svc", status="failed")
+    message = await _forged_mute_button(two_people, {"id": created["service_id"], "t": "default", "n": "spoofed"})
+    await slack.click(message, "mute_service", user=ASKER)
+    found = await slack.wait_for_messages(lambda m: "muted *real-noisy-svc*" in json.dumps(m), channel=GENERAL)
+    assert found
+    rows = [r for r in _store_rows(bot_for_two, "mutes") if r["service_id"] == created["service_id"]]
+    assert len(rows) == 1 and rows[0]["target"] == "default" and rows[0]["service_name"] == "real-noisy-svc"
