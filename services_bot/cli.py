@@ -121,7 +121,13 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     host = args.host or settings.services_bot_host
     port = settings.services_bot_port if args.port is None else args.port
     try:
-        run_http(server, host=host, port=port, token=settings.services_bot_mcp_token)
+        run_http(
+            server,
+            host=host,
+            port=port,
+            token=settings.services_bot_mcp_token,
+            session_idle_seconds=settings.services_bot_mcp_session_idle_seconds,
+        )
     except ServicesBotError as exc:
         return _fail(exc, False)
     return 0

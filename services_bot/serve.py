@@ -140,7 +140,13 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
         else None
     )
     mcp_app = (
-        mcp_http_app(mcp_server, host=host, port=settings.services_bot_port, token=settings.services_bot_mcp_token)
+        mcp_http_app(
+            mcp_server,
+            host=host,
+            port=settings.services_bot_port,
+            token=settings.services_bot_mcp_token,
+            session_idle_seconds=settings.services_bot_mcp_session_idle_seconds,
+        )
         if mcp_server
         else None
     )

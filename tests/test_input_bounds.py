@@ -1,5 +1,5 @@
 """Hostile and oversized inputs end to end: name globs that cannot freeze the process, every argument bounded with
-a clear message that quotes only a short prefix, forged Mute clicks refused.
+a clear message that quotes only a short prefix, forged Mute clicks refused, idle MCP sessions expired.
 
 Slack runs through the local stand-in (signed commands and clicks) against a ``serve`` of its own with two
 people in the workspace; MCP through the SDK's own ``Client``; the fleet is the emulator over loopback."""
@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from mcp import Client
 from slack_sdk.web.async_client import AsyncWebClient
@@ -357,3 +358,49 @@ async def test_a_mute_click_for_a_real_service_still_mutes(
     assert found
     rows = [r for r in _store_rows(bot_for_two, "mutes") if r["service_id"] == created["service_id"]]
     assert len(rows) == 1 and rows[0]["target"] == "default" and rows[0]["service_name"] == "real-noisy-svc"
+
+
+# -- MCP sessions over HTTP ------------------------------------------------------------------------------------
+
+MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+
+
+def _rpc(method: str, request_id: int | None = None, **params: Any) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
+    if request_id is not None:
+        message["id"] = request_id
+    return message
+
+
+async def _open_session(http: httpx.AsyncClient, url: str) -> str:
+    init = _rpc("initialize", 1, protocolVersion="2025-06-18", capabilities={},
+                clientInfo={"name": "idle-test", "version": "0"})  # fmt: skip
+    opened = await http.post(url, json=init, headers=MCP_HEADERS)
+    assert opened.status_code == 200, opened.text[:200]
+    session = opened.headers["mcp-session-id"]
+    headers = {**MCP_HEADERS, "mcp-session-id": session, "mcp-protocol-version": "2025-06-18"}
+    assert (await http.post(url, json=_rpc("notifications/initialized"), headers=headers)).status_code == 202
+    return session
+
+
+async def test_an_idle_mcp_session_is_expired(
+    emulator_server: EmulatorServer, workspace_server: WorkspaceServer, control: Control
+) -> None:
+    settings = slack_settings(emulator_server, workspace_server, services_bot_mcp_session_idle_seconds=1.0)
+    with BackgroundServe(settings, watch=False) as bot:
+        url = bot.url + "/mcp"
+        async with httpx.AsyncClient(timeout=10) as http:
+            session = await _open_session(http, url)
+            headers = {**MCP_HEADERS, "mcp-session-id": session, "mcp-protocol-version": "2025-06-18"}
+            alive = await http.post(url, json=_rpc("tools/list", 2), headers=headers)
+            assert alive.status_code == 200 and "list_services" in alive.text
+            await asyncio.sleep(2.5)
+            expired = await http.post(url, json=_rpc("tools/list", 3), headers=headers)
+            assert expired.status_code == 404, expired.text[:200]
+            assert await _open_session(http, url) != session, "a new session can be opened"
+
+
+def test_sessions_idle_for_half_an_hour_by_default() -> None:
+    from core.config import Settings
+
+    assert Settings(_env_file=None).services_bot_mcp_session_idle_seconds == 1800  # type: ignore[call-arg]

@@ -1,7 +1,10 @@
-"""MCP over Streamable HTTP: loopback by default, DNS-rebinding protection, and a bearer token.
+"""MCP over Streamable HTTP: loopback by default, DNS-rebinding protection, a bearer token, idle sessions closed.
 
 The token is checked on every request before the MCP app sees it; binding to anything but loopback without
-one is refused at start-up, because the tools expose a project's service inventory.
+one is refused at start-up, because the tools expose a project's service inventory. Each session holds a
+server task and its streams (tens of KB); the SDK's session manager closes one that has had no request in flight
+for ``session_idle_seconds`` (SERVICES_BOT_MCP_SESSION_IDLE_SECONDS), so clients that vanish without a DELETE
+do not keep theirs forever.
 """
 
 from __future__ import annotations
@@ -52,8 +55,10 @@ class BearerTokenMiddleware:
         await self.app(scope, receive, send)
 
 
-def mcp_http_app(server: MCPServer, *, host: str, port: int, token: SecretStr | None) -> ASGIApp:
-    """The Streamable HTTP app at ``/mcp``, guarded as the module docstring says."""
+def mcp_http_app(
+    server: MCPServer, *, host: str, port: int, token: SecretStr | None, session_idle_seconds: float
+) -> ASGIApp:
+    """The Streamable HTTP app at ``/mcp``, guarded and with idle sessions expired as the module docstring says."""
     if not token and not is_loopback(host):
         raise ConfigError(
             f"MCP over HTTP on {host} would be reachable from other machines without a token.",
@@ -62,11 +67,15 @@ def mcp_http_app(server: MCPServer, *, host: str, port: int, token: SecretStr | 
     security = None
     if not is_loopback(host):
         security = TransportSecuritySettings(allowed_hosts=[f"{host}:{port}", f"{host}:*"], allowed_origins=[])
-    app: ASGIApp = server.streamable_http_app(host=host, transport_security=security)
+    app: ASGIApp = server.streamable_http_app(
+        host=host, transport_security=security, session_idle_timeout=session_idle_seconds
+    )
     return BearerTokenMiddleware(app, token.get_secret_value()) if token else app
 
 
-def run_http(server: MCPServer, *, host: str, port: int, token: SecretStr | None) -> None:
-    app = mcp_http_app(server, host=host, port=port, token=token)
+def run_http(
+    server: MCPServer, *, host: str, port: int, token: SecretStr | None, session_idle_seconds: float
+) -> None:
+    app = mcp_http_app(server, host=host, port=port, token=token, session_idle_seconds=session_idle_seconds)
     print(f"MCP over Streamable HTTP at http://{host}:{port}/mcp", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
