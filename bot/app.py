@@ -49,6 +49,10 @@ class NotificationCommands(Protocol):
         self, channel: str, user: str, target: str, service_id: str, name: str | None, duration: timedelta
     ) -> Reply: ...
 
+    async def mute_alerted(
+        self, channel: str, user: str, target: str, service_id: str, duration: timedelta
+    ) -> Reply: ...
+
     async def poll_transitions(self, poll_id: str, channel: str) -> Reply: ...
 
 
@@ -137,7 +141,8 @@ class SlackHandlers:
         self._later(share())
 
     async def on_mute(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        """"Mute 1h" under an alert: silence that service in that channel, and say so in the channel."""
+        """"Mute 1h" under an alert: silence that service in that channel, and say so in the channel. The
+        button's value is not trusted: a service that does not exist is refused to the clicker, nothing stored."""
         await ack()
         channel, user = _where(body)
 
@@ -147,7 +152,7 @@ class SlackHandlers:
             service_id, target = str(value.get("id") or ""), str(value.get("t") or "")
             if not service_id:
                 raise ButtonValueError()
-            return await notifications.mute(channel, user, target, service_id, value.get("n"), timedelta(hours=1))
+            return await notifications.mute_alerted(channel, user, target, service_id, timedelta(hours=1))
 
         self._later(self._answer(respond, "mute", reply, replace_original=False))
 

@@ -11,7 +11,10 @@ from datetime import UTC, datetime, timedelta
 from bot.alerts import transitions_message, watches_message
 from bot.replies import Reply
 from bot.views import escape, mention
+from core.client import validate_service_id
+from core.errors import QueryError, ServiceNotFoundError
 from core.grammar import NotificationCommand
+from core.limits import preview
 from core.notifications import (
     parse_history_args,
     parse_mute_args,
@@ -62,6 +65,30 @@ class ChannelNotifications:
             f"{mention(user)} muted *{escape(name or service_id, 150)}* in this channel for {_span(duration)}.",
             f"Alerts for it resume <!date^{int(until.timestamp())}^{{time}}|at {until:%H:%M} UTC>.",
         )
+
+    async def mute_alerted(self, channel: str, user: str, target: str, service_id: str, duration: timedelta) -> Reply:
+        """The "Mute 1h" button. Its value comes back from whoever sends the click: a correctly signed click can
+        still carry a value the bot never wrote, so the service must exist before a mute is stored, and the name
+        shown is the one we know, not the one in the value."""
+        name = await self._existing_name(target, service_id)
+        return await self.mute(channel, user, target, service_id, name, duration)
+
+    async def _existing_name(self, target: str, service_id: str) -> str | None:
+        """The watcher's record first (no API call, works while ModelArts is down), else the query layer by id."""
+        known = (await self.store.known_services(target)).get(service_id)
+        if known is not None:
+            return known.service_name
+        try:
+            validate_service_id(service_id)
+            found = await self.queries.get(service_id, target=target)
+        except (ServiceNotFoundError, QueryError):
+            found = None
+        if found is None or found.service_id != service_id or (found.target or "") != target:
+            raise QueryError(
+                f"Nothing was muted: there is no service '{preview(service_id)}' in target '{preview(target)}'.",
+                hint="It may have been deleted since the alert; `/services history` shows recent changes.",
+            )
+        return found.display_name
 
     async def poll_transitions(self, poll_id: str, channel: str) -> Reply:
         found = await self.store.poll_transitions(poll_id, channel)

@@ -91,6 +91,12 @@ class Settings(BaseSettings):
         " allows any port, `bot.internal:3000` one); loopback names always work. Other Host headers get 421 "
         "(DNS-rebinding protection).",
     )
+    services_bot_mcp_session_idle_seconds: float = Field(
+        1800.0,
+        gt=0,
+        description="An MCP-over-HTTP session with no request in flight for this long is closed (its id then "
+        "answers 404 and the client starts a new one), so abandoned sessions do not pile up.",
+    )
     services_bot_timeout_seconds: float = Field(10.0, gt=0, description="Per-request timeout.")
     services_bot_max_retries: int = Field(
         3, ge=0, le=10, description="Retries on 429, 5xx, timeouts and connection errors."

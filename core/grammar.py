@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import QueryError
+from core.limits import MAX_COMMAND_CHARS, MAX_SERVICE_REF_CHARS, check_length, preview
 from core.models import KNOWN_INFER_TYPES, KNOWN_STATUSES
 from core.query import STATUS_GROUPS, ServiceQuery, parse_statuses
 from core.suggest import did_you_mean
@@ -101,7 +102,14 @@ Command = HelpCommand | ListCommand | SummaryCommand | ShowCommand | Notificatio
 
 
 def tokenize(text: str) -> list[str]:
-    """Split like a shell (quotes group words), accepting the curly quotes chat clients type."""
+    """Split like a shell (quotes group words), accepting the curly quotes chat clients type. The length is
+    checked first: everything after (splitting, suggestions, matching) then works on a bounded text."""
+    check_length(
+        "command",
+        text or "",
+        MAX_COMMAND_CHARS,
+        hint=f"A command is at most {MAX_COMMAND_CHARS} characters; give shorter filters (e.g. name:ocr-*).",
+    )
     try:
         return shlex.split((text or "").translate(_QUOTES))
     except ValueError:
@@ -137,7 +145,8 @@ def _parse_show(tokens: list[str], public: bool) -> ShowCommand:
             rest.append(token)
     if not rest:
         raise QueryError("`show` needs a service id or name.", hint="e.g. /services show ocr-invoice-prod")
-    return ShowCommand(ref=" ".join(rest), target=target, public=public)
+    ref = check_length("service id or name", " ".join(rest), MAX_SERVICE_REF_CHARS)
+    return ShowCommand(ref=ref, target=target, public=public)
 
 
 def _parse_query(tokens: list[str], default_limit: int) -> ServiceQuery:
@@ -161,20 +170,20 @@ def _apply_filter(fields: dict[str, Any], statuses: set[str], key: str, value: s
     if name is None:
         guess = did_you_mean(key, FILTER_KEYS)
         raise QueryError(
-            f"Unknown filter '{key}:'." + (f" Did you mean '{guess}:'?" if guess else ""),
+            f"Unknown filter '{preview(key)}:'." + (f" Did you mean '{guess}:'?" if guess else ""),
             hint="Filters: name: type: ws: model: tag: target: sort: order: limit:.",
             suggestion=f"{guess}:" if guess else None,
         )
     if not value:
-        raise QueryError(f"The filter '{key}:' has no value.", hint=f"Write it as {key}:<value>.")
+        raise QueryError(f"The filter '{preview(key)}:' has no value.", hint=f"Write it as {preview(key)}:<value>.")
     if name == "statuses":
         statuses |= parse_statuses(value.split(","))
     elif name in fields and name != "limit":
         raise QueryError(f"'{key}:' is given twice.", hint="Give each filter once.")
     elif name == "order" and value.lower() not in ("asc", "desc"):
-        raise QueryError(f"Unknown order '{value}'.", hint="Use order:asc or order:desc.")
+        raise QueryError(f"Unknown order '{preview(value)}'.", hint="Use order:asc or order:desc.")
     elif name == "limit" and not value.isdigit():
-        raise QueryError(f"limit must be a whole number, not '{value}'.", hint="e.g. limit:50.")
+        raise QueryError(f"limit must be a whole number, not '{preview(value)}'.", hint="e.g. limit:50.")
     else:
         fields[name] = value.lower() if name == "order" else value
 
@@ -190,13 +199,13 @@ def _apply_bare_word(fields: dict[str, Any], word: str) -> None:
     guess = did_you_mean(word, [*KNOWN_STATUSES, *STATUS_GROUPS, *COMMAND_WORDS])
     if guess and guess.lower() != word.lower() and _close(word, guess):
         raise QueryError(
-            f"Unknown word '{word}'. Did you mean '{guess}'?",
-            hint=f"To search service names for it, write name:{word}.",
+            f"Unknown word '{preview(word)}'. Did you mean '{guess}'?",
+            hint=f"To search service names for it, write name:{preview(word)}.",
             suggestion=guess,
         )
     if "name" in fields:
         raise QueryError(
-            f"Two names given ('{fields['name']}' and '{word}').",
+            f"Two names given ('{preview(fields['name'])}' and '{preview(word)}').",
             hint='Give one name filter; use a glob (name:ocr-*) or quotes (name:"ocr prod").',
         )
     fields["name"] = word

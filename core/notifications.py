@@ -21,6 +21,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import QueryError
+from core.limits import (
+    MAX_DURATION_CHARS,
+    MAX_ID_CHARS,
+    MAX_PATTERN_CHARS,
+    MAX_SERVICE_REF_CHARS,
+    check_length,
+    preview,
+)
 from core.models import KNOWN_INFER_TYPES, UNHEALTHY_STATUSES
 from core.query import name_matcher, parse_statuses
 from core.suggest import did_you_mean
@@ -40,6 +48,12 @@ _WATCH_KEYS: dict[str, str] = {
     "ws": "workspace_id",
     "workspace": "workspace_id",
     "target": "target",
+}
+_WATCH_LIMITS: dict[str, tuple[str, int]] = {
+    "name_glob": ("name pattern", MAX_PATTERN_CHARS),
+    "workspace_id": ("workspace id", MAX_ID_CHARS),
+    "target": ("target name", MAX_ID_CHARS),
+    "infer_type": ("service type", MAX_ID_CHARS),
 }
 _DURATION_PART = re.compile(r"(\d+)\s*([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -208,8 +222,14 @@ def _status_order(status: str) -> tuple[int, str]:
 # -- parsers ---------------------------------------------------------------------------------------
 
 
-def parse_duration(text: str) -> timedelta:
-    """``90s``, ``30m``, ``1h``, ``2d``, ``1w`` or a sum such as ``1h30m``; a bare number means minutes."""
+def parse_duration(
+    text: str, *, at_most: timedelta = MAX_HISTORY_SINCE, hint: str = "The longest duration is 366 days."
+) -> timedelta:
+    """``90s``, ``30m``, ``1h``, ``2d``, ``1w`` or a sum such as ``1h30m``; a bare number means minutes.
+
+    Bounded twice before any arithmetic: the text (so ``int()`` never meets thousands of digits) and the total,
+    compared as whole seconds (so ``999999999w`` is "too long", not a ``timedelta`` overflow)."""
+    check_length("duration", text or "", MAX_DURATION_CHARS, hint="Write it as a number and a unit, e.g. 2h or 7d.")
     raw = (text or "").strip().lower()
     if raw.isdigit():
         raw += "m"
@@ -223,12 +243,18 @@ def parse_duration(text: str) -> timedelta:
         position = match.end()
     if not compact or position != len(compact):
         raise QueryError(
-            f"'{text}' is not a duration.",
+            f"'{preview(text)}' is not a duration.",
             hint="Write a number and a unit: 30m, 2h, 1d (s, m, h, d, w; e.g. 1h30m).",
         )
     if total <= 0:
         raise QueryError(f"The duration '{text}' is zero.", hint="Give a positive duration such as 30m or 2h.")
+    if total > at_most.total_seconds():
+        raise QueryError(f"The duration '{text}' is too long: at most {_days(at_most)}.", hint=hint)
     return timedelta(seconds=total)
+
+
+def _days(delta: timedelta) -> str:
+    return f"{delta.days} days" if delta.days != 1 else "1 day"
 
 
 def parse_watch_args(args: list[str]) -> dict[str, Any]:
@@ -247,7 +273,7 @@ def parse_watch_args(args: list[str]) -> dict[str, Any]:
         if field is None:
             guess = did_you_mean(key, list(_WATCH_KEYS))
             raise QueryError(
-                f"Unknown filter '{key}:'." + (f" Did you mean '{guess}:'?" if guess else ""),
+                f"Unknown filter '{preview(key)}:'." + (f" Did you mean '{guess}:'?" if guess else ""),
                 hint="watch takes statuses and name:, type:, ws:, target: (e.g. `watch failed name:ocr-*`).",
                 suggestion=guess,
             )
@@ -256,6 +282,8 @@ def parse_watch_args(args: list[str]) -> dict[str, Any]:
             raise QueryError(f"'{key}:' has no value.", hint="Write it as key:value, e.g. name:ocr-*.")
         if field in fields:
             raise QueryError(f"'{key}:' is given twice.", hint="Give each filter once.")
+        what, limit = _WATCH_LIMITS[field]
+        check_length(what, value, limit)
         fields[field] = _infer_type(value) if field == "infer_type" else value
     statuses = parse_statuses(words)
     return {
@@ -273,7 +301,7 @@ def _infer_type(value: str) -> str:
         return lowered
     guess = did_you_mean(lowered, KNOWN_INFER_TYPES)
     raise QueryError(
-        f"Unknown service type '{value}'." + (f" Did you mean '{guess}'?" if guess else ""),
+        f"Unknown service type '{preview(value)}'." + (f" Did you mean '{guess}'?" if guess else ""),
         hint="Valid types: " + ", ".join(KNOWN_INFER_TYPES) + ".",
         suggestion=guess,
     )
@@ -296,19 +324,17 @@ def parse_history_args(args: list[str]) -> tuple[str | None, timedelta]:
     for arg in args:
         key, sep, value = arg.partition(":")
         if sep and key.strip().lower() == "since":
-            since = parse_duration(value)
-            if since > MAX_HISTORY_SINCE:
-                raise QueryError(f"since:{value} is too far back.", hint="History goes back at most a year.")
+            since = parse_duration(value, at_most=MAX_HISTORY_SINCE, hint="History goes back at most a year.")
         elif sep:
             raise QueryError(
-                f"Unknown option '{key}:'.",
+                f"Unknown option '{preview(key)}:'.",
                 hint="history takes a service and since:, e.g. `history ocr-prod since:2d`.",
             )
         elif service is None:
-            service = arg.strip()
+            service = check_length("service id or name", arg.strip(), MAX_SERVICE_REF_CHARS)
         else:
             raise QueryError(
-                f"history takes one service, got '{service}' and '{arg}'.",
+                f"history takes one service, got '{preview(service)}' and '{preview(arg)}'.",
                 hint="e.g. `history ocr-prod since:2d`, or `history since:1h` for every service.",
             )
     return service, since
@@ -320,8 +346,10 @@ def parse_mute_args(args: list[str]) -> tuple[str, timedelta]:
         raise QueryError("mute needs a service.", hint="e.g. `mute ocr-prod 2h` (default 1h, at most 30d).")
     if len(args) > 2:
         raise QueryError("mute takes a service and a duration.", hint="e.g. `mute ocr-prod 2h`.")
-    service = args[0].strip()
-    duration = parse_duration(args[1].removeprefix("for:")) if len(args) == 2 else DEFAULT_MUTE
-    if duration > MAX_MUTE:
-        raise QueryError(f"A mute lasts at most 30 days, not {args[1]}.", hint="e.g. `mute ocr-prod 7d`.")
+    service = check_length("service id or name", args[0].strip(), MAX_SERVICE_REF_CHARS)
+    if len(args) < 2:
+        return service, DEFAULT_MUTE
+    duration = parse_duration(
+        args[1].removeprefix("for:"), at_most=MAX_MUTE, hint="A mute lasts at most 30 days, e.g. `mute ocr-prod 7d`."
+    )
     return service, duration

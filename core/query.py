@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import fnmatch
+import functools
 import hashlib
 import json
 import re
@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 
 from core.client import ListParams, ModelArtsClient, validate_service_id
 from core.errors import (
@@ -31,6 +31,16 @@ from core.errors import (
     QueryError,
     ServiceNotFoundError,
     ServicesBotError,
+)
+from core.glob import compile_glob
+from core.limits import (
+    MAX_CURSOR_CHARS,
+    MAX_ID_CHARS,
+    MAX_PATTERN_CHARS,
+    MAX_SERVICE_REF_CHARS,
+    MAX_TAGS_CHARS,
+    check_length,
+    preview,
 )
 from core.models import KNOWN_INFER_TYPES, KNOWN_STATUSES, UNHEALTHY_STATUSES, Service
 from core.suggest import closest, did_you_mean
@@ -50,6 +60,15 @@ MAX_LIMIT = 1000
 _UUID_LIKE = re.compile(
     r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$"
 )
+FIELD_LIMITS: dict[str, tuple[str, int, str]] = {
+    "name": ("name filter", MAX_PATTERN_CHARS, "Shorten it, e.g. name:ocr-* (a substring, or a glob with * ? [ ])."),
+    "workspace_id": ("workspace id", MAX_ID_CHARS, "Give one workspace id, e.g. ws:0."),
+    "model_id": ("model id", MAX_ID_CHARS, "Give one model id."),
+    "tags": ("tag filter", MAX_TAGS_CHARS, "Give fewer or shorter tags."),
+    "target": ("target name", MAX_ID_CHARS, "Give the name of one configured target."),
+    "cursor": ("cursor", MAX_CURSOR_CHARS, "Pass next_cursor from the previous answer unchanged, or drop it."),
+}
+"""Per string field of ``ServiceQuery``: what to call it in an error, its most characters, and the fix."""
 
 
 def parse_statuses(words: Iterable[str]) -> frozenset[str]:
@@ -66,7 +85,7 @@ def parse_statuses(words: Iterable[str]) -> frozenset[str]:
         else:
             guess = did_you_mean(word, [*KNOWN_STATUSES, *STATUS_GROUPS])
             raise QueryError(
-                f"Unknown status '{raw}'." + (f" Did you mean '{guess}'?" if guess else ""),
+                f"Unknown status '{preview(raw)}'." + (f" Did you mean '{guess}'?" if guess else ""),
                 hint="Valid statuses: " + ", ".join(KNOWN_STATUSES) + ", or unhealthy (failed + concerning).",
                 suggestion=guess,
             )
@@ -113,7 +132,7 @@ class ServiceQuery(BaseModel):
             return lowered
         guess = did_you_mean(lowered, KNOWN_INFER_TYPES)
         raise QueryError(
-            f"Unknown service type '{value}'." + (f" Did you mean '{guess}'?" if guess else ""),
+            f"Unknown service type '{preview(value)}'." + (f" Did you mean '{guess}'?" if guess else ""),
             hint="Valid types: " + ", ".join(KNOWN_INFER_TYPES) + ".",
             suggestion=guess,
         )
@@ -125,10 +144,19 @@ class ServiceQuery(BaseModel):
             return SORT_ALIASES[value.strip().lower()]
         guess = did_you_mean(str(value), ["changed", "published", "name"])
         raise QueryError(
-            f"Cannot sort by '{value}'." + (f" Did you mean '{guess}'?" if guess else ""),
+            f"Cannot sort by '{preview(str(value))}'." + (f" Did you mean '{guess}'?" if guess else ""),
             hint="Sort by changed, published or name.",
             suggestion=guess,
         )
+
+    @field_validator(*FIELD_LIMITS, mode="before")
+    @classmethod
+    def _bounded(cls, value: Any, info: ValidationInfo) -> Any:
+        """Before anything else looks at it: an oversized value must not reach a matcher, a URL or an echo."""
+        if isinstance(value, str):
+            what, limit, hint = FIELD_LIMITS[info.field_name or ""]
+            check_length(what, value, limit, hint=hint)
+        return value
 
     @field_validator("name", "workspace_id", "model_id", "tags", "target")
     @classmethod
@@ -277,12 +305,15 @@ def _sort_key(sort: SortKey) -> Callable[[Service], Any]:
     return lambda s: (s.transition_at or s.publish_at or epoch, s.service_id)
 
 
+@functools.lru_cache(maxsize=512)
 def name_matcher(pattern: str) -> Callable[[str], bool]:
     """The ``name:`` filter of queries and subscriptions: a glob when it has ``* ? [``, else a substring; both
-    case-insensitive."""
+    case-insensitive. Compiled once per pattern (subscriptions are matched on every poll), in linear time, and
+    each match costs at most len(name) x len(pattern) steps (``core.glob``). Lengths are bounded where patterns
+    come in (``ServiceQuery``, ``watch``); a longer one stored before that is still matched, just as safely."""
     lowered = pattern.lower()
     if any(ch in lowered for ch in "*?["):
-        regex = re.compile(fnmatch.translate(lowered))
+        regex = compile_glob(lowered)
         return lambda name: regex.match(name.lower()) is not None
     return lambda name: lowered in name.lower()
 
@@ -297,10 +328,12 @@ class ServiceQueries:
         cache_seconds: float = 5.0,
         detail_concurrency: int = 8,
         unhealthy_details: int = 25,
+        inline_match_rows: int = 2000,
     ) -> None:
         if not clients:
             raise ValueError("at least one target is needed")
         self.clients = clients
+        self.inline_match_rows = inline_match_rows  # name-matched on the event loop up to this many rows (< 20 ms)
         self._cache = _TtlCache(cache_seconds)
         self._detail_cache: dict[tuple[str, str, Any], Service] = {}
         self._detail_slots = asyncio.Semaphore(detail_concurrency)
@@ -348,9 +381,11 @@ class ServiceQueries:
 
     async def get(self, ref: str, *, target: str | None = None) -> Service:
         """A service by id or exact name, with its details; ambiguous names list the candidates."""
-        ref = (ref or "").strip()
+        ref = check_length("service id or name", (ref or "").strip(), MAX_SERVICE_REF_CHARS)
         if not ref:
             raise QueryError("No service given.", hint="Give a service id or name, e.g. `show ocr-prod`.")
+        if target is not None:
+            check_length("target name", target, MAX_ID_CHARS)
         clients = self._clients(target)
         if _UUID_LIKE.match(ref):
             found = await self._by_id(ref, clients)
@@ -378,7 +413,7 @@ class ServiceQueries:
             names = [c.target.name for c in self.clients]
             guess = did_you_mean(target, names)
             raise QueryError(
-                f"Unknown target '{target}'." + (f" Did you mean '{guess}'?" if guess else ""),
+                f"Unknown target '{preview(target)}'." + (f" Did you mean '{guess}'?" if guess else ""),
                 hint="Configured targets: " + ", ".join(names) + ".",
                 suggestion=guess,
             )
@@ -439,18 +474,14 @@ class ServiceQueries:
         return _Gathered(list(services.values()), warnings, incomplete, partial=bool(failures) or bool(short))
 
     async def _matching(self, query: ServiceQuery) -> tuple[list[Service], _Gathered]:
+        """The listed services that pass the local filters. Matching a name pattern against a large fleet runs
+        in a worker thread: each match is short, so the event loop (acks, the watcher, /healthz) gets the GIL
+        between them instead of waiting for the whole fleet."""
         jobs = [(c, p) for c in self._clients(query.target) for p in self._plans(query, c)]
         gathered = await self._gather_listings(jobs)
-        name_ok = name_matcher(query.name) if query.name else None
-        matches = [
-            s
-            for s in gathered.services
-            if (not query.statuses or s.status in query.statuses)
-            and (not query.infer_type or s.infer_type in (None, query.infer_type))
-            and (not query.workspace_id or s.workspace_id in (None, query.workspace_id))
-            and (name_ok is None or name_ok(s.service_name or ""))
-        ]
-        return matches, gathered
+        if query.name and len(gathered.services) > self.inline_match_rows:
+            return await asyncio.to_thread(_local_filter, query, gathered.services), gathered
+        return _local_filter(query, gathered.services), gathered
 
     async def _details(self, service: Service) -> Service | None:
         """Details of a listed service, cached per status change (the cause of a failure does not move)."""
@@ -527,6 +558,19 @@ class ServiceQueries:
         names = {s.service_name for s in everything.services if s.service_name}
         contains = sorted(n for n in names if ref.lower() in n.lower())[:3]
         return list(dict.fromkeys([*closest(ref, names, n=3), *contains]))[:5]
+
+
+def _local_filter(query: ServiceQuery, services: list[Service]) -> list[Service]:
+    """What the API could not filter: several statuses, the name, and rows that ignored a pushed-down filter."""
+    name_ok = name_matcher(query.name) if query.name else None
+    return [
+        s
+        for s in services
+        if (not query.statuses or s.status in query.statuses)
+        and (not query.infer_type or s.infer_type in (None, query.infer_type))
+        and (not query.workspace_id or s.workspace_id in (None, query.workspace_id))
+        and (name_ok is None or name_ok(s.service_name or ""))
+    ]
 
 
 def _looks_like_id(ref: str) -> bool:

@@ -127,6 +127,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
             port=port,
             token=settings.services_bot_mcp_token,
             allowed=settings.services_bot_mcp_allowed_hosts,
+            session_idle_seconds=settings.services_bot_mcp_session_idle_seconds,
         )
     except ServicesBotError as exc:
         return _fail(exc, False)

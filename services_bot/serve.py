@@ -147,6 +147,7 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
             host=host,
             token=settings.services_bot_mcp_token,
             allowed=settings.services_bot_mcp_allowed_hosts,
+            session_idle_seconds=settings.services_bot_mcp_session_idle_seconds,
         )
         if mcp_server
         else None

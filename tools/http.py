@@ -1,11 +1,14 @@
-"""MCP over Streamable HTTP: loopback by default, DNS-rebinding protection, and a bearer token.
+"""MCP over Streamable HTTP: loopback by default, DNS-rebinding protection, a bearer token, idle sessions closed.
 
 Off loopback, the Host header must be a loopback name, the bound address, or one the operator listed in
 SERVICES_BOT_MCP_ALLOWED_HOSTS: with ``--host 0.0.0.0`` (the image's default) no client sends ``0.0.0.0`` as its
 Host, so allowing only the bound address would refuse everyone.
 
 The token is checked on every request before the MCP app sees it; binding to anything but loopback without
-one is refused at start-up, because the tools expose a project's service inventory.
+one is refused at start-up, because the tools expose a project's service inventory. Each session holds a
+server task and its streams (tens of KB); the SDK's session manager closes one that has had no request in flight
+for ``session_idle_seconds`` (SERVICES_BOT_MCP_SESSION_IDLE_SECONDS), so clients that vanish without a DELETE
+do not keep theirs forever.
 """
 
 from __future__ import annotations
@@ -83,9 +86,12 @@ def allowed_hosts(host: str, configured: str) -> list[str]:
     return patterns
 
 
-def mcp_http_app(server: MCPServer, *, host: str, token: SecretStr | None, allowed: str = "") -> ASGIApp:
-    """The Streamable HTTP app at ``/mcp``, guarded as the module docstring says. ``allowed`` is the operator's
-    SERVICES_BOT_MCP_ALLOWED_HOSTS; on loopback the SDK's own loopback-only protection applies."""
+def mcp_http_app(
+    server: MCPServer, *, host: str, token: SecretStr | None, session_idle_seconds: float, allowed: str = ""
+) -> ASGIApp:
+    """The Streamable HTTP app at ``/mcp``, guarded and with idle sessions expired as the module docstring says.
+    ``allowed`` is the operator's SERVICES_BOT_MCP_ALLOWED_HOSTS; on loopback the SDK's own loopback-only
+    protection applies."""
     if not token and not is_loopback(host):
         raise ConfigError(
             f"MCP over HTTP on {host} would be reachable from other machines without a token.",
@@ -94,11 +100,15 @@ def mcp_http_app(server: MCPServer, *, host: str, token: SecretStr | None, allow
     security = None
     if not is_loopback(host):
         security = TransportSecuritySettings(allowed_hosts=allowed_hosts(host, allowed), allowed_origins=[])
-    app: ASGIApp = server.streamable_http_app(host=host, transport_security=security)
+    app: ASGIApp = server.streamable_http_app(
+        host=host, transport_security=security, session_idle_timeout=session_idle_seconds
+    )
     return BearerTokenMiddleware(app, token.get_secret_value()) if token else app
 
 
-def run_http(server: MCPServer, *, host: str, port: int, token: SecretStr | None, allowed: str = "") -> None:
-    app = mcp_http_app(server, host=host, token=token, allowed=allowed)
+def run_http(
+    server: MCPServer, *, host: str, port: int, token: SecretStr | None, session_idle_seconds: float, allowed: str = ""
+) -> None:
+    app = mcp_http_app(server, host=host, token=token, session_idle_seconds=session_idle_seconds, allowed=allowed)
     print(f"MCP over Streamable HTTP at http://{host}:{port}/mcp", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -18,6 +18,15 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from core.errors import ServicesBotError
+from core.limits import (
+    MAX_CURSOR_CHARS,
+    MAX_DURATION_CHARS,
+    MAX_ID_CHARS,
+    MAX_PATTERN_CHARS,
+    MAX_SERVICE_REF_CHARS,
+    MAX_TAGS_CHARS,
+    check_length,
+)
 from core.metrics import MCP_TOOL_CALLS
 from core.models import KNOWN_INFER_TYPES, KNOWN_STATUSES, Service
 from core.notifications import MAX_HISTORY_SINCE, Transition, parse_duration
@@ -31,6 +40,12 @@ InferType = Literal["real-time", "batch", "edge"]
 Detail = Literal["compact", "full"]
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 assert set(StatusName.__args__) == set(KNOWN_STATUSES) and set(InferType.__args__) == set(KNOWN_INFER_TYPES)  # type: ignore[attr-defined]
+
+
+def at_most(chars: int) -> dict[str, Any]:
+    """``maxLength`` in a string argument's schema, so agents see the bound, without pydantic enforcing it: the
+    query layer does, with an error that names the argument and quotes only a prefix (``core.limits``)."""
+    return {"maxLength": chars}
 
 
 class ServiceRow(BaseModel):
@@ -214,19 +229,39 @@ def create_mcp_server(
     async def list_services(
         status: Annotated[list[StatusName] | None, Field(description="Any of these statuses; omit for all.")] = None,
         name: Annotated[
-            str | None, Field(description="Name substring, or glob with * ? [ ] (case-insensitive).")
+            str | None,
+            Field(
+                description=f"Name substring, or glob with * ? [ ] (case-insensitive); at most {MAX_PATTERN_CHARS} "
+                "characters. An unclosed [ is a literal [.",
+                json_schema_extra=at_most(MAX_PATTERN_CHARS),
+            ),
         ] = None,
         infer_type: Annotated[InferType | None, Field(description="Only this service type.")] = None,
-        workspace_id: Annotated[str | None, Field(description="Only this workspace (default workspace 0).")] = None,
-        model_id: Annotated[str | None, Field(description="Only services deploying this model id.")] = None,
-        tags: Annotated[str | None, Field(description="Tag filter passed to the API, e.g. team=ocr.")] = None,
+        workspace_id: Annotated[
+            str | None,
+            Field(description="Only this workspace (default workspace 0).", json_schema_extra=at_most(MAX_ID_CHARS)),
+        ] = None,
+        model_id: Annotated[
+            str | None,
+            Field(description="Only services deploying this model id.", json_schema_extra=at_most(MAX_ID_CHARS)),
+        ] = None,
+        tags: Annotated[
+            str | None,
+            Field(
+                description="Tag filter passed to the API, e.g. team=ocr.", json_schema_extra=at_most(MAX_TAGS_CHARS)
+            ),
+        ] = None,
         sort_by: Annotated[Literal["changed", "published", "name"], Field(description="Sort key.")] = "changed",
         order: Annotated[
             Literal["asc", "desc"] | None, Field(description="Default desc for times, asc for names.")
         ] = None,
         limit: Annotated[int, Field(ge=1, le=200, description="Rows per page (1-200).")] = 50,
         cursor: Annotated[
-            str | None, Field(description="next_cursor of the previous page with the same filters.")
+            str | None,
+            Field(
+                description="next_cursor of the previous page with the same filters.",
+                json_schema_extra=at_most(MAX_CURSOR_CHARS),
+            ),
         ] = None,
         detail: Annotated[Detail, Field(description="compact rows (default) or full list rows.")] = "compact",
     ) -> Annotated[CallToolResult, ServiceList]:
@@ -260,7 +295,13 @@ def create_mcp_server(
 
     @server.tool(annotations=READ_ONLY, structured_output=True)
     async def get_service(
-        service: Annotated[str, Field(description="A service id, or a service's exact name.")],
+        service: Annotated[
+            str,
+            Field(
+                description="A service id, or a service's exact name.",
+                json_schema_extra=at_most(MAX_SERVICE_REF_CHARS),
+            ),
+        ],
     ) -> Annotated[CallToolResult, dict[str, Any]]:
         """Full details of one service: status, error_msg, models (version, weight, instances, flavor), access
         address, edge nodes, schedule and times. Example: {"service": "ocr-invoice-prod"}. An ambiguous name
@@ -276,7 +317,9 @@ def create_mcp_server(
     @server.tool(annotations=READ_ONLY, structured_output=True)
     async def summarize_services(
         infer_type: Annotated[InferType | None, Field(description="Only this service type.")] = None,
-        workspace_id: Annotated[str | None, Field(description="Only this workspace.")] = None,
+        workspace_id: Annotated[
+            str | None, Field(description="Only this workspace.", json_schema_extra=at_most(MAX_ID_CHARS))
+        ] = None,
     ) -> Annotated[CallToolResult, ServiceSummary]:
         """Counts of services by status and by type, and the unhealthy ones (failed, concerning) with their error
         messages. The best first call for "what is wrong with our ModelArts services?". Example: {}."""
@@ -306,9 +349,18 @@ def create_mcp_server(
     @server.tool(annotations=READ_ONLY, structured_output=True)
     async def list_transitions(
         since: Annotated[
-            str, Field(description="How far back: 30m, 2h, 1d, 1w (at most a year). Default 24h.")
+            str,
+            Field(
+                description="How far back: 30m, 2h, 1d, 1w (at most 366 days). Default 24h.",
+                json_schema_extra=at_most(MAX_DURATION_CHARS),
+            ),
         ] = "24h",
-        service: Annotated[str | None, Field(description="Only this service (id or exact name).")] = None,
+        service: Annotated[
+            str | None,
+            Field(
+                description="Only this service (id or exact name).", json_schema_extra=at_most(MAX_SERVICE_REF_CHARS)
+            ),
+        ] = None,
         to_status: Annotated[
             list[StatusName] | None, Field(description="Only changes to these statuses, e.g. [\"failed\"].")
         ] = None,
@@ -324,11 +376,11 @@ def create_mcp_server(
                 "SERVICES_BOT_DB at its store file, or use this tool on the MCP endpoint of `serve`."
             )
         try:
-            window = parse_duration(since)
+            window = parse_duration(since, at_most=MAX_HISTORY_SINCE, hint="History goes back at most 366 days.")
+            if service is not None:
+                check_length("service id or name", service, MAX_SERVICE_REF_CHARS)
         except ServicesBotError as exc:
             raise _tool_error(exc) from None
-        if window > MAX_HISTORY_SINCE:
-            raise ToolError(f"since={since} is too far back; history goes back at most 366 days.")
         start = datetime.now(UTC) - window
         found = await store.transitions(since=start, service=service, to_statuses=to_status, limit=limit)
         rows = [TransitionRow(**t.model_dump(include=set(TransitionRow.model_fields))) for t in found]
@@ -356,6 +408,8 @@ def create_mcp_server(
 
     @server.prompt(name="triage_unhealthy_services", description="Find unhealthy services and their likely causes.")
     def triage_unhealthy_services(workspace_id: str | None = None) -> str:
+        if workspace_id is not None:
+            check_length("workspace id", workspace_id, MAX_ID_CHARS)
         scope = f" in workspace {workspace_id}" if workspace_id else ""
         return (
             f"Triage the unhealthy ModelArts inference services{scope}.\n"
