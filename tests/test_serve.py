@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import httpx
 import httpx2
@@ -59,6 +61,8 @@ def _serve(emulator_server: EmulatorServer, **env: str) -> subprocess.CompletedP
         MODELARTS_PROJECT_ID=emulator_server.settings.project_id,
         MODELARTS_AUTH_TOKEN=emulator_server.settings.token,
         SERVICES_BOT_PORT="0",
+        # a store of its own: the default ./services-bot.db in "/" may be another run's
+        SERVICES_BOT_DB=str(Path(tempfile.mkdtemp(prefix="serve-test-")) / "store.db"),
         **env,
     )
     return subprocess.run(
