@@ -63,8 +63,8 @@ def _serve(emulator_server: EmulatorServer, **env: str) -> subprocess.CompletedP
         SERVICES_BOT_PORT="0",
         # a store of its own: the default ./services-bot.db in "/" may be another run's
         SERVICES_BOT_DB=str(Path(tempfile.mkdtemp(prefix="serve-test-")) / "store.db"),
-        **env,
     )
+    clean.update(env)
     return subprocess.run(
         [sys.executable, "-m", "services_bot.cli", "serve"],
         env=clean,
