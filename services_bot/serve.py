@@ -8,7 +8,8 @@ once and shares it between Slack and MCP, so both answer from one connection poo
 One writer per store: the watcher and the delivery worker run only in the process holding the store's lease
 (``core.lease``). A second ``serve`` on the same store (a rolling deploy's overlap) stands by: it answers Slack,
 MCP and ``/healthz`` (role ``standby``, naming the holder), tries the lease every ``LEASE_RETRY_SECONDS`` and
-takes over when the holder is gone.
+takes over when the holder is gone. A store that is damaged, read-only or missing stops start-up with the
+reason and the fix; its problems while running are in ``/healthz`` (503) and in answers.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ from bot.app import create_slack_app
 from bot.delivery import AlertDelivery
 from bot.notify import ChannelNotifications
 from core.config import Settings
-from core.errors import ConfigError, QueryError
-from core.lease import StoreLease
+from core.errors import ConfigError, QueryError, StoreError
+from core.lease import StoreLease, lock_path, read_record
 from core.query import ServiceQueries, parse_statuses
 from core.store import Store
 from core.watcher import Watcher
@@ -56,7 +57,7 @@ SOCKET_CONNECT_SECONDS = 15.0
 LEASE_RETRY_SECONDS = 1.0
 """How often a standby tries the lease: the bound on a take-over, as the kernel frees it when its holder dies."""
 STORE_CHECK_SECONDS = 2.0
-"""How often the holder checks that its lock file is still the file it locked."""
+"""How often the holder checks that its lock file and its store are still the files it opened."""
 
 
 @dataclass
@@ -110,6 +111,11 @@ class Runtime:
             watching = time.time() - (self.watching_since or self.started_at)  # a standby's watcher starts late
             if (age if age is not None else watching) > self.stale_after():
                 problems.append(f"no successful poll for over {self.stale_after():.0f} s")
+        if self.store is not None:
+            await self.store.check()
+            body["store"] = self.store.health()
+            if body["store"]["problem"]:
+                problems.append(body["store"]["problem"])
         body["lease"] = await self.lease_health()
         body["status"] = "ok" if not problems else "unhealthy"
         if problems:
@@ -194,7 +200,7 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
         async with AsyncExitStack() as stack:
             runtime.queries = queries = await stack.enter_async_context(open_queries(settings))
             runtime.lease = await _take_lease(settings, stack) if watch else None
-            runtime.store = store = await stack.enter_async_context(_open_store(settings))
+            runtime.store = store = await stack.enter_async_context(_open_store(settings, runtime.lease))
             await store.ensure_default_subscription(settings.services_bot_alert_channel, statuses)
             client = slack_web_client(settings)
             runtime.slack_app = create_slack_app(
@@ -295,8 +301,8 @@ async def _stop_watching(runtime: Runtime) -> None:
 
 
 async def _keep_lease(runtime: Runtime, store: Store, client: AsyncWebClient, bus: InMemorySubscriptionBus) -> None:
-    """A standby tries the lease every ``LEASE_RETRY_SECONDS``; the holder checks its lock file every
-    ``STORE_CHECK_SECONDS``. Runs until cancelled; a failed round is logged and the next one comes."""
+    """A standby tries the lease every ``LEASE_RETRY_SECONDS``; the holder checks its lock file and its store
+    every ``STORE_CHECK_SECONDS``. Runs until cancelled; a failed round is logged and the next one comes."""
     lease = runtime.lease
     assert lease is not None
     while True:
@@ -318,13 +324,20 @@ async def _check_holder(runtime: Runtime, lease: StoreLease, store: Store) -> No
         await _stop_watching(runtime)
         lease.release()
         runtime.role = "standby"
+        return
+    if (await store.check()) is not None and store.lost and runtime.watcher is not None:
+        log.error("the watcher and the alerts stop: %s", store.problem.message if store.problem else "store lost")
+        await _stop_watching(runtime)
 
 
 async def _try_take_over(
     runtime: Runtime, lease: StoreLease, store: Store, client: AsyncWebClient, bus: InMemorySubscriptionBus
 ) -> None:
+    if (await store.check()) is not None and store.lost:
+        return  # never take over a store whose file is gone
     if not await asyncio.to_thread(lease.try_acquire):
         return
+    await asyncio.to_thread(lease.record, store.store_id)
     log.warning("took over the lease %s: the watcher and the alerts run in %s now", lease.path, lease.holder_id)
     _become_holder(runtime, store, client, bus)
 
@@ -345,16 +358,25 @@ async def _take_lease(settings: Settings, stack: AsyncExitStack) -> StoreLease:
 
 
 @asynccontextmanager
-async def _open_store(settings: Settings) -> AsyncIterator[Store]:
-    store = Store(settings.services_bot_db, history_days=settings.services_bot_history_days)
+async def _open_store(settings: Settings, lease: StoreLease | None) -> AsyncIterator[Store]:
+    """Open the store, refusing (a ``ConfigError`` with the reason and the fix) a damaged, read-only or missing
+    one. Only the lease holder checks the write-ahead log: a holder elsewhere may be appending to it."""
+    db = settings.services_bot_db
+    held = lease is not None and lease.held
+    record = lease.read() if lease is not None and held else await asyncio.to_thread(read_record, lock_path(db))
+    store = Store(db, history_days=settings.services_bot_history_days, expected_id=record.store_id, check_wal=held)
     try:
         await store.open()
+    except StoreError as exc:
+        raise ConfigError(exc.message, hint=exc.hint) from None
     except (sqlite3.Error, OSError, RuntimeError) as exc:
         raise ConfigError(
-            f"Cannot open the store {settings.services_bot_db}: {exc}.",
+            f"Cannot open the store {db}: {exc}.",
             hint="Point SERVICES_BOT_DB at a writable file (its folder is created if missing).",
         ) from None
     try:
+        if lease is not None and held:
+            await asyncio.to_thread(lease.record, store.store_id)
         yield store
     finally:
         await store.close()
