@@ -177,3 +177,16 @@ class IncompleteListingError(MalformedResponseError):
         self.served = served
         self.total = total
         self.services = services if services is not None else []
+
+
+class StoreError(ServicesBotError):
+    """The watcher's store cannot do its job: the message names the file and what is wrong with it, the hint
+    the fix. ``kind`` is what went wrong: ``full``, ``read-only``, ``damaged``, ``io``, ``busy``, ``cannot-open``,
+    ``unreachable``, ``missing``, ``deleted`` or ``replaced``.
+
+    A separate type because it is neither the API's fault nor a bug: the watcher must not count it as a
+    ModelArts outage, and an answer must say "the store's disk is full", not "something went wrong"."""
+
+    def __init__(self, message: str, *, hint: str, kind: str) -> None:
+        super().__init__(message, hint=hint)
+        self.kind = kind

@@ -51,7 +51,7 @@ from itertools import pairwise
 from typing import Any, Literal
 
 from core.client import ListParams, ModelArtsClient
-from core.errors import ApiError, ApiNotFoundError, ServicesBotError
+from core.errors import ApiError, ApiNotFoundError, ServicesBotError, StoreError
 from core.metrics import LAST_POLL_SUCCESS, POLL_SECONDS, POLLS, TRANSITIONS
 from core.models import UNHEALTHY_STATUSES, Service
 from core.notifications import Notice, Transition
@@ -498,6 +498,13 @@ class Watcher:
         poll = TargetPoll(target=state.name, mode="full")
         try:
             stored = await self._poll_target_inner(client, state, poll, poll_id)
+        except StoreError as exc:  # our disk, not ModelArts: no outage notice; the next poll finds it all again
+            self.errors += 1
+            poll.ok = False
+            poll.reason = "internal"
+            poll.error = state.last_error = exc.message
+            log.error("watcher poll not recorded", extra={"target": state.name, "error": exc.message})
+            stored = []
         except ServicesBotError as exc:
             poll.ok = False
             detail = f" [{exc.details()}]" if isinstance(exc, ApiError) else ""

@@ -5,6 +5,12 @@ signature and refuses replays before bolt, which verifies again, parses anything
 (Streamable HTTP, guarded as ``tools.http`` says), ``GET /healthz``. With ``SLACK_APP_TOKEN`` set the Slack
 app talks over Socket Mode instead and ``/slack/events`` is not served. The lifespan opens the query layer
 once and shares it between Slack and MCP, so both answer from one connection pool and one cache.
+
+One writer per store: the watcher and the delivery worker run only in the process holding the store's lease
+(``core.lease``). A second ``serve`` on the same store (a rolling deploy's overlap) stands by: it answers Slack,
+MCP and ``/healthz`` (role ``standby``, naming the holder), tries the lease every ``LEASE_RETRY_SECONDS`` and
+takes over when the holder is gone. A store that is damaged, read-only or missing stops start-up with the
+reason and the fix; its problems while running are in ``/healthz`` (503) and in answers.
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ from bot.delivery import AlertDelivery
 from bot.http_guard import Refusal, SlackRequestGuard
 from bot.notify import ChannelNotifications
 from core.config import Settings
-from core.errors import ConfigError, QueryError
+from core.errors import ConfigError, QueryError, StoreError
+from core.lease import StoreLease, lock_path, read_record
 from core.query import ServiceQueries, parse_statuses
 from core.store import Store
 from core.watcher import Watcher
@@ -49,6 +56,10 @@ from tools.server import create_mcp_server, resource_updates
 
 log = logging.getLogger(__name__)
 SOCKET_CONNECT_SECONDS = 15.0
+LEASE_RETRY_SECONDS = 1.0
+"""How often a standby tries the lease: the bound on a take-over, as the kernel frees it when its holder dies."""
+STORE_CHECK_SECONDS = 2.0
+"""How often the holder checks that its lock file and its store are still the files it opened."""
 
 
 @dataclass
@@ -66,6 +77,12 @@ class Runtime:
     delivery: AlertDelivery | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
+    lease: StoreLease | None = None
+    role: str = "starting"
+    """``holder`` (the watcher and the delivery run here), ``standby`` (waiting for the lease) or ``commands only``
+    (``--no-watch``: no lease taken)."""
+    watching_since: float | None = None
+    holder_at_start: str | None = None
 
     def stale_after(self) -> float:
         """No successful poll for three intervals (and at least 5 s) means the watcher is stuck or ModelArts is
@@ -93,12 +110,33 @@ class Runtime:
             age = (datetime.now(UTC) - last).total_seconds() if last else None
             body["watcher"] = {"last_poll_age_seconds": round(age, 1) if age is not None else None}
             body["watcher"].update(self.watcher.health())
-            if (age if age is not None else body["uptime_seconds"]) > self.stale_after():
+            watching = time.time() - (self.watching_since or self.started_at)  # a standby's watcher starts late
+            if (age if age is not None else watching) > self.stale_after():
                 problems.append(f"no successful poll for over {self.stale_after():.0f} s")
+        if self.store is not None:
+            await self.store.check()
+            body["store"] = self.store.health()
+            if body["store"]["problem"]:
+                problems.append(body["store"]["problem"])
+        body["lease"] = await self.lease_health()
         body["status"] = "ok" if not problems else "unhealthy"
         if problems:
             body["problems"] = problems
         return (200 if not problems else 503), body
+
+    async def lease_health(self) -> dict[str, Any]:
+        """The role, and who holds the lease: a standby reads the lock file, where the holder wrote itself."""
+        if self.lease is None:
+            return {"role": self.role}
+        record = self.lease.read() if self.lease.held else await asyncio.to_thread(self.lease.read)
+        return {"role": self.role, "holder": record.holder, "since": record.since, "lock": str(self.lease.path)}
+
+    def role_line(self) -> str:
+        """The role, for the line ``serve`` prints once it is up."""
+        if self.role == "standby" and self.lease is not None:
+            holder = self.holder_at_start or "another process"
+            return f"standby: the watcher runs in {holder}, which holds {self.lease.path}"
+        return "watcher on" if self.role == "holder" else "no watcher"
 
 
 def slack_mode(settings: Settings) -> str:
@@ -179,7 +217,8 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             runtime.queries = queries = await stack.enter_async_context(open_queries(settings))
-            runtime.store = store = await stack.enter_async_context(_open_store(settings))
+            runtime.lease = await _take_lease(settings, stack) if watch else None
+            runtime.store = store = await stack.enter_async_context(_open_store(settings, runtime.lease))
             await store.ensure_default_subscription(settings.services_bot_alert_channel, statuses)
             client = slack_web_client(settings)
             runtime.slack_app = create_slack_app(
@@ -198,9 +237,13 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
             if mcp_server is not None:
                 await stack.enter_async_context(mcp_server.session_manager.run())
             if watch:
-                _start_watching(runtime, store, client, bus)
+                assert runtime.lease is not None
+                runtime.holder_at_start = (await asyncio.to_thread(runtime.lease.read)).holder
+                _start_or_stand_by(runtime, store, client, bus)
                 stack.push_async_callback(_stop, runtime.tasks)
-            log.info("serving slack=%s mcp=%s watcher=%s", mode, "on" if mcp_server else "off", watch)
+            else:
+                runtime.role = "commands only"
+            log.info("serving slack=%s mcp=%s role=%s", mode, "on" if mcp_server else "off", runtime.role)
             yield
 
     routes: list[Route | Mount] = [
@@ -242,17 +285,116 @@ async def _stop(tasks: list[asyncio.Task[None]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+# -- one writer per store ------------------------------------------------------------------------------------
+
+
+def _start_or_stand_by(runtime: Runtime, store: Store, client: AsyncWebClient, bus: InMemorySubscriptionBus) -> None:
+    """Watch if this process holds the lease, else stand by; either way keep an eye on the lease."""
+    assert runtime.lease is not None
+    if runtime.lease.held:
+        _become_holder(runtime, store, client, bus)
+    else:
+        runtime.role = "standby"
+        log.warning(
+            "standby: the store %s is held by %s; this process answers commands and takes over the watcher "
+            "and the alerts when that one stops",
+            store.path, runtime.holder_at_start or "another process",
+        )  # fmt: skip
+    runtime.tasks.append(asyncio.create_task(_keep_lease(runtime, store, client, bus), name="lease"))
+
+
+def _become_holder(runtime: Runtime, store: Store, client: AsyncWebClient, bus: InMemorySubscriptionBus) -> None:
+    runtime.role = "holder"
+    runtime.watching_since = time.time()
+    _start_watching(runtime, store, client, bus)
+
+
+async def _stop_watching(runtime: Runtime) -> None:
+    """Stop the watcher and the delivery (an in-flight post is found again by whoever delivers next)."""
+    tasks = [t for t in runtime.tasks if t.get_name() in ("watcher", "delivery")]
+    for task in tasks:
+        runtime.tasks.remove(task)
+    await _stop(tasks)
+    runtime.watcher = runtime.delivery = None
+
+
+async def _keep_lease(runtime: Runtime, store: Store, client: AsyncWebClient, bus: InMemorySubscriptionBus) -> None:
+    """A standby tries the lease every ``LEASE_RETRY_SECONDS``; the holder checks its lock file and its store
+    every ``STORE_CHECK_SECONDS``. Runs until cancelled; a failed round is logged and the next one comes."""
+    lease = runtime.lease
+    assert lease is not None
+    while True:
+        await asyncio.sleep(STORE_CHECK_SECONDS if lease.held else LEASE_RETRY_SECONDS)
+        try:
+            if lease.held:
+                await _check_holder(runtime, lease, store)
+            else:
+                await _try_take_over(runtime, lease, store, client, bus)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("lease check failed")
+
+
+async def _check_holder(runtime: Runtime, lease: StoreLease, store: Store) -> None:
+    if not await asyncio.to_thread(lease.still_held):
+        log.error("lease lost: its lock file %s was deleted or replaced; stepping down to standby", lease.path)
+        await _stop_watching(runtime)
+        lease.release()
+        runtime.role = "standby"
+        return
+    if (await store.check()) is not None and store.lost and runtime.watcher is not None:
+        log.error("the watcher and the alerts stop: %s", store.problem.message if store.problem else "store lost")
+        await _stop_watching(runtime)
+
+
+async def _try_take_over(
+    runtime: Runtime, lease: StoreLease, store: Store, client: AsyncWebClient, bus: InMemorySubscriptionBus
+) -> None:
+    if (await store.check()) is not None and store.lost:
+        return  # never take over a store whose file is gone
+    if not await asyncio.to_thread(lease.try_acquire):
+        return
+    await asyncio.to_thread(lease.record, store.store_id)
+    log.warning("took over the lease %s: the watcher and the alerts run in %s now", lease.path, lease.holder_id)
+    _become_holder(runtime, store, client, bus)
+
+
+async def _take_lease(settings: Settings, stack: AsyncExitStack) -> StoreLease:
+    """Try the lease once (a standby keeps trying later); released when serve stops, or by the kernel if killed."""
+    lease = StoreLease(settings.services_bot_db)
+    try:
+        await asyncio.to_thread(lease.try_acquire)
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot open the store {settings.services_bot_db}: its lock file {lease.path} cannot be made "
+            f"({exc.strerror or exc}).",
+            hint="Point SERVICES_BOT_DB at a writable file (its folder is created if missing).",
+        ) from None
+    stack.callback(lease.release)
+    return lease
+
+
 @asynccontextmanager
-async def _open_store(settings: Settings) -> AsyncIterator[Store]:
-    store = Store(settings.services_bot_db, history_days=settings.services_bot_history_days)
+async def _open_store(settings: Settings, lease: StoreLease | None) -> AsyncIterator[Store]:
+    """Open the store, refusing (a ``ConfigError`` with the reason and the fix) a damaged, read-only or missing
+    one. Only the lease holder checks the write-ahead log: a holder elsewhere may be appending to it."""
+    db = settings.services_bot_db
+    held = lease is not None and lease.held
+    record = lease.read() if lease is not None and held else await asyncio.to_thread(read_record, lock_path(db))
+    store = Store(db, history_days=settings.services_bot_history_days, expected_id=record.store_id, check_wal=held)
     try:
         await store.open()
+    except StoreError as exc:
+        raise ConfigError(exc.message, hint=exc.hint) from None
     except (sqlite3.Error, OSError, RuntimeError) as exc:
         raise ConfigError(
-            f"Cannot open the store {settings.services_bot_db}: {exc}.",
+            f"Cannot open the store {db}: {exc}.",
             hint="Point SERVICES_BOT_DB at a writable file (its folder is created if missing).",
         ) from None
     try:
+        if lease is not None and held:
+            await asyncio.to_thread(lease.record, store.store_id)
         yield store
     finally:
         await store.close()
@@ -303,7 +445,8 @@ def run_serve(settings: Settings, *, host: str, port: int, mcp: bool, watch: boo
     url = f"http://{host}:{sock.getsockname()[1]}"
 
     def ready() -> None:
-        print(f"services-bot on {url}  (Slack: {slack_mode(settings)}; /healthz, /metrics)", flush=True)
+        role = app.state.runtime.role_line()
+        print(f"services-bot on {url}  (Slack: {slack_mode(settings)}; /healthz, /metrics; {role})", flush=True)
 
     try:
         asyncio.run(serve_with_lifespan(app, sock, uvicorn.Server(uvicorn_config(app, lifespan="off")), ready))

@@ -99,5 +99,6 @@ async def open_existing_store(settings: Settings) -> AsyncIterator[Store | None]
     if not settings.services_bot_db.is_file():
         yield None
         return
-    async with Store(settings.services_bot_db, history_days=settings.services_bot_history_days) as store:
+    store = Store(settings.services_bot_db, history_days=settings.services_bot_history_days, writable=False)
+    async with store:  # a damaged store is refused with the reason and the fix; a read-only one is fine here
         yield store

@@ -382,7 +382,10 @@ def create_mcp_server(
         except ServicesBotError as exc:
             raise _tool_error(exc) from None
         start = datetime.now(UTC) - window
-        found = await store.transitions(since=start, service=service, to_statuses=to_status, limit=limit)
+        try:
+            found = await store.transitions(since=start, service=service, to_statuses=to_status, limit=limit)
+        except ServicesBotError as exc:  # the store's problem (deleted, damaged, ...) and its fix
+            raise _tool_error(exc) from None
         rows = [TransitionRow(**t.model_dump(include=set(TransitionRow.model_fields))) for t in found]
         lines = [
             f"{r.service_name or r.service_id}: {r.from_status or '(new)'} -> {r.to_status or '(deleted)'} at "
