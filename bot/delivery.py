@@ -74,6 +74,7 @@ class AlertDelivery:
         max_attempts: int = 10,
         tick_seconds: float = 1.0,
         backoff_seconds: float = 2.0,
+        backoff_max_seconds: float = 300.0,
     ) -> None:
         self.store = store
         self.client = client
@@ -81,6 +82,7 @@ class AlertDelivery:
         self.max_attempts = max_attempts
         self.tick_seconds = tick_seconds
         self.backoff_seconds = backoff_seconds
+        self.backoff_max_seconds = backoff_max_seconds
         self.reported: set[tuple[str, str]] = set()
         self.paused_until = 0.0
         self._wake = asyncio.Event()
@@ -234,7 +236,7 @@ class AlertDelivery:
             log.error("gave up delivering channel=%s after=%d error=%s", rows[0].channel, attempts, error)
             return
         DELIVERIES.labels("retry").inc()
-        delay = min(300.0, self.backoff_seconds * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
+        delay = min(self.backoff_max_seconds, self.backoff_seconds * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
         await self.store.mark_retry(ids, datetime.now(UTC) + timedelta(seconds=delay), error)
 
     # -- after a crash -----------------------------------------------------------------------------

@@ -137,6 +137,13 @@ class Settings(BaseSettings):
     services_bot_outage_polls: int = Field(
         3, ge=1, description="Failed polls in a row before the alert channel is told ModelArts cannot be reached."
     )
+    services_bot_delivery_backoff_seconds: float = Field(
+        2.0, gt=0, description="First wait before an alert Slack could not take is tried again; doubles each try, "
+        "with jitter, up to SERVICES_BOT_DELIVERY_BACKOFF_MAX_SECONDS."
+    )
+    services_bot_delivery_backoff_max_seconds: float = Field(
+        300.0, gt=0, description="Longest wait between two tries of one alert."
+    )
 
     def auth_mode(self) -> AuthMode:
         """Pick the one configured credential; two at once is a mistake worth naming."""

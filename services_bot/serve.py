@@ -209,7 +209,13 @@ def _start_watching(runtime: Runtime, store: Store, client: AsyncWebClient, bus:
         outage_polls=settings.services_bot_outage_polls,
         alert_channel=settings.services_bot_alert_channel,
     )
-    runtime.delivery = AlertDelivery(store, client, group_threshold=settings.services_bot_group_threshold)
+    runtime.delivery = AlertDelivery(
+        store,
+        client,
+        group_threshold=settings.services_bot_group_threshold,
+        backoff_seconds=settings.services_bot_delivery_backoff_seconds,
+        backoff_max_seconds=settings.services_bot_delivery_backoff_max_seconds,
+    )
     runtime.watcher.add_listener(runtime.delivery.wake)
     runtime.watcher.add_listener(resource_updates(bus))
     runtime.tasks += [
