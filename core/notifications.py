@@ -164,6 +164,12 @@ class Delivery(BaseModel):
     ts: str | None = None
     thread_ts: str | None = None
     error: str | None = None
+    first_attempt_at: datetime | None = Field(None, description="When a post was first tried.")
+    check_posted: bool = Field(
+        False,
+        description="Maybe posted already (left in flight by a crash, or a failure that may have posted): look "
+        "for it in the channel before posting it again.",
+    )
 
 
 class AlertThread(BaseModel):
