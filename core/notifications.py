@@ -138,14 +138,17 @@ class Subscription(BaseModel):
 
 
 class Notice(BaseModel):
-    """An operator message about the watcher itself (ModelArts unreachable, reachable again)."""
+    """An operator message about the bot itself: ModelArts unreachable or reachable again (``outage``,
+    ``recovered``), or Slack refusing alerts for good (``delivery``: ``channel`` is the channel that refuses
+    them when the notice goes elsewhere)."""
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["outage", "recovered"]
+    kind: Literal["outage", "recovered", "delivery"]
     target: str
     text: str
     observed_at: datetime = Field(default_factory=utcnow)
+    channel: str | None = None
 
 
 class Delivery(BaseModel):

@@ -93,9 +93,21 @@ class Runtime:
             body["watcher"].update(self.watcher.health())
             if (age if age is not None else body["uptime_seconds"]) > self.stale_after():
                 problems.append(f"no successful poll for over {self.stale_after():.0f} s")
-        body["status"] = "ok" if not problems else "unhealthy"
+        warnings: list[str] = []
+        if self.delivery is not None:
+            try:
+                delivery = await self.delivery.health()
+            except Exception as exc:  # the store is unreadable: that is the answer, not a 500
+                problems.append(f"delivery state unreadable: {type(exc).__name__}")
+            else:
+                body["delivery"] = delivery.body
+                problems += delivery.problems
+                warnings += delivery.warnings
+        body["status"] = "unhealthy" if problems else "degraded" if warnings else "ok"
         if problems:
             body["problems"] = problems
+        if warnings:
+            body["warnings"] = warnings
         return (200 if not problems else 503), body
 
 
@@ -180,7 +192,7 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
             if mcp_server is not None:
                 await stack.enter_async_context(mcp_server.session_manager.run())
             if watch:
-                _start_watching(runtime, store, client, bus)
+                _start_watching(runtime, store, slack_web_client(settings, sdk_retries=False), bus)
                 stack.push_async_callback(_stop, runtime.tasks)
             log.info("serving slack=%s mcp=%s watcher=%s", mode, "on" if mcp_server else "off", watch)
             yield
@@ -215,6 +227,11 @@ def _start_watching(runtime: Runtime, store: Store, client: AsyncWebClient, bus:
         group_threshold=settings.services_bot_group_threshold,
         backoff_seconds=settings.services_bot_delivery_backoff_seconds,
         backoff_max_seconds=settings.services_bot_delivery_backoff_max_seconds,
+        stale_seconds=settings.services_bot_delivery_stale_seconds,
+        late_note_seconds=settings.services_bot_delivery_late_note_seconds,
+        alert_channel=settings.services_bot_alert_channel,
+        history_per_minute=settings.services_bot_slack_history_per_minute,
+        history_page_size=settings.services_bot_slack_history_page_size,
     )
     runtime.watcher.add_listener(runtime.delivery.wake)
     runtime.watcher.add_listener(resource_updates(bus))
@@ -246,10 +263,17 @@ async def _open_store(settings: Settings) -> AsyncIterator[Store]:
         await store.close()
 
 
-def slack_web_client(settings: Settings) -> AsyncWebClient:
+def slack_web_client(settings: Settings, *, sdk_retries: bool = True) -> AsyncWebClient:
+    """``sdk_retries=False`` for alert delivery: slack_sdk would re-send a post once after a dropped connection,
+    which may post it twice; delivery retries itself, looking the post up first."""
     assert settings.slack_bot_token is not None
     base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
-    return AsyncWebClient(token=settings.slack_bot_token.get_secret_value(), base_url=base_url)
+    return AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=base_url,
+        timeout=settings.services_bot_slack_timeout_seconds,  # type: ignore[arg-type]  # aiohttp takes a float
+        retry_handlers=None if sdk_retries else [],
+    )
 
 
 async def _connect_socket_mode(app: AsyncApp, settings: Settings) -> AsyncSocketModeHandler:
