@@ -8,6 +8,7 @@ posted in the channel instead of posting it twice.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,7 @@ from core.notifications import Notice, Subscription, Transition
 
 EVENT_TYPE = "modelarts_service_status_changed"
 BATCH_EVENT_TYPE = "modelarts_service_status_changed_batch"
+NOTICE_EVENT_TYPE = "services_bot_notice"
 GROUP_SHOWN = 10
 
 
@@ -39,6 +41,19 @@ def batch_metadata(poll_id: str, channel_transitions: list[Transition]) -> dict[
     return {
         "event_type": BATCH_EVENT_TYPE,
         "event_payload": {"poll_id": poll_id, "count": len(channel_transitions)},
+    }
+
+
+def notice_metadata(notice: Notice) -> dict[str, Any]:
+    """A notice's own identity, so a notice in flight at a crash is found again rather than posted twice."""
+    return {
+        "event_type": NOTICE_EVENT_TYPE,
+        "event_payload": {
+            "kind": notice.kind,
+            "target": notice.target,
+            "channel": notice.channel or "",
+            "observed_at": notice.observed_at.isoformat(),
+        },
     }
 
 
@@ -110,13 +125,32 @@ def grouped_message(poll_id: str, transitions: list[Transition]) -> tuple[str, l
     return f"{len(transitions)} services changed state", blocks
 
 
+NOTICE_ICONS = {"outage": ":rotating_light:", "recovered": ":white_check_mark:", "delivery": ":warning:"}
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,30}$")
+
+
 def notice_message(notice: Notice) -> tuple[str, list[Block]]:
-    icon = ":rotating_light:" if notice.kind == "outage" else ":white_check_mark:"
-    text = f"{icon} {escape(notice.text, 2000)}"
+    about = f"<#{notice.channel}>: " if notice.channel and _CHANNEL_ID.match(notice.channel) else ""
+    text = f"{NOTICE_ICONS[notice.kind]} {about}{escape(notice.text, 2000)}"
+    where = f"target {escape(notice.target, 60)} · " if notice.target else ""
     return fallback_text(notice.text, 3000), [
         {"type": "section", "text": {"type": "mrkdwn", "text": text}},
-        _context(f"target {escape(notice.target, 60)} · {when(notice.observed_at)}"),
+        _context(f"{where}{when(notice.observed_at)}"),
     ]
+
+
+def late_note(delay_seconds: float, reason: str) -> Block:
+    """The line on a message posted late, so a change from minutes ago is not read as happening now."""
+    return _context(f":hourglass: Delayed {_span(delay_seconds)}: {escape(reason, 200)}")
+
+
+def _span(seconds: float) -> str:
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
 
 
 def watches_message(channel_subscriptions: list[Subscription]) -> tuple[str, list[Block]]:

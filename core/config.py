@@ -128,6 +128,12 @@ class Settings(BaseSettings):
     slack_api_url: str = Field(
         "https://slack.com/api/", description="Slack Web API base URL (a local stand-in in the demo and tests)."
     )
+    services_bot_slack_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Timeout of one Slack Web API call; an alert post that got no answer is looked up in its "
+        "channel, no sooner than this, before it is tried again.",
+    )
     services_bot_db: Path = Field(Path("services-bot.db"), description="SQLite file of the watcher's store.")
     services_bot_poll_seconds: float = Field(30.0, gt=0, description="Seconds between watcher polls.")
     services_bot_resync_polls: int = Field(
@@ -148,6 +154,40 @@ class Settings(BaseSettings):
     )
     services_bot_outage_polls: int = Field(
         3, ge=1, description="Failed polls in a row before the alert channel is told ModelArts cannot be reached."
+    )
+    services_bot_delivery_backoff_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="First wait before alerts Slack could not take (no answer, 429, 5xx) are tried again; doubles "
+        "with each failure in a row, with jitter, up to SERVICES_BOT_DELIVERY_BACKOFF_MAX_SECONDS; a 429's "
+        "Retry-After wins. Such failures are retried for as long as they last.",
+    )
+    services_bot_delivery_backoff_max_seconds: float = Field(
+        60.0, gt=0, description="Longest wait between two tries while Slack cannot take alerts."
+    )
+    services_bot_delivery_stale_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="/healthz turns 503 when an alert has waited this long undelivered (Slack down, throttling).",
+    )
+    services_bot_delivery_late_note_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="An alert posted this long or longer after its transition was seen says how late it is, and why.",
+    )
+    services_bot_slack_history_per_minute: float = Field(
+        50.0,
+        gt=0,
+        description="conversations.history/.replies calls a minute when looking for alerts already posted after a "
+        "crash: Slack's Tier 3 (50) for internal and Marketplace apps; 1 for a commercially distributed "
+        "non-Marketplace app (Slack's 2025 limits).",
+    )
+    services_bot_slack_history_page_size: int = Field(
+        200,
+        ge=1,
+        le=999,
+        description="Messages asked per history page (Slack recommends at most 200; 15 for a commercially "
+        "distributed non-Marketplace app).",
     )
 
     def auth_mode(self) -> AuthMode:

@@ -32,6 +32,12 @@ TRANSITIONS = Counter("services_bot_transitions", "Status transitions observed, 
 DELIVERIES = Counter(
     "services_bot_deliveries", "Slack messages for alerts and notices, by outcome (ok, retry, failed).", ["outcome"]
 )
+UNDELIVERED = Gauge(
+    "services_bot_delivery_undelivered", "Alerts and notices queued for Slack, not delivered yet (pending, in flight)."
+)
+OLDEST_UNDELIVERED = Gauge(
+    "services_bot_delivery_oldest_undelivered_seconds", "How long the oldest undelivered alert has waited (0: none)."
+)
 SLACK_ERRORS = Counter(
     "services_bot_slack_errors", "Errors from the Slack Web API when delivering, by error.", ["error"]
 )

@@ -152,14 +152,17 @@ class Subscription(BaseModel):
 
 
 class Notice(BaseModel):
-    """An operator message about the watcher itself (ModelArts unreachable, reachable again)."""
+    """An operator message about the bot itself: ModelArts unreachable or reachable again (``outage``,
+    ``recovered``), or Slack refusing alerts for good (``delivery``: ``channel`` is the channel that refuses
+    them when the notice goes elsewhere)."""
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["outage", "recovered"]
+    kind: Literal["outage", "recovered", "delivery"]
     target: str
     text: str
     observed_at: datetime = Field(default_factory=utcnow)
+    channel: str | None = None
 
 
 class Delivery(BaseModel):
@@ -178,6 +181,12 @@ class Delivery(BaseModel):
     ts: str | None = None
     thread_ts: str | None = None
     error: str | None = None
+    first_attempt_at: datetime | None = Field(None, description="When a post was first tried.")
+    check_posted: bool = Field(
+        False,
+        description="Maybe posted already (left in flight by a crash, or a failure that may have posted): look "
+        "for it in the channel before posting it again.",
+    )
 
 
 class AlertThread(BaseModel):

@@ -7,7 +7,8 @@ the event loop never blocks on disk and no two statements interleave. The file i
 
 Nothing lost, nothing doubled: ``record_poll`` writes the new state, the transitions *and* their outbox rows
 in one transaction, so a crash leaves either all of a poll or none of it. Delivery marks a row done only
-after Slack said ok; rows left ``in_flight`` by a crash are found again by ``in_flight_deliveries``.
+after Slack said ok; rows left ``in_flight`` by a crash go back to pending (``requeue_in_flight``), to be
+looked up in their channel before they are posted again.
 
 Times are stored as integer epoch milliseconds (UTC).
 
@@ -146,6 +147,14 @@ MIGRATIONS: list[str] = [
     "ALTER TABLE transitions ADD COLUMN grouped INTEGER NOT NULL DEFAULT 0",
     # 3: the store's identity, recorded in the lease's lock file so a restart notices a store gone missing
     "INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', lower(hex(randomblob(16))))",
+    # 4: delivery after a crash and in order: when a row was first tried (the channel history is read back to
+    # it), rows to look up in the channel before they are posted again, and an index of what is undelivered
+    # (a service's rows wait for its earlier ones; health reports the backlog)
+    """
+    ALTER TABLE outbox ADD COLUMN first_attempt_ms INTEGER;
+    ALTER TABLE outbox ADD COLUMN check_posted INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX outbox_undelivered ON outbox (channel, id) WHERE state IN ('pending', 'in_flight');
+    """,
 ]
 """Schema steps; ``PRAGMA user_version`` counts the ones applied. Append, never edit an applied step."""
 
@@ -772,10 +781,16 @@ class Store:
         "t.infer_type, t.workspace_id, t.grouped FROM outbox o LEFT JOIN transitions t ON t.id = o.transition_id"
     )
 
+    _UNDELIVERED = "state IN ('pending', 'in_flight')"
+
     async def due_deliveries(self, now: datetime | None = None, limit: int = 100) -> list[Delivery]:
-        """Pending rows whose time has come, oldest first."""
+        """Pending rows whose time has come, oldest first; a service's row is not due while an earlier row of
+        that service in that channel is undelivered, so a recovery never overtakes the failure it resolves."""
         rows = await self._read(
-            f"{self._DELIVERY_SQL} WHERE o.state = 'pending' AND o.next_attempt_ms <= ? ORDER BY o.id LIMIT ?",
+            f"{self._DELIVERY_SQL} WHERE o.state = 'pending' AND o.next_attempt_ms <= ? AND NOT EXISTS ("
+            "SELECT 1 FROM outbox p JOIN transitions pt ON pt.id = p.transition_id "
+            f"WHERE p.channel = o.channel AND p.id < o.id AND p.{self._UNDELIVERED} "
+            "AND pt.service_id = t.service_id AND pt.target = t.target) ORDER BY o.id LIMIT ?",
             (to_ms(now) if now else _now_ms(), limit),
         )
         return [_delivery(r) for r in rows]
@@ -785,6 +800,39 @@ class Store:
         return [
             _delivery(r) for r in await self._read(f"{self._DELIVERY_SQL} WHERE o.state = 'in_flight' ORDER BY o.id")
         ]
+
+    async def requeue_in_flight(self, reason: str) -> int:
+        """After a crash: rows left in flight may have reached Slack. They go back to pending, marked to be
+        looked up in their channel before any new post; returns how many."""
+        now = _now_ms()
+        return await self._write(
+            lambda conn: conn.execute(
+                "UPDATE outbox SET state = 'pending', check_posted = 1, next_attempt_ms = ?, error = ?, "
+                "updated_ms = ? WHERE state = 'in_flight'",
+                (now, reason[:MAX_ERROR_CHARS], now),
+            ).rowcount
+        )
+
+    async def undelivered(self) -> tuple[int, datetime | None]:
+        """How many rows are not delivered yet, and when the oldest of them was queued (health, metrics)."""
+        rows = await self._read(f"SELECT COUNT(*), MIN(created_ms) FROM outbox WHERE {self._UNDELIVERED}")
+        return int(rows[0][0]), from_ms(rows[0][1])
+
+    async def undelivered_of_poll(self, channel: str, poll_id: str) -> int:
+        """Undelivered transition rows of one poll in one channel: a grouped alert waits until all are due."""
+        rows = await self._read(
+            f"SELECT COUNT(*) FROM outbox WHERE channel = ? AND {self._UNDELIVERED} AND poll_id = ? "
+            "AND transition_id IS NOT NULL",
+            (channel, poll_id),
+        )
+        return int(rows[0][0])
+
+    async def failed_since(self, since: datetime) -> int:
+        """Rows that ended failed (Slack refused them for good) since ``since``."""
+        rows = await self._read(
+            "SELECT COUNT(*) FROM outbox WHERE state = 'failed' AND updated_ms >= ?", (to_ms(since),)
+        )
+        return int(rows[0][0])
 
     async def deliveries(self, channel: str | None = None, state: str | None = None) -> list[Delivery]:
         """Outbox rows, oldest first (for inspection, metrics and tests)."""
@@ -799,14 +847,46 @@ class Store:
         return [_delivery(r) for r in await self._read(f"{self._DELIVERY_SQL}{where} ORDER BY o.id", params)]
 
     async def mark_in_flight(self, ids: Sequence[int]) -> None:
-        await self._update_outbox(ids, "state = 'in_flight', attempts = attempts + 1", ())
-
-    async def mark_done(self, ids: Sequence[int], ts: str | None, thread_ts: str | None = None) -> None:
-        await self._update_outbox(ids, "state = 'done', ts = ?, thread_ts = ?, error = NULL", (ts, thread_ts))
-
-    async def mark_retry(self, ids: Sequence[int], next_attempt_at: datetime, error: str) -> None:
         await self._update_outbox(
-            ids, "state = 'pending', next_attempt_ms = ?, error = ?", (to_ms(next_attempt_at), error[:MAX_ERROR_CHARS])
+            ids,
+            "state = 'in_flight', attempts = attempts + 1, first_attempt_ms = COALESCE(first_attempt_ms, ?)",
+            (_now_ms(),),
+        )
+
+    async def mark_done(
+        self, ids: Sequence[int], ts: str | None, thread_ts: str | None = None, opens: AlertThread | None = None
+    ) -> None:
+        """Rows posted as ``ts``; ``opens``: the alert thread that message starts, recorded in the same
+        transaction, so no crash can leave an alert posted whose later changes would not find its thread."""
+        if not ids:
+            return
+        now = _now_ms()
+        rows = [(ts, thread_ts, now, i) for i in ids]
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE outbox SET state = 'done', ts = ?, thread_ts = ?, error = NULL, check_posted = 0, "
+                "updated_ms = ? WHERE id = ?",
+                rows,
+            )
+            if opens is not None:
+                self._insert_alert_thread(conn, opens)
+
+        await self._write(work)
+
+    async def mark_checked(self, ids: Sequence[int]) -> None:
+        """The channel was searched and these rows are not in it: they may be posted."""
+        await self._update_outbox(ids, "check_posted = 0", ())
+
+    async def mark_retry(
+        self, ids: Sequence[int], next_attempt_at: datetime, error: str, *, check_posted: bool = False
+    ) -> None:
+        """Back to pending until ``next_attempt_at``; ``check_posted``: the failed post may have been made, so
+        the row is looked up in its channel before it is tried again."""
+        await self._update_outbox(
+            ids,
+            "state = 'pending', next_attempt_ms = ?, error = ?, check_posted = MAX(check_posted, ?)",
+            (to_ms(next_attempt_at), error[:MAX_ERROR_CHARS], int(check_posted)),
         )
 
     async def mark_failed(self, ids: Sequence[int], error: str) -> None:
@@ -854,22 +934,32 @@ class Store:
         delivery_id: int | None = None,
         opened_at: datetime | None = None,
     ) -> AlertThread:
-        opened = opened_at or datetime.now(UTC)
-        await self._write(
-            lambda conn: conn.execute(
-                "INSERT INTO alert_threads (channel, target, service_id, root_ts, transition_id, delivery_id, "
-                "opened_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (channel, target, service_id, root_ts, transition_id, delivery_id, to_ms(opened)),
-            )
-        )
-        return AlertThread(
+        thread = AlertThread(
             channel=channel,
             target=target,
             service_id=service_id,
             root_ts=root_ts,
             transition_id=transition_id,
             delivery_id=delivery_id,
-            opened_at=opened,
+            opened_at=opened_at or datetime.now(UTC),
+        )
+        await self._write(lambda conn: self._insert_alert_thread(conn, thread))
+        return thread
+
+    @staticmethod
+    def _insert_alert_thread(conn: sqlite3.Connection, thread: AlertThread) -> None:
+        conn.execute(
+            "INSERT INTO alert_threads (channel, target, service_id, root_ts, transition_id, delivery_id, "
+            "opened_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                thread.channel,
+                thread.target,
+                thread.service_id,
+                thread.root_ts,
+                thread.transition_id,
+                thread.delivery_id,
+                to_ms(thread.opened_at),
+            ),
         )
 
     async def resolve_alert_thread(
@@ -1023,4 +1113,6 @@ def _delivery(row: sqlite3.Row) -> Delivery:
         ts=row["ts"],
         thread_ts=row["thread_ts"],
         error=row["error"],
+        first_attempt_at=from_ms(row["first_attempt_ms"]),
+        check_posted=bool(row["check_posted"]),
     )

@@ -113,15 +113,27 @@ class Runtime:
             watching = time.time() - (self.watching_since or self.started_at)  # a standby's watcher starts late
             if (age if age is not None else watching) > self.stale_after():
                 problems.append(f"no successful poll for over {self.stale_after():.0f} s")
+        warnings: list[str] = []
         if self.store is not None:
             await self.store.check()
             body["store"] = self.store.health()
             if body["store"]["problem"]:
                 problems.append(body["store"]["problem"])
         body["lease"] = await self.lease_health()
-        body["status"] = "ok" if not problems else "unhealthy"
+        if self.delivery is not None:
+            try:
+                delivery = await self.delivery.health()
+            except Exception as exc:  # the store is unreadable: that is the answer, not a 500
+                problems.append(f"delivery state unreadable: {type(exc).__name__}")
+            else:
+                body["delivery"] = delivery.body
+                problems += delivery.problems
+                warnings += delivery.warnings
+        body["status"] = "unhealthy" if problems else "degraded" if warnings else "ok"
         if problems:
             body["problems"] = problems
+        if warnings:
+            body["warnings"] = warnings
         return (200 if not problems else 503), body
 
     async def lease_health(self) -> dict[str, Any]:
@@ -239,7 +251,8 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
             if watch:
                 assert runtime.lease is not None
                 runtime.holder_at_start = (await asyncio.to_thread(runtime.lease.read)).holder
-                _start_or_stand_by(runtime, store, client, bus)
+                # delivery's own client: slack_sdk's re-sends would post an alert twice after a timeout
+                _start_or_stand_by(runtime, store, slack_web_client(settings, sdk_retries=False), bus)
                 stack.push_async_callback(_stop, runtime.tasks)
             else:
                 runtime.role = "commands only"
@@ -270,7 +283,18 @@ def _start_watching(runtime: Runtime, store: Store, client: AsyncWebClient, bus:
         outage_polls=settings.services_bot_outage_polls,
         alert_channel=settings.services_bot_alert_channel,
     )
-    runtime.delivery = AlertDelivery(store, client, group_threshold=settings.services_bot_group_threshold)
+    runtime.delivery = AlertDelivery(
+        store,
+        client,
+        group_threshold=settings.services_bot_group_threshold,
+        backoff_seconds=settings.services_bot_delivery_backoff_seconds,
+        backoff_max_seconds=settings.services_bot_delivery_backoff_max_seconds,
+        stale_seconds=settings.services_bot_delivery_stale_seconds,
+        late_note_seconds=settings.services_bot_delivery_late_note_seconds,
+        alert_channel=settings.services_bot_alert_channel,
+        history_per_minute=settings.services_bot_slack_history_per_minute,
+        history_page_size=settings.services_bot_slack_history_page_size,
+    )
     runtime.watcher.add_listener(runtime.delivery.wake)
     runtime.watcher.add_listener(resource_updates(bus))
     runtime.tasks += [
@@ -400,10 +424,17 @@ async def _open_store(settings: Settings, lease: StoreLease | None) -> AsyncIter
         await store.close()
 
 
-def slack_web_client(settings: Settings) -> AsyncWebClient:
+def slack_web_client(settings: Settings, *, sdk_retries: bool = True) -> AsyncWebClient:
+    """``sdk_retries=False`` for alert delivery: slack_sdk would re-send a post once after a dropped connection,
+    which may post it twice; delivery retries itself, looking the post up first."""
     assert settings.slack_bot_token is not None
     base_url = settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
-    return AsyncWebClient(token=settings.slack_bot_token.get_secret_value(), base_url=base_url)
+    return AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=base_url,
+        timeout=settings.services_bot_slack_timeout_seconds,  # type: ignore[arg-type]  # aiohttp takes a float
+        retry_handlers=None if sdk_retries else [],
+    )
 
 
 async def _connect_socket_mode(app: AsyncApp, settings: Settings) -> AsyncSocketModeHandler:

@@ -344,7 +344,9 @@ async def test_health_turns_503_when_polls_go_stale_and_recovers(bot: Background
             await asyncio.sleep(0.2)
 
 
-def _serve_process(fleet: EmulatorServer, workspace_server: WorkspaceServer, db: Path) -> subprocess.Popen[str]:
+def _serve_process(
+    fleet: EmulatorServer, workspace_server: WorkspaceServer, db: Path, **more_env: str
+) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELARTS_", "HUAWEICLOUD_", "SLACK_"))}
     env.update(
         MODELARTS_ENDPOINT=fleet.url,
@@ -357,6 +359,7 @@ def _serve_process(fleet: EmulatorServer, workspace_server: WorkspaceServer, db:
         SERVICES_BOT_DB=str(db),
         SERVICES_BOT_POLL_SECONDS=str(POLL),
         SERVICES_BOT_ALERT_CHANNEL=ALERTS,
+        **more_env,
     )
     return subprocess.Popen(
         [sys.executable, "-m", "services_bot.cli", "serve", "--no-mcp"],
