@@ -150,7 +150,7 @@ async def test_a_service_row_waits_for_its_earlier_row_in_that_channel_only(tmp_
         assert first == {("C1", "a", "failed"), ("C2", "a", "failed"), ("C1", "b", "failed"), ("C2", "b", "failed")}
         c1_a = next(d for d in due if d.channel == "C1" and d.transition and d.transition.service_id == "a")
         await store.mark_in_flight([c1_a.id])
-        await store.mark_retry([c1_a.id], NOW + timedelta(minutes=1), "fatal_error (HTTP 500)")
+        await store.mark_retry([c1_a.id], datetime.now(UTC) + timedelta(minutes=10), "fatal_error (HTTP 500)")
         later = await store.due_deliveries()
         assert not [d for d in later if d.channel == "C1" and d.transition and d.transition.service_id == "a"]
         c2_a = next(d for d in later if d.channel == "C2" and d.transition and d.transition.service_id == "a")
