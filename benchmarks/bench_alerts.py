@@ -41,11 +41,12 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from services_bot.core.watcher import PollResult, Watcher  # noqa: E402 - after the path is set, so the script runs anywhere
+from services_bot.workspace import WorkspaceClient, WorkspaceServer, WorkspaceSettings  # noqa: E402
+
 from benchmarks.emulator_process import start_emulator  # noqa: E402
-from core.watcher import PollResult, Watcher  # noqa: E402 - after the path is set, so the script runs anywhere
 from services_bot.serve import BackgroundServe  # noqa: E402
 from services_bot.wiring import local_settings  # noqa: E402
-from services_bot.workspace import WorkspaceClient, WorkspaceServer, WorkspaceSettings  # noqa: E402
 
 PROJECT, TOKEN = "emulator-project", "emulator-token"
 ALERTS = "C0ALERTS"

@@ -36,8 +36,9 @@ PROJECT, TOKEN = "emulator-project", "emulator-token"
 
 def client_run(url: str, concurrency: int, mode: str, repeat: int) -> dict[str, float]:
     """Runs in a fresh process: list everything ``repeat`` times, report the best wall time and peak RSS."""
-    from core.client import ListParams
-    from services_bot.cli import answer
+    from services_bot.core.client import ListParams
+
+    from services_bot.answers import answer
     from services_bot.wiring import local_settings, open_queries
 
     settings = local_settings(url, PROJECT, TOKEN, services_bot_concurrency=concurrency, services_bot_cache_seconds=0)

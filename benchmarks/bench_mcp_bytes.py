@@ -14,11 +14,11 @@ import json
 
 import httpx
 from mcp import Client
+from services_bot.core.config import Settings
+from services_bot.emulator import EmulatorServer, EmulatorSettings
+from services_bot.tools.server import create_mcp_server
 
-from core.config import Settings
-from emulator import EmulatorServer, EmulatorSettings
 from services_bot.wiring import local_settings, open_queries
-from tools.server import create_mcp_server
 
 
 def raw_bytes(url: str, project: str, token: str) -> int:

@@ -32,12 +32,13 @@ from pydantic import SecretStr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from services_bot.core.auth import StaticToken  # noqa: E402
+from services_bot.core.client import ListParams, ModelArtsClient  # noqa: E402
+from services_bot.core.config import Target  # noqa: E402
+from services_bot.core.store import Store  # noqa: E402
+from services_bot.core.watcher import Watcher  # noqa: E402
+
 from benchmarks.emulator_process import start_emulator  # noqa: E402
-from core.auth import StaticToken  # noqa: E402
-from core.client import ListParams, ModelArtsClient  # noqa: E402
-from core.config import Target  # noqa: E402
-from core.store import Store  # noqa: E402
-from core.watcher import Watcher  # noqa: E402
 
 PROJECT, TOKEN = "emulator-project", "emulator-token"
 

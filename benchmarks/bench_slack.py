@@ -40,13 +40,14 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.emulator_process import free_port, start_emulator  # noqa: E402
 from services_bot.workspace import (  # noqa: E402 - after the path is set, so the script runs from anywhere
     UserSpec,
     WorkspaceClient,
     WorkspaceServer,
     WorkspaceSettings,
 )
+
+from benchmarks.emulator_process import free_port, start_emulator  # noqa: E402
 
 PROJECT, TOKEN = "emulator-project", "emulator-token"
 USERS = [f"U0BENCH{i:02d}" for i in range(32)]

@@ -13,9 +13,9 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from bot.views import Block, emoji, escape, fallback_text, plain, when
-from core.humanize import ago
-from core.notifications import Notice, Subscription, Transition
+from services_bot.bot.views import Block, emoji, escape, fallback_text, plain, when
+from services_bot.core.humanize import ago
+from services_bot.core.notifications import Notice, Subscription, Transition
 
 EVENT_TYPE = "modelarts_service_status_changed"
 BATCH_EVENT_TYPE = "modelarts_service_status_changed_batch"

@@ -16,12 +16,17 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import Any, Protocol
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
-from slack_sdk.web.async_client import AsyncWebClient
-
-from bot.replies import Reply, details_reply, error_reply, help_reply, list_reply, summary_reply, unexpected_reply
-from core.errors import QueryError, ServicesBotError
-from core.grammar import (
+from services_bot.bot.replies import (
+    Reply,
+    details_reply,
+    error_reply,
+    help_reply,
+    list_reply,
+    summary_reply,
+    unexpected_reply,
+)
+from services_bot.core.errors import QueryError, ServicesBotError
+from services_bot.core.grammar import (
     Command,
     HelpCommand,
     ListCommand,
@@ -30,8 +35,10 @@ from core.grammar import (
     SummaryCommand,
     parse_command,
 )
-from core.metrics import COMMAND_SECONDS
-from core.query import ListResult, ServiceQueries, ServiceQuery, encode_cursor
+from services_bot.core.metrics import COMMAND_SECONDS
+from services_bot.core.query import ListResult, ServiceQueries, ServiceQuery, encode_cursor
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
 
 log = logging.getLogger(__name__)
 

@@ -41,10 +41,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-
-from bot.alerts import (
+from services_bot.bot.alerts import (
     EVENT_TYPE,
     alert_message,
     change_words,
@@ -54,13 +51,21 @@ from bot.alerts import (
     notice_message,
     notice_metadata,
 )
-from bot.alerts import batch_metadata as batch_meta
-from bot.delivery_health import DeliveryHealth, DeliveryReport
-from bot.reconcile import HISTORY_PAGE_SIZE, TIER3_PER_MINUTE, HistoryPacer, HistoryUnreadable, PostedFinder
-from bot.slack_errors import NETWORK_ERRORS, SlackFailure, failure_of
-from core.metrics import DELIVERIES, OLDEST_UNDELIVERED, SLACK_ERRORS, UNDELIVERED
-from core.notifications import AlertThread, Delivery, Notice, Transition
-from core.store import Store
+from services_bot.bot.alerts import batch_metadata as batch_meta
+from services_bot.bot.delivery_health import DeliveryHealth, DeliveryReport
+from services_bot.bot.reconcile import (
+    HISTORY_PAGE_SIZE,
+    TIER3_PER_MINUTE,
+    HistoryPacer,
+    HistoryUnreadable,
+    PostedFinder,
+)
+from services_bot.bot.slack_errors import NETWORK_ERRORS, SlackFailure, failure_of
+from services_bot.core.metrics import DELIVERIES, OLDEST_UNDELIVERED, SLACK_ERRORS, UNDELIVERED
+from services_bot.core.notifications import AlertThread, Delivery, Notice, Transition
+from services_bot.core.store import Store
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 log = logging.getLogger(__name__)
 

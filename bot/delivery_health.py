@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.slack_errors import SlackFailure
+from services_bot.bot.slack_errors import SlackFailure
 
 
 @dataclass(frozen=True)

@@ -8,21 +8,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bot.alerts import transitions_message, watches_message
-from bot.replies import Reply
-from bot.views import escape, mention
-from core.client import validate_service_id
-from core.errors import QueryError, ServiceNotFoundError
-from core.grammar import NotificationCommand
-from core.limits import preview
-from core.notifications import (
+from services_bot.bot.alerts import transitions_message, watches_message
+from services_bot.bot.replies import Reply
+from services_bot.bot.views import escape, mention
+from services_bot.core.client import validate_service_id
+from services_bot.core.errors import QueryError, ServiceNotFoundError
+from services_bot.core.grammar import NotificationCommand
+from services_bot.core.limits import preview
+from services_bot.core.notifications import (
     parse_history_args,
     parse_mute_args,
     parse_unwatch_args,
     parse_watch_args,
 )
-from core.query import ServiceQueries
-from core.store import Store
+from services_bot.core.query import ServiceQueries
+from services_bot.core.store import Store
 
 
 class ChannelNotifications:

@@ -18,12 +18,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from services_bot.bot.alerts import BATCH_EVENT_TYPE, EVENT_TYPE, NOTICE_EVENT_TYPE, metadata, notice_metadata
+from services_bot.bot.slack_errors import NETWORK_ERRORS, SlackFailure, failure_of
+from services_bot.core.notifications import Delivery
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-
-from bot.alerts import BATCH_EVENT_TYPE, EVENT_TYPE, NOTICE_EVENT_TYPE, metadata, notice_metadata
-from bot.slack_errors import NETWORK_ERRORS, SlackFailure, failure_of
-from core.notifications import Delivery
 
 TIER3_PER_MINUTE = 50
 """Slack's Tier 3, which conversations.history and .replies have for internal and Marketplace apps."""

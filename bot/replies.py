@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.views import Block, details_view, escape, fallback_text, list_view, mention, summary_view
-from core.errors import (
+from services_bot.bot.views import Block, details_view, escape, fallback_text, list_view, mention, summary_view
+from services_bot.core.errors import (
     ApiError,
     AuthenticationError,
     ForbiddenError,
@@ -21,9 +21,9 @@ from core.errors import (
     ServicesBotError,
     UnavailableError,
 )
-from core.grammar import HELP_TEXT, USAGE
-from core.models import Service
-from core.query import ListResult, Summary
+from services_bot.core.grammar import HELP_TEXT, USAGE
+from services_bot.core.models import Service
+from services_bot.core.query import ListResult, Summary
 
 
 @dataclass

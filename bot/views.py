@@ -15,9 +15,9 @@ import re
 from datetime import datetime
 from typing import Any
 
-from core.humanize import ago
-from core.models import Service
-from core.query import ListResult, Summary
+from services_bot.core.humanize import ago
+from services_bot.core.models import Service
+from services_bot.core.query import ListResult, Summary
 
 MAX_BLOCKS = 50
 SECTION_TEXT = 3000

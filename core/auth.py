@@ -14,8 +14,7 @@ from typing import Protocol
 
 import httpx
 from pydantic import SecretStr
-
-from core.errors import (
+from services_bot.core.errors import (
     ApiError,
     AuthenticationError,
     MalformedResponseError,
@@ -23,8 +22,8 @@ from core.errors import (
     ServerError,
     UnavailableError,
 )
-from core.retry import parse_retry_after
-from core.signing import sign_headers
+from services_bot.core.retry import parse_retry_after
+from services_bot.core.signing import sign_headers
 
 
 class Credentials(Protocol):

@@ -21,10 +21,9 @@ from typing import Literal, TypeVar
 
 import httpx
 from pydantic import ValidationError
-
-from core.auth import Credentials
-from core.config import Target
-from core.errors import (
+from services_bot.core.auth import Credentials
+from services_bot.core.config import Target
+from services_bot.core.errors import (
     ApiError,
     ApiNotFoundError,
     AuthenticationError,
@@ -37,10 +36,10 @@ from core.errors import (
     ServerError,
     UnavailableError,
 )
-from core.metrics import API_LATENCY, API_REQUESTS
-from core.models import LegacyServiceList, Service, ServicePage
-from core.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
-from core.signing import wire_url
+from services_bot.core.metrics import API_LATENCY, API_REQUESTS
+from services_bot.core.models import LegacyServiceList, Service, ServicePage
+from services_bot.core.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
+from services_bot.core.signing import wire_url
 
 log = logging.getLogger("services_bot.client")
 

@@ -13,8 +13,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from core.errors import ConfigError
+from services_bot.core.errors import ConfigError
 
 AuthMode = Literal["token", "iam", "aksk"]
 

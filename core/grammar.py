@@ -11,11 +11,11 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.errors import QueryError
-from core.limits import MAX_COMMAND_CHARS, MAX_SERVICE_REF_CHARS, check_length, preview
-from core.models import KNOWN_INFER_TYPES, KNOWN_STATUSES
-from core.query import STATUS_GROUPS, ServiceQuery, parse_statuses
-from core.suggest import did_you_mean
+from services_bot.core.errors import QueryError
+from services_bot.core.limits import MAX_COMMAND_CHARS, MAX_SERVICE_REF_CHARS, check_length, preview
+from services_bot.core.models import KNOWN_INFER_TYPES, KNOWN_STATUSES
+from services_bot.core.query import STATUS_GROUPS, ServiceQuery, parse_statuses
+from services_bot.core.suggest import did_you_mean
 
 USAGE = "/services [status[,status…]|unhealthy] [name:…] [type:…] [ws:…] [model:…] [tag:…] [sort:…] [public]"
 

@@ -7,7 +7,7 @@ exception". The error quotes only a short prefix of what was given: echoing a me
 
 from __future__ import annotations
 
-from core.errors import QueryError
+from services_bot.core.errors import QueryError
 
 MAX_COMMAND_CHARS = 1000
 """A whole ``/services`` (or ``ask``) command. The answer's buttons carry the command text in their value, which

@@ -19,9 +19,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from core.errors import QueryError
-from core.limits import (
+from services_bot.core.errors import QueryError
+from services_bot.core.limits import (
     MAX_DURATION_CHARS,
     MAX_ID_CHARS,
     MAX_PATTERN_CHARS,
@@ -29,9 +28,9 @@ from core.limits import (
     check_length,
     preview,
 )
-from core.models import KNOWN_INFER_TYPES, UNHEALTHY_STATUSES
-from core.query import name_matcher, parse_statuses
-from core.suggest import did_you_mean
+from services_bot.core.models import KNOWN_INFER_TYPES, UNHEALTHY_STATUSES
+from services_bot.core.query import name_matcher, parse_statuses
+from services_bot.core.suggest import did_you_mean
 
 TransitionKind = Literal["changed", "new", "deleted", "flap"]
 DeliveryState = Literal["pending", "in_flight", "done", "failed"]

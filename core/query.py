@@ -21,9 +21,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
-
-from core.client import ListParams, ModelArtsClient, validate_service_id
-from core.errors import (
+from services_bot.core.client import ListParams, ModelArtsClient, validate_service_id
+from services_bot.core.errors import (
     AmbiguousServiceError,
     ApiError,
     ApiNotFoundError,
@@ -32,8 +31,8 @@ from core.errors import (
     ServiceNotFoundError,
     ServicesBotError,
 )
-from core.glob import compile_glob
-from core.limits import (
+from services_bot.core.glob import compile_glob
+from services_bot.core.limits import (
     MAX_CURSOR_CHARS,
     MAX_ID_CHARS,
     MAX_PATTERN_CHARS,
@@ -42,8 +41,8 @@ from core.limits import (
     check_length,
     preview,
 )
-from core.models import KNOWN_INFER_TYPES, KNOWN_STATUSES, UNHEALTHY_STATUSES, Service
-from core.suggest import closest, did_you_mean
+from services_bot.core.models import KNOWN_INFER_TYPES, KNOWN_STATUSES, UNHEALTHY_STATUSES, Service
+from services_bot.core.suggest import closest, did_you_mean
 
 SortKey = Literal["changed", "published", "name"]
 SORT_ALIASES: dict[str, SortKey] = {

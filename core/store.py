@@ -34,9 +34,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from core.errors import QueryError, StoreError
-from core.notifications import AlertThread, Delivery, Mute, Notice, Subscription, Transition, route
-from core.store_checks import (
+from services_bot.core.errors import QueryError, StoreError
+from services_bot.core.notifications import AlertThread, Delivery, Mute, Notice, Subscription, Transition, route
+from services_bot.core.store_checks import (
     empty_problem,
     identity,
     integrity_problem,

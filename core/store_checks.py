@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from core.errors import StoreError
+from services_bot.core.errors import StoreError
 
 WAL_MAGIC = (0x377F0682, 0x377F0683)
 WAL_HEADER = 32

@@ -50,12 +50,12 @@ from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any, Literal
 
-from core.client import ListParams, ModelArtsClient
-from core.errors import ApiError, ApiNotFoundError, ServicesBotError, StoreError
-from core.metrics import LAST_POLL_SUCCESS, POLL_SECONDS, POLLS, TRANSITIONS
-from core.models import UNHEALTHY_STATUSES, Service
-from core.notifications import Notice, Transition
-from core.store import KnownService, Store, from_ms, to_ms
+from services_bot.core.client import ListParams, ModelArtsClient
+from services_bot.core.errors import ApiError, ApiNotFoundError, ServicesBotError, StoreError
+from services_bot.core.metrics import LAST_POLL_SUCCESS, POLL_SECONDS, POLLS, TRANSITIONS
+from services_bot.core.models import UNHEALTHY_STATUSES, Service
+from services_bot.core.notifications import Notice, Transition
+from services_bot.core.store import KnownService, Store, from_ms, to_ms
 
 log = logging.getLogger("services_bot.watcher")
 

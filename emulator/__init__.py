@@ -8,8 +8,8 @@ independent reading of ``spec/``: nothing here imports ``core``, ``bot``, ``tool
         httpx.get(f"{emu.url}/v1/{emu.settings.project_id}/services", headers={"X-Auth-Token": emu.settings.token})
 """
 
-from emulator.app import create_app
-from emulator.server import EmulatorServer, run
-from emulator.settings import EmulatorSettings, add_arguments, settings_from_args
+from services_bot.emulator.app import create_app
+from services_bot.emulator.server import EmulatorServer, run
+from services_bot.emulator.settings import EmulatorSettings, add_arguments, settings_from_args
 
 __all__ = ["EmulatorServer", "EmulatorSettings", "add_arguments", "create_app", "run", "settings_from_args"]

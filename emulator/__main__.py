@@ -1,14 +1,14 @@
-"""``python -m emulator``: the same as ``services-bot emulator``, without the rest of the product."""
+"""``python -m services_bot.emulator``: the same as ``services-bot emulator``, without the rest of the product."""
 
 from __future__ import annotations
 
 import argparse
 
-from emulator import add_arguments, run, settings_from_args
+from services_bot.emulator import add_arguments, run, settings_from_args
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m emulator", description="Run the ModelArts API emulator.")
+    parser = argparse.ArgumentParser(prog="python -m services_bot.emulator", description="Run the ModelArts API emulator.")
     add_arguments(parser)
     run(settings_from_args(parser.parse_args(argv)))
 

@@ -14,11 +14,8 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-from starlette.requests import Request
-from starlette.responses import Response
-
-from emulator import signing
-from emulator.faults import (
+from services_bot.emulator import signing
+from services_bot.emulator.faults import (
     FaultAction,
     fault_error,
     html_body,
@@ -28,12 +25,14 @@ from emulator.faults import (
     take_listing_deletions,
     take_malformed,
 )
-from emulator.fleet import DEFAULT_WORKSPACE, Service, now_ms
-from emulator.iam import issue_token
-from emulator.query import InvalidParameter, PagingRules, page_start, parse_list_query, run_list_query
-from emulator.quirks import Quirks
-from emulator.render import UNKNOWN_FIELD, details, dumps, encoded_legacy_row, encoded_row
-from emulator.state import EmulatorState
+from services_bot.emulator.fleet import DEFAULT_WORKSPACE, Service, now_ms
+from services_bot.emulator.iam import issue_token
+from services_bot.emulator.query import InvalidParameter, PagingRules, page_start, parse_list_query, run_list_query
+from services_bot.emulator.quirks import Quirks
+from services_bot.emulator.render import UNKNOWN_FIELD, details, dumps, encoded_legacy_row, encoded_row
+from services_bot.emulator.state import EmulatorState
+from starlette.requests import Request
+from starlette.responses import Response
 
 JSON = "application/json"
 AUTH_CODE = "APIGW.0301"

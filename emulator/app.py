@@ -7,14 +7,13 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
+from services_bot.emulator import api, control
+from services_bot.emulator.settings import EmulatorSettings
+from services_bot.emulator.state import EmulatorState
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from emulator import api, control
-from emulator.settings import EmulatorSettings
-from emulator.state import EmulatorState
 
 
 class RequestIdMiddleware:

@@ -25,7 +25,7 @@ import random
 from collections import deque
 from typing import Any
 
-from emulator.fleet import Fleet, Service, now_ms
+from services_bot.emulator.fleet import Fleet, Service, now_ms
 
 NEW_SERVICE_PROBABILITY = 0.05
 _STEADY = frozenset({"running", "stopped", "finished"})

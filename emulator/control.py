@@ -11,14 +11,13 @@ import asyncio
 import json
 from typing import Any
 
+from services_bot.emulator.faults import Faults
+from services_bot.emulator.fleet import DEFAULT_WORKSPACE, build_fleet, now_ms
+from services_bot.emulator.quirks import Quirks
+from services_bot.emulator.render import details
+from services_bot.emulator.state import EmulatorState
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-
-from emulator.faults import Faults
-from emulator.fleet import DEFAULT_WORKSPACE, build_fleet, now_ms
-from emulator.quirks import Quirks
-from emulator.render import details
-from emulator.state import EmulatorState
 
 MAX_NEW_SERVICES = 1_000_000
 

@@ -11,8 +11,8 @@ import random
 from datetime import UTC, datetime
 from typing import Any
 
-from emulator import words
-from emulator.fleet import Service, hex32, uuid4_str
+from services_bot.emulator import words
+from services_bot.emulator.fleet import Service, hex32, uuid4_str
 
 REGION = "cn-north-4"
 

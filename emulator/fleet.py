@@ -18,7 +18,7 @@ from collections.abc import Callable, Hashable, Iterable
 from operator import attrgetter
 from typing import Any
 
-from emulator import words
+from services_bot.emulator import words
 
 YEAR_MS = 365 * 86_400_000
 HOUR_MS = 3_600_000

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from services_bot.emulator.settings import EmulatorSettings
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-
-from emulator.settings import EmulatorSettings
 
 DEFAULT_PROJECT_NAME = "cn-north-4"
 

@@ -32,10 +32,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from services_bot.emulator.faults import without_hidden
+from services_bot.emulator.fleet import DEFAULT_WORKSPACE, INFER_TYPES, SORT_KEYS, STATUSES, Fleet, Service
 from starlette.datastructures import QueryParams
-
-from emulator.faults import without_hidden
-from emulator.fleet import DEFAULT_WORKSPACE, INFER_TYPES, SORT_KEYS, STATUSES, Fleet, Service
 
 ORDERS = ("asc", "desc")
 DEFAULT_LIMIT = 1000

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from emulator.settings import OFFSET_MODES
+from services_bot.emulator.settings import OFFSET_MODES
 
 
 @dataclass

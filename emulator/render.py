@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from emulator.details import config_status, extras, node_state
-from emulator.fleet import DEFAULT_WORKSPACE, Service
-from emulator.quirks import Quirks
+from services_bot.emulator.details import config_status, extras, node_state
+from services_bot.emulator.fleet import DEFAULT_WORKSPACE, Service
+from services_bot.emulator.quirks import Quirks
 
 UNKNOWN_FIELD = {"x": 1}
 _PLAIN = Quirks()

@@ -10,11 +10,10 @@ import time
 from types import TracebackType
 
 import uvicorn
+from services_bot.emulator.app import create_app
+from services_bot.emulator.settings import EmulatorSettings
+from services_bot.emulator.state import EmulatorState
 from starlette.applications import Starlette
-
-from emulator.app import create_app
-from emulator.settings import EmulatorSettings
-from emulator.state import EmulatorState
 
 
 def _config(app: Starlette, settings: EmulatorSettings, log_level: str) -> uvicorn.Config:

@@ -10,12 +10,12 @@ import random
 from collections import Counter, deque
 from typing import Any
 
-from emulator.churn import ChurnEngine
-from emulator.faults import Faults
-from emulator.fleet import Fleet, build_fleet
-from emulator.iam import TokenStore
-from emulator.quirks import Quirks
-from emulator.settings import EmulatorSettings
+from services_bot.emulator.churn import ChurnEngine
+from services_bot.emulator.faults import Faults
+from services_bot.emulator.fleet import Fleet, build_fleet
+from services_bot.emulator.iam import TokenStore
+from services_bot.emulator.quirks import Quirks
+from services_bot.emulator.settings import EmulatorSettings
 
 ROUTES = ("list", "show", "legacy", "iam")
 

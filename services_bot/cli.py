@@ -14,51 +14,16 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from core.config import load_settings
-from core.errors import ApiError, ServicesBotError
-from core.grammar import HELP_TEXT, HelpCommand, ListCommand, NotificationCommand, ShowCommand, parse_command
-from core.query import ServiceQueries
+from services_bot.answers import answer, dumps_json
+from services_bot.core.config import load_settings
+from services_bot.core.errors import ApiError, ServicesBotError
+from services_bot.core.grammar import (
+    HELP_TEXT,
+    HelpCommand,
+    parse_command,
+)
 from services_bot.logs import setup_logging
-from services_bot.text import render_list, render_service, render_summary
 from services_bot.wiring import open_existing_store, open_queries
-
-
-class Answer(str):
-    """A rendered answer; ``complete`` is false when it stands on a partial listing (the exit code says so)."""
-
-    complete: bool = True
-
-
-def _answered(text: str, complete: bool) -> Answer:
-    out = Answer(text)
-    out.complete = complete
-    return out
-
-
-async def answer(queries: ServiceQueries, text: str, *, as_json: bool) -> str:
-    """Run one ``/services``-style command and render it for the terminal or for scripts."""
-    command = parse_command(text)
-    if isinstance(command, HelpCommand):
-        return json.dumps({"help": HELP_TEXT}) if as_json else HELP_TEXT
-    if isinstance(command, NotificationCommand):
-        raise ServicesBotError(
-            f"`{command.verb}` manages Slack channel notifications.",
-            hint="Use it from Slack with /services; `ask` answers queries only.",
-        )
-    if isinstance(command, ShowCommand):
-        service = await queries.get(command.ref, target=command.target)
-        return _json(service.model_dump(mode="json", exclude_none=True)) if as_json else render_service(service)
-    if isinstance(command, ListCommand):
-        result = await queries.list(command.query)
-        shown = _json(result.model_dump(mode="json", exclude_none=True)) if as_json else render_list(result)
-        return _answered(shown, result.complete)
-    summary = await queries.summary(command.query)
-    shown = _json(summary.model_dump(mode="json", exclude_none=True)) if as_json else render_summary(summary)
-    return _answered(shown, summary.complete)
-
-
-def _json(data: Any) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False)
 
 
 async def _ask(text: str, as_json: bool) -> str:
@@ -88,7 +53,7 @@ def _fail(exc: ServicesBotError, as_json: bool) -> int:
         error: dict[str, Any] = {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint}
         if isinstance(exc, ApiError):
             error.update(status=exc.status, error_code=exc.error_code, request_id=exc.request_id)
-        print(_json({"error": error}))
+        print(dumps_json({"error": error}))
     else:
         print(f"error: {exc.user_text()}", file=sys.stderr)
         if isinstance(exc, ApiError):
@@ -97,14 +62,14 @@ def _fail(exc: ServicesBotError, as_json: bool) -> int:
 
 
 def cmd_emulator(args: argparse.Namespace) -> int:
-    import emulator
+    from services_bot import emulator
 
     emulator.run(emulator.settings_from_args(args))
     return 0
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
-    from tools.server import create_mcp_server
+    from services_bot.tools.server import create_mcp_server
 
     try:
         settings = load_settings()
@@ -116,7 +81,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     if args.transport == "stdio":
         server.run()
         return 0
-    from tools.http import run_http
+    from services_bot.tools.http import run_http
 
     host = args.host or settings.services_bot_host
     port = settings.services_bot_port if args.port is None else args.port
@@ -159,7 +124,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import emulator
+    from services_bot import emulator
 
     parser = argparse.ArgumentParser(
         prog="services-bot",

@@ -14,9 +14,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-import emulator
-from core.errors import ServicesBotError
-from services_bot.cli import answer
+from services_bot import emulator
+from services_bot.answers import answer
+from services_bot.core.errors import ServicesBotError
 from services_bot.serve import BackgroundServe
 from services_bot.wiring import local_settings, open_queries
 from services_bot.workspace import WorkspaceClient, WorkspaceServer, WorkspaceSettings

@@ -39,20 +39,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from bot.app import create_slack_app
-from bot.delivery import AlertDelivery
-from bot.http_guard import Refusal, SlackRequestGuard
-from bot.notify import ChannelNotifications
-from core.config import Settings
-from core.errors import ConfigError, QueryError, StoreError
-from core.lease import StoreLease, lock_path, read_record
-from core.query import ServiceQueries, parse_statuses
-from core.store import Store
-from core.watcher import Watcher
 from services_bot.background import BackgroundServer, ListenError, listen, serve_with_lifespan, uvicorn_config
+from services_bot.bot.app import create_slack_app
+from services_bot.bot.delivery import AlertDelivery
+from services_bot.bot.http_guard import Refusal, SlackRequestGuard
+from services_bot.bot.notify import ChannelNotifications
+from services_bot.core.config import Settings
+from services_bot.core.errors import ConfigError, QueryError, StoreError
+from services_bot.core.lease import StoreLease, lock_path, read_record
+from services_bot.core.query import ServiceQueries, parse_statuses
+from services_bot.core.store import Store
+from services_bot.core.watcher import Watcher
+from services_bot.tools.http import mcp_http_app
+from services_bot.tools.server import create_mcp_server, resource_updates
 from services_bot.wiring import open_queries
-from tools.http import mcp_http_app
-from tools.server import create_mcp_server, resource_updates
 
 log = logging.getLogger(__name__)
 SOCKET_CONNECT_SECONDS = 15.0

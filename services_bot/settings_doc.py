@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import AliasChoices, SecretStr
 from pydantic.fields import FieldInfo
 
-from core.config import Settings
+from services_bot.core.config import Settings
 
 START, END = "<!-- settings:start -->", "<!-- settings:end -->"
 

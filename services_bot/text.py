@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from core.humanize import ago
-from core.models import Service
-from core.query import ListResult, Summary
+from services_bot.core.humanize import ago
+from services_bot.core.models import Service
+from services_bot.core.query import ListResult, Summary
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 

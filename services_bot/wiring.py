@@ -10,12 +10,12 @@ from contextlib import asynccontextmanager
 
 import httpx
 
-from core.auth import AkSkSigner, Credentials, IamPasswordToken, StaticToken
-from core.client import ModelArtsClient
-from core.config import Settings, Target
-from core.query import ServiceQueries
-from core.retry import RetryPolicy
-from core.store import Store
+from services_bot.core.auth import AkSkSigner, Credentials, IamPasswordToken, StaticToken
+from services_bot.core.client import ModelArtsClient
+from services_bot.core.config import Settings, Target
+from services_bot.core.query import ServiceQueries
+from services_bot.core.retry import RetryPolicy
+from services_bot.core.store import Store
 
 
 def local_settings(url: str, project_id: str, token: str, **overrides: object) -> Settings:

@@ -14,13 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
+from services_bot.core.config import Settings
+from services_bot.core.query import ServiceQueries
+from services_bot.emulator import EmulatorServer, EmulatorSettings
+from services_bot.workspace import WorkspaceClient, WorkspaceServer, WorkspaceSettings
 
-from core.config import Settings
-from core.query import ServiceQueries
-from emulator import EmulatorServer, EmulatorSettings
 from services_bot.serve import BackgroundServe
 from services_bot.wiring import local_settings, open_queries
-from services_bot.workspace import WorkspaceClient, WorkspaceServer, WorkspaceSettings
 
 
 def make_settings(server: EmulatorServer, **overrides: Any) -> Settings:

@@ -17,8 +17,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-
-from emulator import EmulatorServer
+from services_bot.emulator import EmulatorServer
 from services_bot.workspace import WorkspaceServer
 
 POLL = 0.3

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 
 import pytest
+from services_bot.core.auth import IamPasswordToken
+from services_bot.core.client import ListParams
+from services_bot.core.errors import AuthenticationError
+from services_bot.emulator import EmulatorServer
 
-from core.auth import IamPasswordToken
-from core.client import ListParams
-from core.errors import AuthenticationError
-from emulator import EmulatorServer
 from tests.conftest import Control, queries_for
 
 # a space, a plus, the query's own delimiters and non-ASCII: everything a form encoder and RFC 3986 disagree on

@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
+from services_bot.emulator import EmulatorServer
 
-from emulator import EmulatorServer
 from tests.conftest import Control
 
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
-
-from emulator import EmulatorServer, EmulatorSettings
-from services_bot.serve import BackgroundServe
+from services_bot.emulator import EmulatorServer, EmulatorSettings
 from services_bot.workspace import WorkspaceClient, WorkspaceServer
+
+from services_bot.serve import BackgroundServe
 from tests.conftest import Control
 from tests.test_notifications import (
     ALERTS,

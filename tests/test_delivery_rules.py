@@ -12,15 +12,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from services_bot.bot.alerts import late_note, notice_metadata
+from services_bot.bot.delivery_health import DeliveryHealth
+from services_bot.bot.reconcile import HistoryPacer, is_posted_as
+from services_bot.bot.slack_errors import SlackFailure, failure_of
+from services_bot.core.notifications import Delivery, Notice
+from services_bot.core.store import Store
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.alerts import late_note, notice_metadata
-from bot.delivery_health import DeliveryHealth
-from bot.reconcile import HistoryPacer, is_posted_as
-from bot.slack_errors import SlackFailure, failure_of
-from core.notifications import Delivery, Notice
-from core.store import Store
 from tests.test_store import known, transition
 
 NOW = datetime.now(UTC)

@@ -17,11 +17,11 @@ from typing import Any
 
 import httpx
 import pytest
+from services_bot.emulator import EmulatorServer, EmulatorSettings
+from services_bot.workspace import WorkspaceServer, WorkspaceSettings
 from slack_sdk.web.async_client import AsyncWebClient
 
-from emulator import EmulatorServer, EmulatorSettings
 from services_bot.serve import BackgroundServe
-from services_bot.workspace import WorkspaceServer, WorkspaceSettings
 from tests import browser
 from tests.conftest import Control, slack_settings
 

@@ -19,13 +19,12 @@ import httpx
 import pytest
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
+from services_bot.emulator import EmulatorServer, EmulatorSettings, add_arguments, create_app, settings_from_args
+from services_bot.emulator.fleet import build_fleet
+from services_bot.emulator.query import PagingRules, parse_list_query, run_list_query
+from services_bot.emulator.quirks import Quirks
+from services_bot.emulator.render import encoded_row
 from starlette.datastructures import QueryParams
-
-from emulator import EmulatorServer, EmulatorSettings, add_arguments, create_app, settings_from_args
-from emulator.fleet import build_fleet
-from emulator.query import PagingRules, parse_list_query, run_list_query
-from emulator.quirks import Quirks
-from emulator.render import encoded_row
 
 # -- the spec's tables, as field sets ------------------------------------------------------------------
 LIST_FIELDS = {  # list-services.md Table 5
@@ -576,7 +575,7 @@ def test_aksk_tampered_or_stale_is_refused(emu: EmulatorServer, anon: httpx.Clie
     ok = _signed(emu, [("limit", 3)], sdk_date=within)
     assert anon.get(ok.url, headers=ok.header_params).status_code == 200
     # host must be signed: re-sign by hand without it
-    from emulator import signing
+    from services_bot.emulator import signing
 
     headers = {"x-sdk-date": datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")}
     canonical = signing.canonical_request("GET", f"{P}/services", "", headers, ["x-sdk-date"], b"")
@@ -590,7 +589,7 @@ def test_aksk_tampered_or_stale_is_refused(emu: EmulatorServer, anon: httpx.Clie
 def test_aksk_query_is_read_like_the_gateway_reads_it(emu: EmulatorServer, anon: httpx.Client) -> None:
     """Split on '&' and '=', then ``unquote``: a '+' is a plus, so a space signed as %20 but sent as '+' (what
     a form encoder does) is a signature mismatch, as at Huawei's gateway (issue item 6)."""
-    from emulator import signing
+    from services_bot.emulator import signing
 
     assert signing.canonical_query("service_name=ocr+prod&a=%7e&b") == "a=~&b=&service_name=ocr%2Bprod"
     req = _signed(emu, [("service_name", "ocr prod"), ("limit", 1)])
@@ -964,7 +963,7 @@ def test_fleet_is_deterministic() -> None:
     assert _fingerprint(500, 1) != _fingerprint(500, 2)
     a = create_app(EmulatorSettings(services=300, seed=9, anchor_ms=1_790_000_000_000)).state.emu.fleet
     b = create_app(EmulatorSettings(services=300, seed=9, anchor_ms=1_790_000_000_000)).state.emu.fleet
-    from emulator.render import details
+    from services_bot.emulator.render import details
 
     assert [details(s) for s in a.items] == [details(s) for s in b.items]
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from services_bot.core.client import ListParams
+from services_bot.core.errors import ApiNotFoundError, BadRequestError, QueryError
+from services_bot.emulator import EmulatorServer
 
-from core.client import ListParams
-from core.errors import ApiNotFoundError, BadRequestError, QueryError
-from emulator import EmulatorServer
 from tests.conftest import Control, queries_for
 
 
@@ -104,7 +104,7 @@ async def test_legacy_list_is_normalised_to_the_same_model(emulator_server: Emul
 
 
 async def test_legacy_failure_with_http_200_is_an_error(emulator_server: EmulatorServer, control: Control) -> None:
-    from core.errors import AuthenticationError
+    from services_bot.core.errors import AuthenticationError
 
     control.quirks(legacy_error_200=True)
     async with queries_for(emulator_server, modelarts_auth_token="wrong-token") as queries:
@@ -114,7 +114,7 @@ async def test_legacy_failure_with_http_200_is_an_error(emulator_server: Emulato
 
 
 async def test_wrong_project_is_forbidden_with_a_hint(emulator_server: EmulatorServer, control: Control) -> None:
-    from core.errors import ForbiddenError
+    from services_bot.core.errors import ForbiddenError
 
     async with queries_for(emulator_server, modelarts_project_id="someone-elses-project") as queries:
         with pytest.raises(ForbiddenError) as caught:

@@ -6,10 +6,10 @@ import socket
 import time
 
 import pytest
+from services_bot.core.client import ListParams
+from services_bot.core.errors import MalformedResponseError, RateLimitedError, ServerError, UnavailableError
+from services_bot.emulator import EmulatorServer
 
-from core.client import ListParams
-from core.errors import MalformedResponseError, RateLimitedError, ServerError, UnavailableError
-from emulator import EmulatorServer
 from tests.conftest import Control, queries_for
 
 

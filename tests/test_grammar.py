@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import pytest
-
-from core.errors import QueryError
-from core.grammar import HelpCommand, ListCommand, NotificationCommand, ShowCommand, SummaryCommand, parse_command
+from services_bot.core.errors import QueryError
+from services_bot.core.grammar import (
+    HelpCommand,
+    ListCommand,
+    NotificationCommand,
+    ShowCommand,
+    SummaryCommand,
+    parse_command,
+)
 
 
 def listing(text: str) -> ListCommand:

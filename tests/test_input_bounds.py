@@ -20,11 +20,9 @@ from typing import Any
 import httpx
 import pytest
 from mcp import Client
-from slack_sdk.web.async_client import AsyncWebClient
-
-from core.errors import QueryError
-from core.grammar import parse_command
-from core.notifications import (
+from services_bot.core.errors import QueryError
+from services_bot.core.grammar import parse_command
+from services_bot.core.notifications import (
     Subscription,
     Transition,
     parse_duration,
@@ -33,15 +31,17 @@ from core.notifications import (
     parse_watch_args,
     route,
 )
-from core.query import ServiceQueries, ServiceQuery, name_matcher
-from core.store import Store
-from emulator import EmulatorServer
-from services_bot.serve import BackgroundServe
-from services_bot.wiring import open_queries
+from services_bot.core.query import ServiceQueries, ServiceQuery, name_matcher
+from services_bot.core.store import Store
+from services_bot.emulator import EmulatorServer
+from services_bot.tools.server import create_mcp_server
 from services_bot.workspace import WorkspaceClient, WorkspaceServer, WorkspaceSettings
 from services_bot.workspace.settings import UserSpec
+from slack_sdk.web.async_client import AsyncWebClient
+
+from services_bot.serve import BackgroundServe
+from services_bot.wiring import open_queries
 from tests.conftest import Control, make_settings, queries_for, slack_settings
-from tools.server import create_mcp_server
 
 GENERAL = "C0GENERAL"
 ASKER, OTHER = "U0DEMO", "U0OTHER"
@@ -401,6 +401,6 @@ async def test_an_idle_mcp_session_is_expired(
 
 
 def test_sessions_idle_for_half_an_hour_by_default() -> None:
-    from core.config import Settings
+    from services_bot.core.config import Settings
 
     assert Settings(_env_file=None).services_bot_mcp_session_idle_seconds == 1800  # type: ignore[call-arg]

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from core.lease import lock_path, read_record
-from emulator import EmulatorServer, EmulatorSettings
-from services_bot.serve import BackgroundServe
+from services_bot.core.lease import lock_path, read_record
+from services_bot.emulator import EmulatorServer, EmulatorSettings
 from services_bot.workspace import WorkspaceClient, WorkspaceServer
+
+from services_bot.serve import BackgroundServe
 from tests.conftest import Control, slack_settings
 from tests.serve_process import ALERTS, ServeProcess, baselined, outbox_states, until
 

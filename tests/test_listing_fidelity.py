@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
-
-from core.client import ListParams
-from core.errors import ApiError, AuthenticationError, IncompleteListingError, MalformedResponseError
-from core.query import ServiceQuery
-from core.store import Store
-from core.watcher import Watcher
-from emulator import EmulatorServer
+from services_bot.core.client import ListParams
+from services_bot.core.errors import ApiError, AuthenticationError, IncompleteListingError, MalformedResponseError
+from services_bot.core.query import ServiceQuery
+from services_bot.core.store import Store
+from services_bot.core.watcher import Watcher
+from services_bot.emulator import EmulatorServer
 from services_bot.workspace import WorkspaceClient
+
 from tests.conftest import Control, queries_for
 from tests.test_cli import assert_no_traceback, env_for, run
 from tests.test_mcp_tools import server_for

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from services_bot.core.notifications import Transition
+from services_bot.core.store import Store
+from services_bot.emulator import EmulatorServer
+from services_bot.tools.server import create_mcp_server
 
-from core.notifications import Transition
-from core.store import Store
-from emulator import EmulatorServer
 from services_bot.wiring import open_queries
 from tests.conftest import Control, make_settings
-from tools.server import create_mcp_server
 
 TOOLS = {"list_services", "get_service", "summarize_services", "list_transitions"}
 

@@ -18,10 +18,10 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-
-from emulator import EmulatorServer, EmulatorSettings
-from services_bot.serve import BackgroundServe
+from services_bot.emulator import EmulatorServer, EmulatorSettings
 from services_bot.workspace import WorkspaceClient, WorkspaceServer
+
+from services_bot.serve import BackgroundServe
 from tests.conftest import Control, slack_settings
 from tests.test_slack_views import assert_valid, mrkdwn_texts
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from services_bot.core.errors import AmbiguousServiceError, QueryError, ServiceNotFoundError
+from services_bot.core.query import ServiceQuery
+from services_bot.emulator import EmulatorServer, EmulatorSettings
 
-from core.errors import AmbiguousServiceError, QueryError, ServiceNotFoundError
-from core.query import ServiceQuery
-from emulator import EmulatorServer, EmulatorSettings
 from tests.conftest import Control, queries_for
 
 
@@ -153,7 +153,7 @@ async def test_listings_are_reused_within_the_cache_window(emulator_server: Emul
 async def test_several_targets_are_merged_and_a_dead_one_is_a_warning(
     emulator_server: EmulatorServer, control: Control, tmp_path
 ) -> None:
-    from emulator import EmulatorServer as Server
+    from services_bot.emulator import EmulatorServer as Server
 
     with Server(
         EmulatorSettings(port=0, services=20, seed=99, project_id=emulator_server.settings.project_id)

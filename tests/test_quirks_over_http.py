@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from services_bot.core.client import ListParams
+from services_bot.emulator import EmulatorServer
 
-from core.client import ListParams
-from emulator import EmulatorServer
 from tests.conftest import Control, queries_for
 
 QUIRKS = [

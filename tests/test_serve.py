@@ -13,11 +13,11 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-
-from core.errors import ConfigError
-from emulator import EmulatorServer
-from services_bot.serve import BackgroundServe
+from services_bot.core.errors import ConfigError
+from services_bot.emulator import EmulatorServer
 from services_bot.workspace import WorkspaceClient, WorkspaceServer, WorkspaceSettings
+
+from services_bot.serve import BackgroundServe
 from tests.conftest import Control, slack_settings
 
 

@@ -11,11 +11,10 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
 from pydantic import SecretStr
-
-from core import signing
-from core.auth import AkSkSigner
-from core.config import Settings
-from core.errors import ConfigError
+from services_bot.core import signing
+from services_bot.core.auth import AkSkSigner
+from services_bot.core.config import Settings
+from services_bot.core.errors import ConfigError
 
 WHEN = datetime(2026, 11, 23, 9, 30, 0, tzinfo=UTC)
 AK, SK = "AKTESTEXAMPLE000", "sk-example-secret"

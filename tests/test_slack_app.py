@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from core.config import Settings
-from emulator import EmulatorServer
-from services_bot.serve import BackgroundServe
+from services_bot.core.config import Settings
+from services_bot.emulator import EmulatorServer
 from services_bot.workspace import WorkspaceClient, WorkspaceServer
+
+from services_bot.serve import BackgroundServe
 from tests.conftest import Control, slack_settings
 from tests.test_slack_views import assert_valid, mrkdwn_texts
 

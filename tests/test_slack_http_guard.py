@@ -10,10 +10,10 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from services_bot.workspace import WorkspaceServer
 from slack_sdk.signature import SignatureVerifier
 
 from services_bot.serve import BackgroundServe
-from services_bot.workspace import WorkspaceServer
 from tests.conftest import Control
 
 MARKER = "ZZ-BODY-MARKER-ZZ"

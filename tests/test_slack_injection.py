@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from emulator import EmulatorServer, EmulatorSettings
-from services_bot.serve import BackgroundServe
+from services_bot.emulator import EmulatorServer, EmulatorSettings
 from services_bot.workspace import WorkspaceClient, WorkspaceServer
+
+from services_bot.serve import BackgroundServe
 from tests.conftest import Control, slack_settings
 
 ALERTS, GENERAL = "C0ALERTS", "C0GENERAL"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
+from services_bot.bot.views import details_view, escape, list_view, summary_view
+from services_bot.core.query import ServiceQuery
+from services_bot.emulator import EmulatorServer
 from slack_sdk.models.blocks import Block
 
-from bot.views import details_view, escape, list_view, summary_view
-from core.query import ServiceQuery
-from emulator import EmulatorServer
 from tests.conftest import Control, queries_for
 
 

@@ -19,10 +19,10 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
-
-from emulator import EmulatorServer
-from services_bot.serve import BackgroundServe
+from services_bot.emulator import EmulatorServer
 from services_bot.workspace import WorkspaceClient, WorkspaceServer
+
+from services_bot.serve import BackgroundServe
 from tests.conftest import Control, slack_settings
 from tests.test_slack_app import answers, button, text_of
 from tests.test_slack_views import assert_valid

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-
-from core.models import LegacyServiceList, Service, ServicePage
+from services_bot.core.models import LegacyServiceList, Service, ServicePage
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"  # copies of the spec's examples (README.md there)
 

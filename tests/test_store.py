@@ -9,9 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
-from core.errors import QueryError
-from core.notifications import (
+from services_bot.core.errors import QueryError
+from services_bot.core.notifications import (
     Notice,
     Subscription,
     Transition,
@@ -22,7 +21,7 @@ from core.notifications import (
     parse_watch_args,
     route,
 )
-from core.store import MIGRATIONS, KnownService, Store
+from services_bot.core.store import MIGRATIONS, KnownService, Store
 
 NOW = datetime.now(UTC)
 

@@ -9,10 +9,9 @@ import struct
 from pathlib import Path
 
 import pytest
-
-from core.errors import StoreError
-from core.store import Store
-from core.store_checks import _checksum, wal_damage
+from services_bot.core.errors import StoreError
+from services_bot.core.store import Store
+from services_bot.core.store_checks import _checksum, wal_damage
 
 
 def wal_of_many_commits(tmp_path: Path) -> tuple[Path, bytes, int]:

@@ -17,11 +17,11 @@ from typing import Any
 
 import httpx
 import pytest
-
-from core.errors import ConfigError
-from emulator import EmulatorServer, EmulatorSettings
-from services_bot.serve import BackgroundServe
+from services_bot.core.errors import ConfigError
+from services_bot.emulator import EmulatorServer, EmulatorSettings
 from services_bot.workspace import WorkspaceClient, WorkspaceServer
+
+from services_bot.serve import BackgroundServe
 from tests.conftest import Control, slack_settings
 from tests.serve_process import ALERTS, POLL, ServeProcess, baselined, outbox_states, read_store, until
 

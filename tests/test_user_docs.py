@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from core.grammar import USAGE
+from services_bot.core.grammar import USAGE
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "manifest.yaml"

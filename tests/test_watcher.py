@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from services_bot.bot.delivery import AlertDelivery
+from services_bot.core.models import KNOWN_STATUSES
+from services_bot.core.notifications import Transition, parse_watch_args
+from services_bot.core.store import Store
+from services_bot.core.watcher import Watcher
+from services_bot.emulator import EmulatorServer, EmulatorSettings
+from services_bot.workspace import WorkspaceClient, WorkspaceServer
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.delivery import AlertDelivery
-from core.models import KNOWN_STATUSES
-from core.notifications import Transition, parse_watch_args
-from core.store import Store
-from core.watcher import Watcher
-from emulator import EmulatorServer, EmulatorSettings
-from services_bot.workspace import WorkspaceClient, WorkspaceServer
 from tests.conftest import Control, queries_for
 
 SERVICES, SEED = 300, 11

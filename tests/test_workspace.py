@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 import uvicorn
+from services_bot.workspace import WorkspaceClient, WorkspaceError, WorkspaceServer, WorkspaceSettings
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
@@ -24,8 +25,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-
-from services_bot.workspace import WorkspaceClient, WorkspaceError, WorkspaceServer, WorkspaceSettings
 
 SECRET = "test-signing-secret"
 TOKEN = "xoxb-test-token"

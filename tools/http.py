@@ -22,9 +22,8 @@ import uvicorn
 from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import SecretStr
+from services_bot.core.errors import ConfigError
 from starlette.types import ASGIApp, Receive, Scope, Send
-
-from core.errors import ConfigError
 
 
 def is_loopback(host: str) -> bool:

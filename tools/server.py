@@ -16,9 +16,8 @@ from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from mcp.server.subscriptions import ResourceUpdated, SubscriptionBus
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
-
-from core.errors import ServicesBotError
-from core.limits import (
+from services_bot.core.errors import ServicesBotError
+from services_bot.core.limits import (
     MAX_CURSOR_CHARS,
     MAX_DURATION_CHARS,
     MAX_ID_CHARS,
@@ -27,11 +26,11 @@ from core.limits import (
     MAX_TAGS_CHARS,
     check_length,
 )
-from core.metrics import MCP_TOOL_CALLS
-from core.models import KNOWN_INFER_TYPES, KNOWN_STATUSES, Service
-from core.notifications import MAX_HISTORY_SINCE, Transition, parse_duration
-from core.query import ServiceQueries, ServiceQuery
-from core.store import Store
+from services_bot.core.metrics import MCP_TOOL_CALLS
+from services_bot.core.models import KNOWN_INFER_TYPES, KNOWN_STATUSES, Service
+from services_bot.core.notifications import MAX_HISTORY_SINCE, Transition, parse_duration
+from services_bot.core.query import ServiceQueries, ServiceQuery
+from services_bot.core.store import Store
 
 StatusName = Literal[
     "running", "deploying", "concerning", "failed", "stopped", "finished", "stopping", "deleting", "pending", "waiting"

@@ -6,12 +6,12 @@ each other, and a session-scoped fixture can share one workspace across tests.
 
 from __future__ import annotations
 
-from starlette.applications import Starlette
-
-from services_bot.background import BackgroundServer
 from services_bot.workspace.app import create_app
 from services_bot.workspace.settings import WorkspaceSettings
 from services_bot.workspace.state import WorkspaceState
+from starlette.applications import Starlette
+
+from services_bot.background import BackgroundServer
 
 
 class WorkspaceServer(BackgroundServer):

@@ -18,11 +18,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-from slack_sdk.signature import SignatureVerifier
-
 from services_bot.workspace.blocks import buttons, with_block_ids
 from services_bot.workspace.socket_mode import NoConnection
 from services_bot.workspace.state import SLACKBOT, Message, WorkspaceState
+from slack_sdk.signature import SignatureVerifier
 
 USER_AGENT = "Slackbot 1.0 (+https://api.slack.com/robots)"
 

@@ -17,11 +17,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-
 from services_bot.workspace.blocks import BlockError, validate_blocks, with_block_ids
 from services_bot.workspace.state import Message, WorkspaceState, ts_key
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 MAX_TEXT = 40_000
 

@@ -8,14 +8,13 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
+from services_bot.workspace import control, page, responses, webapi
+from services_bot.workspace.settings import WorkspaceSettings
+from services_bot.workspace.state import WorkspaceState
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-from services_bot.workspace import control, page, responses, webapi
-from services_bot.workspace.settings import WorkspaceSettings
-from services_bot.workspace.state import WorkspaceState
 
 
 async def healthz(request: Request) -> Response:

@@ -14,11 +14,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-
 from services_bot.workspace.state import Message, WorkspaceState, ts_key
 from services_bot.workspace.users import UserActionError, run_click, run_command
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 LONG_POLL_MAX = 20.0
 

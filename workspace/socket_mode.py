@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from services_bot.workspace.settings import WorkspaceSettings
 
 from services_bot.background import listen
-from services_bot.workspace.settings import WorkspaceSettings
 
 log = logging.getLogger(__name__)
 

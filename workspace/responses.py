@@ -16,11 +16,10 @@ import json
 import time
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-
 from services_bot.workspace.blocks import BlockError, validate_blocks, with_block_ids
 from services_bot.workspace.state import Message, WorkspaceState
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
 
 
 def _text(error: str, status: int) -> Response:
