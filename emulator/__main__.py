@@ -8,7 +8,9 @@ from services_bot.emulator import add_arguments, run, settings_from_args
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m services_bot.emulator", description="Run the ModelArts API emulator.")
+    parser = argparse.ArgumentParser(
+        prog="python -m services_bot.emulator", description="Run the ModelArts API emulator."
+    )
     add_arguments(parser)
     run(settings_from_args(parser.parse_args(argv)))
 

@@ -191,7 +191,9 @@ def gateway(route: str, *, legacy: bool = False, auth: bool = True) -> Callable[
                 if applies and response.status_code == 200 and take_malformed(faults):
                     body = bytes(response.body)
                     response = Response(body[: max(1, len(body) // 2)], 200, media_type=JSON)
-            emu.requests.record(route, request.method, path, request.url.query, response.status_code)
+            emu.requests.record(
+                route, request.method, path, request.url.query, response.status_code, request.headers.get("user-agent")
+            )
             return response
 
         endpoint.__name__ = handler.__name__

@@ -31,10 +31,12 @@ class RequestLog:
         self.by_route: Counter[str] = Counter()
         self.log: deque[dict[str, Any]] = deque(maxlen=500)
 
-    def record(self, route: str, method: str, path: str, query: str, status: int) -> None:
+    def record(
+        self, route: str, method: str, path: str, query: str, status: int, user_agent: str | None = None
+    ) -> None:
         self.total += 1
         self.by_route[route] += 1
-        self.log.append({"method": method, "path": path, "query": query, "status": status})
+        self.log.append({"method": method, "path": path, "query": query, "status": status, "user_agent": user_agent})
 
     def as_dict(self) -> dict[str, Any]:
         by_route = {r: self.by_route.get(r, 0) for r in ROUTES}

@@ -22,6 +22,7 @@ from services_bot.core.grammar import (
     HelpCommand,
     parse_command,
 )
+from services_bot.core.version import VERSION
 from services_bot.logs import setup_logging
 from services_bot.wiring import open_existing_store, open_queries
 
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Ask about Huawei Cloud ModelArts inference services from Slack, MCP or the terminal.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log requests and retries to stderr")
+    parser.add_argument("--version", action="version", version=f"services-bot {VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     ask = sub.add_parser(

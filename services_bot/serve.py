@@ -34,6 +34,7 @@ from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.internal_utils import get_user_agent
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -49,6 +50,7 @@ from services_bot.core.errors import ConfigError, QueryError, StoreError
 from services_bot.core.lease import StoreLease, lock_path, read_record
 from services_bot.core.query import ServiceQueries, parse_statuses
 from services_bot.core.store import Store
+from services_bot.core.version import USER_AGENT
 from services_bot.core.watcher import Watcher
 from services_bot.tools.http import mcp_http_app
 from services_bot.tools.server import create_mcp_server, resource_updates
@@ -434,7 +436,19 @@ def slack_web_client(settings: Settings, *, sdk_retries: bool = True) -> AsyncWe
         base_url=base_url,
         timeout=settings.services_bot_slack_timeout_seconds,  # type: ignore[arg-type]  # aiohttp takes a float
         retry_handlers=None if sdk_retries else [],
+        headers=_KeepUserAgent({"User-Agent": f"{USER_AGENT} {get_user_agent()}"}),
     )
+
+
+class _KeepUserAgent(dict[str, str]):
+    """Headers whose User-Agent, once set, stays. slack_sdk's client constructor writes its default User-Agent
+    into the headers dict it is given, and bolt builds every per-request client from the app client's dict: the
+    product's name and version would be overwritten on the first request (``user_agent_prefix`` is not passed on)."""
+
+    def __setitem__(self, key: str, value: str) -> None:
+        if key == "User-Agent" and key in self:
+            return
+        super().__setitem__(key, value)
 
 
 async def _connect_socket_mode(app: AsyncApp, settings: Settings) -> AsyncSocketModeHandler:

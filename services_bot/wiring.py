@@ -16,6 +16,7 @@ from services_bot.core.config import Settings, Target
 from services_bot.core.query import ServiceQueries
 from services_bot.core.retry import RetryPolicy
 from services_bot.core.store import Store
+from services_bot.core.version import USER_AGENT
 
 
 def local_settings(url: str, project_id: str, token: str, **overrides: object) -> Settings:
@@ -71,7 +72,7 @@ async def open_queries(settings: Settings) -> AsyncIterator[ServiceQueries]:
     async with httpx.AsyncClient(
         timeout=httpx.Timeout(settings.services_bot_timeout_seconds),
         limits=limits,
-        headers={"User-Agent": "services-bot/0.1", "Accept": "application/json"},
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
     ) as http:
         retry = RetryPolicy(
             max_retries=settings.services_bot_max_retries,

@@ -719,7 +719,13 @@ def test_control_reset_and_requests_counters(client: httpx.Client, anon: httpx.C
     client.get("/_emulator/faults")  # control requests are not counted
     log = client.get("/_emulator/requests").json()
     assert log["total"] == 4 and log["by_route"] == {"list": 1, "show": 1, "legacy": 1, "iam": 1}
-    assert log["log"][0] == {"method": "GET", "path": f"{P}/services", "query": "limit=1", "status": 200}
+    assert log["log"][0] == {
+        "method": "GET",
+        "path": f"{P}/services",
+        "query": "limit=1",
+        "status": 200,
+        "user_agent": f"python-httpx/{httpx.__version__}",
+    }
     assert log["log"][1]["status"] == 404
     client.delete("/_emulator/requests")
     assert client.get("/_emulator/requests").json()["total"] == 0

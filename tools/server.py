@@ -31,6 +31,7 @@ from services_bot.core.models import KNOWN_INFER_TYPES, KNOWN_STATUSES, Service
 from services_bot.core.notifications import MAX_HISTORY_SINCE, Transition, parse_duration
 from services_bot.core.query import ServiceQueries, ServiceQuery
 from services_bot.core.store import Store
+from services_bot.core.version import VERSION
 
 StatusName = Literal[
     "running", "deploying", "concerning", "failed", "stopped", "finished", "stopping", "deleting", "pending", "waiting"
@@ -216,6 +217,7 @@ def create_mcp_server(
 
     server = CountingMCPServer(
         name="services-bot",
+        version=VERSION,
         instructions="Read-only access to Huawei Cloud ModelArts inference services: list and filter services, "
         "read one service's details, summarise what is unhealthy, and list recent status changes. Start with "
         "summarize_services.",

@@ -338,13 +338,16 @@ class WorkspaceState:
         self.response_urls[rid] = ResponseUrl(rid, kind, channel, user, message_ts, thread_ts)
         return f"{self.url}/response/{rid}"
 
-    def record_call(self, method: str, args: dict[str, Any], http_method: str) -> dict[str, Any]:
+    def record_call(
+        self, method: str, args: dict[str, Any], http_method: str, user_agent: str | None = None
+    ) -> dict[str, Any]:
         self.call_seq += 1
         call = {
             "seq": self.call_seq,
             "method": method,
             "args": args,
             "http_method": http_method,
+            "user_agent": user_agent,
             "at": time.time(),
             "ok": None,
             "error": None,

@@ -471,7 +471,7 @@ async def api(request: Request) -> Response:
         if isinstance(recorded.get(key), str):
             with contextlib.suppress(ApiError):
                 recorded[key] = opt_json(recorded, key, kind)
-    call = state.record_call(method, recorded, request.method)
+    call = state.record_call(method, recorded, request.method, request.headers.get("user-agent"))
 
     def answer(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
         call["ok"], call["error"], call["status"] = body.get("ok"), body.get("error"), status
