@@ -9,9 +9,10 @@ from importlib.metadata import version
 from mcp import Client
 from services_bot.core.query import ServiceQuery
 from services_bot.emulator import EmulatorServer
-from services_bot.workspace import WorkspaceClient
+from services_bot.workspace import WorkspaceClient, WorkspaceServer
 
-from tests.conftest import Control, queries_for
+from services_bot.serve import BackgroundServe
+from tests.conftest import Control, queries_for, slack_settings
 from tests.test_mcp_tools import server_for
 from tests.test_slack_app import ask
 
@@ -32,13 +33,18 @@ async def test_mcp_server_info_carries_the_version(emulator_server: EmulatorServ
 
 
 async def test_api_and_slack_calls_name_the_product_and_version(
-    emulator_server: EmulatorServer, control: Control, workspace: WorkspaceClient
+    emulator_server: EmulatorServer, control: Control, workspace_server: WorkspaceServer
 ) -> None:
     control.clear_requests()
     async with queries_for(emulator_server) as queries:
         await queries.list(ServiceQuery.build(statuses=["failed"]))
     ours = [e for e in control.requests()["log"] if e["path"].endswith("/services") and "status=failed" in e["query"]]
     assert ours and {e["user_agent"] for e in ours} == {f"services-bot/{INSTALLED}"}, ours
-    await ask(workspace, "failed limit:3")  # bolt's per-request client calls auth.test for it
-    web_api = [c for c in await workspace.calls() if c["method"] != "response_url"]
+    # a bot of its own: bolt calls auth.test once per app, through the per-request client it builds from ours
+    with BackgroundServe(slack_settings(emulator_server, workspace_server), watch=False, mcp=False) as bot:
+        async with WorkspaceClient(workspace_server.url) as workspace:
+            await workspace.reset()
+            await workspace.set_app_url(bot.url + "/slack/events")
+            await ask(workspace, "failed limit:3")
+            web_api = [c for c in await workspace.calls() if c["method"] != "response_url"]
     assert web_api and all(f"services-bot/{INSTALLED}" in (c["user_agent"] or "") for c in web_api), web_api
