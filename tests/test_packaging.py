@@ -25,8 +25,12 @@ def test_the_wheel_installs_only_the_services_bot_namespace(tmp_path: Path) -> N
     names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/", 1)[0] for name in names if ".dist-info/" not in name}
     assert top == {"services_bot"}
-    for module in ("core/query.py", "bot/app.py", "tools/server.py", "emulator/api.py", "workspace/static/index.html"):
-        assert f"services_bot/{module}" in names, module
+    for folder in sorted(FOLDERS):  # every module of every folder, subpackages included, and the page's files
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.suffix in (".py", ".html", ".js", ".css") and "__pycache__" not in path.parts:
+                assert f"services_bot/{path.relative_to(ROOT).as_posix()}" in names, path
+    for path in sorted((ROOT / "services_bot").glob("*.py")):
+        assert f"services_bot/{path.name}" in names, path
 
 
 def test_no_module_imports_a_folder_by_its_bare_name() -> None:
