@@ -120,6 +120,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return run_demo(port=args.port, services=args.services, churn=args.churn, once=args.once, poll=args.poll)
     except (ServicesBotError, RuntimeError, OSError) as exc:
         message = exc.user_text() if isinstance(exc, ServicesBotError) else str(exc)
+        if "in use" in message.lower():  # another demo, most likely: say how to run a second one
+            message += (
+                " Is another demo running? `--port 0` picks free ports"
+                f" (--port {args.port} uses {args.port} to {args.port + 2})."
+            )
         print(f"error: {message}", file=sys.stderr)
         return 2
 

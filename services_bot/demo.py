@@ -9,7 +9,9 @@ loopback; Ctrl-C stops it all.
 from __future__ import annotations
 
 import asyncio
+import shlex
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -22,6 +24,15 @@ from services_bot.wiring import local_settings, open_queries
 from services_bot.workspace import WorkspaceClient, WorkspaceServer, WorkspaceSettings
 
 ALERTS_CHANNEL = "C0ALERTS"
+
+
+def self_command() -> str:
+    """This very ``services-bot``, as a command that works when pasted into another terminal: its full path,
+    since the venv it was installed in need not be on that terminal's PATH."""
+    here = Path(sys.argv[0])
+    if here.name == "services-bot" and here.is_file():
+        return shlex.quote(str(here.absolute()))
+    return f"{shlex.quote(sys.executable)} -m services_bot.cli"
 
 
 def _port(base: int, offset: int) -> int:
@@ -76,7 +87,7 @@ def _print_urls(
 The watcher polls every {poll:g} s. To ask from another terminal:
   export MODELARTS_ENDPOINT={api.url} MODELARTS_PROJECT_ID={api.settings.project_id} \\
 MODELARTS_AUTH_TOKEN={api.settings.token}
-  services-bot ask failed
+  {self_command()} ask failed
 Press Ctrl-C to stop.""",
         flush=True,
     )
@@ -87,7 +98,7 @@ async def _check(api: emulator.EmulatorServer, workspace: WorkspaceServer) -> in
     settings = local_settings(api.url, api.settings.project_id, api.settings.token)
     async with open_queries(settings) as queries:
         for text in ("summary", "failed limit:5"):
-            print(f"\n$ services-bot ask {text}")
+            print(f"\n$ {self_command()} ask {text}")
             try:
                 print(await answer(queries, text, as_json=False))
             except ServicesBotError as exc:

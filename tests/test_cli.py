@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from services_bot.emulator import EmulatorServer
@@ -126,3 +129,33 @@ def test_demo_once_answers_and_exits() -> None:
     assert "Slack workspace  http://127.0.0.1:" in proc.stdout and "/mcp" in proc.stdout
     assert "/services summary in the workspace: ack" in proc.stdout and "unhealthy" in proc.stdout
     assert_no_traceback(proc)
+
+
+def test_the_demo_banner_prints_commands_that_work_as_printed() -> None:
+    """`services-bot ask …` is not on the PATH of someone who ran the README's `.venv/bin/services-bot demo`."""
+    script = Path(sys.executable).parent / "services-bot"
+    proc = subprocess.run(
+        [str(script), "demo", "--once", "--port", "0", "--services", "20"],
+        capture_output=True, text=True, timeout=120, cwd="/",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    printed = next(line.strip() for line in proc.stdout.splitlines() if line.strip().endswith(" ask failed"))
+    command = shlex.split(printed)[0]
+    assert Path(command).is_absolute() and Path(command).is_file(), printed
+    assert "$ services-bot ask" not in proc.stdout
+
+
+def test_a_port_in_use_is_reported_with_the_fix() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        demo = run(["demo", "--once", "--port", str(port)])
+        mcp = run(["mcp", "--transport", "http", "--port", str(port)], {
+            "MODELARTS_ENDPOINT": "http://127.0.0.1:9", "MODELARTS_PROJECT_ID": "p", "MODELARTS_AUTH_TOKEN": "t",
+        })  # fmt: skip
+    assert demo.returncode == 2 and "--port 0" in demo.stderr, demo.stderr
+    assert mcp.returncode == 2 and "--port" in mcp.stderr and "in use" in mcp.stderr.lower(), mcp.stderr
+    assert "MCP over Streamable HTTP at" not in mcp.stdout, "no URL for a server that is not listening"
+    assert_no_traceback(demo)
+    assert_no_traceback(mcp)

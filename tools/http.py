@@ -17,6 +17,7 @@ import hmac
 import ipaddress
 import json
 import re
+import socket
 
 import uvicorn
 from mcp.server import MCPServer
@@ -109,5 +110,13 @@ def run_http(
     server: MCPServer, *, host: str, port: int, token: SecretStr | None, session_idle_seconds: float, allowed: str = ""
 ) -> None:
     app = mcp_http_app(server, host=host, token=token, session_idle_seconds=session_idle_seconds, allowed=allowed)
-    print(f"MCP over Streamable HTTP at http://{host}:{port}/mcp", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    try:  # bound before the URL is printed: a busy port is an error, not a URL that does not answer
+        sock = socket.create_server((host, port), reuse_port=False)
+    except OSError as exc:
+        raise ConfigError(
+            f"Cannot listen on {host}:{port}: {exc.strerror or exc}.",
+            hint="Pick another port with --port (0 picks a free one) or SERVICES_BOT_PORT.",
+        ) from None
+    with sock:
+        print(f"MCP over Streamable HTTP at http://{host}:{sock.getsockname()[1]}/mcp", flush=True)
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
