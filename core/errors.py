@@ -28,6 +28,10 @@ class ConfigError(ServicesBotError):
     """The configuration is missing or inconsistent; raised before any request is made."""
 
 
+class CannotListenError(ConfigError):
+    """The address a server was to listen on cannot be had (most often: the port is in use)."""
+
+
 class QueryError(ServicesBotError):
     """A query or a command could not be understood; ``suggestion`` holds the likely intended word."""
 

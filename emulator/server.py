@@ -131,13 +131,14 @@ class EmulatorServer:
 def run(settings: EmulatorSettings | None = None) -> None:
     """Serve until Ctrl-C (blocking); prints where the emulator listens and how to authenticate."""
     settings = settings or EmulatorSettings()
+    sock = _listen(settings.host, settings.port)  # an OSError (port in use) before any fleet is generated
     started = time.perf_counter()
     app = create_app(settings)
     took = time.perf_counter() - started
     server = uvicorn.Server(_config(app, settings, "warning"))
 
     async def serve() -> None:
-        serve_task = asyncio.create_task(server.serve())
+        serve_task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not serve_task.done():  # noqa: ASYNC110 - uvicorn offers no event
             await asyncio.sleep(0.01)
         if server.started:
@@ -154,5 +155,5 @@ def run(settings: EmulatorSettings | None = None) -> None:
             print(f"  controls   : http://{host}:{port}/_emulator/healthz   (Ctrl-C to stop)", flush=True)
         await serve_task
 
-    with contextlib.suppress(KeyboardInterrupt):
+    with sock, contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())

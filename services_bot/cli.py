@@ -16,7 +16,7 @@ from typing import Any
 
 from services_bot.answers import answer, dumps_json
 from services_bot.core.config import load_settings
-from services_bot.core.errors import ApiError, ServicesBotError
+from services_bot.core.errors import ApiError, CannotListenError, ServicesBotError
 from services_bot.core.grammar import (
     HELP_TEXT,
     HelpCommand,
@@ -48,8 +48,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_OK, EXIT_API, EXIT_INPUT, EXIT_LISTEN = 0, 1, 2, 3
+"""The exit codes, as the README's table documents them."""
+
+
 def _fail(exc: ServicesBotError, as_json: bool) -> int:
-    code = 1 if isinstance(exc, ApiError) else 2
+    code = EXIT_API if isinstance(exc, ApiError) else EXIT_LISTEN if isinstance(exc, CannotListenError) else EXIT_INPUT
     if as_json:
         error: dict[str, Any] = {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint}
         if isinstance(exc, ApiError):
@@ -65,7 +69,14 @@ def _fail(exc: ServicesBotError, as_json: bool) -> int:
 def cmd_emulator(args: argparse.Namespace) -> int:
     from services_bot import emulator
 
-    emulator.run(emulator.settings_from_args(args))
+    settings = emulator.settings_from_args(args)
+    try:
+        emulator.run(settings)
+    except OSError as exc:
+        return _fail(CannotListenError(
+            f"Cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}.",
+            hint="Pick another port with --port (0 picks a free one).",
+        ), False)  # fmt: skip
     return 0
 
 
@@ -120,13 +131,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return run_demo(port=args.port, services=args.services, churn=args.churn, once=args.once, poll=args.poll)
     except (ServicesBotError, RuntimeError, OSError) as exc:
         message = exc.user_text() if isinstance(exc, ServicesBotError) else str(exc)
-        if "in use" in message.lower():  # another demo, most likely: say how to run a second one
+        in_use = "in use" in message.lower()
+        if in_use:  # another demo, most likely: say how to run a second one
             message += (
                 " Is another demo running? `--port 0` picks free ports"
                 f" (--port {args.port} uses {args.port} to {args.port + 2})."
             )
         print(f"error: {message}", file=sys.stderr)
-        return 2
+        return EXIT_LISTEN if in_use or isinstance(exc, CannotListenError) else EXIT_INPUT
 
 
 def build_parser() -> argparse.ArgumentParser:

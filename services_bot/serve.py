@@ -46,7 +46,7 @@ from services_bot.bot.delivery import AlertDelivery
 from services_bot.bot.http_guard import Refusal, SlackRequestGuard
 from services_bot.bot.notify import ChannelNotifications
 from services_bot.core.config import Settings
-from services_bot.core.errors import ConfigError, QueryError, StoreError
+from services_bot.core.errors import CannotListenError, ConfigError, QueryError, StoreError
 from services_bot.core.lease import StoreLease, lock_path, read_record
 from services_bot.core.query import ServiceQueries, parse_statuses
 from services_bot.core.store import Store
@@ -486,7 +486,7 @@ def run_serve(settings: Settings, *, host: str, port: int, mcp: bool, watch: boo
     try:
         sock = listen(host, port)
     except ListenError as exc:
-        raise ConfigError(str(exc), hint="Pick another port with --port or SERVICES_BOT_PORT.") from None
+        raise CannotListenError(str(exc), hint="Pick another port with --port or SERVICES_BOT_PORT.") from None
     url = f"http://{host}:{sock.getsockname()[1]}"
 
     def ready() -> None:

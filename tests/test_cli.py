@@ -125,7 +125,7 @@ def test_help_lists_the_grammar() -> None:
 def test_demo_once_answers_and_exits() -> None:
     proc = run(["demo", "--once", "--port", "0", "--services", "60"], timeout=90)
     assert proc.returncode == 0, proc.stderr
-    assert "$ services-bot ask summary" in proc.stdout and "By status:" in proc.stdout
+    assert "-m services_bot.cli ask summary" in proc.stdout and "By status:" in proc.stdout  # runnable as printed
     assert "Slack workspace  http://127.0.0.1:" in proc.stdout and "/mcp" in proc.stdout
     assert "/services summary in the workspace: ack" in proc.stdout and "unhealthy" in proc.stdout
     assert_no_traceback(proc)
@@ -145,17 +145,28 @@ def test_the_demo_banner_prints_commands_that_work_as_printed() -> None:
     assert "$ services-bot ask" not in proc.stdout
 
 
-def test_a_port_in_use_is_reported_with_the_fix() -> None:
+def test_a_port_in_use_exits_3_with_the_fix(tmp_path: Path) -> None:
+    """Exit 3 (the README's table) for every server command; the emulator used to die with a traceback."""
+    api = {"MODELARTS_ENDPOINT": "http://127.0.0.1:9", "MODELARTS_PROJECT_ID": "p", "MODELARTS_AUTH_TOKEN": "t"}
+    slack = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s", "SERVICES_BOT_DB": str(tmp_path / "s.db")}
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
-        port = busy.getsockname()[1]
-        demo = run(["demo", "--once", "--port", str(port)])
-        mcp = run(["mcp", "--transport", "http", "--port", str(port)], {
-            "MODELARTS_ENDPOINT": "http://127.0.0.1:9", "MODELARTS_PROJECT_ID": "p", "MODELARTS_AUTH_TOKEN": "t",
-        })  # fmt: skip
-    assert demo.returncode == 2 and "--port 0" in demo.stderr, demo.stderr
-    assert mcp.returncode == 2 and "--port" in mcp.stderr and "in use" in mcp.stderr.lower(), mcp.stderr
+        port = str(busy.getsockname()[1])
+        demo = run(["demo", "--once", "--port", port])
+        mcp = run(["mcp", "--transport", "http", "--port", port], api)
+        serve = run(["serve", "--port", port], {**api, **slack})
+        emulator = run(["emulator", "--port", port, "--services", "5"])
+    assert "--port 0" in demo.stderr, demo.stderr
     assert "MCP over Streamable HTTP at" not in mcp.stdout, "no URL for a server that is not listening"
-    assert_no_traceback(demo)
-    assert_no_traceback(mcp)
+    for proc in (demo, mcp, serve, emulator):
+        assert proc.returncode == 3, (proc.args, proc.stderr)
+        assert "in use" in proc.stderr.lower() and "--port" in proc.stderr, proc.stderr
+        assert_no_traceback(proc)
+
+
+def test_usage_errors_and_the_version_exit_as_documented() -> None:
+    assert run([]).returncode == 2
+    assert run(["--bogus"]).returncode == 2
+    assert run(["ask", "faild"]).returncode == 2
+    assert run(["--version"]).returncode == 0

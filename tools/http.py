@@ -23,7 +23,7 @@ import uvicorn
 from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import SecretStr
-from services_bot.core.errors import ConfigError
+from services_bot.core.errors import CannotListenError, ConfigError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 
@@ -113,7 +113,7 @@ def run_http(
     try:  # bound before the URL is printed: a busy port is an error, not a URL that does not answer
         sock = socket.create_server((host, port), reuse_port=False)
     except OSError as exc:
-        raise ConfigError(
+        raise CannotListenError(
             f"Cannot listen on {host}:{port}: {exc.strerror or exc}.",
             hint="Pick another port with --port (0 picks a free one) or SERVICES_BOT_PORT.",
         ) from None
