@@ -4,7 +4,9 @@
 #      and runs `services-bot --help` in it;
 #   2. on a private docker network, an emulator container and a `serve` container (the image's default
 #      command) against it: the HEALTHCHECK must turn healthy, /healthz must answer 200 on the published
-#      port, `ask` must reach the emulator from inside, and the process must not run as root.
+#      port, `ask` must reach the emulator from inside, and the process must not run as root;
+#   3. `docker run -i --rm IMAGE mcp` (the stdio MCP server, as a client's config runs it) answers initialize
+#      with its name and version, and lists the tools.
 # Everything started here (containers, network, a docker daemon) is stopped on exit; a failure prints the
 # containers' logs. Env: IMAGE (default services-bot:ci), DOCKER_SMOKE (path of the docker-smoke tool),
 # DOCKER (default /usr/bin/docker), SMOKE_TIMEOUT (seconds to wait for healthy, default 90).
@@ -110,4 +112,18 @@ log "runs as uid $uid"
 "$DOCKER" exec "$SRV" services-bot ask --json summary | python3 -c \
   'import json, sys; d = json.load(sys.stdin); assert "error" not in d, d; print("== docker-smoke: ask summary:", str(d)[:200])'
 
+# 3. the stdio MCP server as an MCP client's config runs it (`docker run -i --rm IMAGE mcp`): initialize, list tools
+replies=$(printf '%s\n' \
+  '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"ci","version":"1"}}}' \
+  '{"jsonrpc":"2.0","method":"notifications/initialized"}' \
+  '{"jsonrpc":"2.0","id":2,"method":"tools/list"}' \
+  | timeout 60 "$DOCKER" run -i --rm --network "$NET" -e MODELARTS_ENDPOINT="http://$EMU:8090" \
+      -e MODELARTS_PROJECT_ID=emulator-project -e MODELARTS_AUTH_TOKEN=emulator-token "$IMAGE" mcp)
+python3 -c '
+import json, sys
+answers = {m["id"]: m for m in (json.loads(l) for l in sys.stdin.read().splitlines() if l.strip()) if "id" in m}
+info = answers[1]["result"]["serverInfo"]
+tools = sorted(t["name"] for t in answers[2]["result"]["tools"])
+assert info["name"] == "services-bot" and info["version"] and "list_services" in tools, (info, tools)
+print("== docker-smoke: stdio MCP:", info["name"], info["version"], tools)' <<<"$replies"
 log "OK ($IMAGE, $((SECONDS - t0)) s)"

@@ -223,9 +223,10 @@ async def test_delivery_lifecycle(tmp_path: Path) -> None:
         first, second, _ = (d.id for d in due)
         await store.mark_in_flight([first, second])
         await store.mark_done([first], "111.1", thread_ts="100.0")
-        await store.mark_retry([second], NOW + timedelta(minutes=5), "ratelimited")
+        now = datetime.now(UTC)  # not the import-time NOW: a long suite run would make "in 5 minutes" past already
+        await store.mark_retry([second], now + timedelta(minutes=5), "ratelimited")
         assert [d.id for d in await store.due_deliveries()] == [notice_id]
-        assert [d.id for d in await store.due_deliveries(NOW + timedelta(minutes=6))] == [second, notice_id]
+        assert [d.id for d in await store.due_deliveries(now + timedelta(minutes=6))] == [second, notice_id]
         await store.mark_failed([notice_id], "channel_not_found")
         [done] = await store.deliveries(state="done")
         assert (done.ts, done.thread_ts) == ("111.1", "100.0")
