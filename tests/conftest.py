@@ -165,3 +165,29 @@ async def workspace(workspace_server: WorkspaceServer, slack_bot: BackgroundServ
         await client.reset()
         await client.set_app_url(slack_bot.url + "/slack/events")
         yield client
+
+
+@pytest.fixture(scope="module")
+def fleet(request: pytest.FixtureRequest) -> Iterator[EmulatorServer]:
+    """A small flat fleet (20 services, no churn) of the module's own, for tests that run ``serve`` processes
+    against it; a module's ``FLEET_SEED`` picks the seed."""
+    seed = getattr(request.module, "FLEET_SEED", 5)
+    with EmulatorServer(EmulatorSettings(port=0, services=20, workspaces=0, seed=seed, churn=0)) as server:
+        yield server
+
+
+@pytest.fixture
+def fleet_control(fleet: EmulatorServer) -> Iterator[Control]:
+    """``fleet`` reset to its 20 services before each test."""
+    ctl = Control(fleet.url)
+    ctl.reset(services=20, seed=fleet.settings.seed)
+    yield ctl
+    ctl.http.close()
+
+
+@pytest.fixture
+async def slack(workspace_server: WorkspaceServer) -> AsyncIterator[WorkspaceClient]:
+    """A clean Slack stand-in to read what a ``serve`` process posted."""
+    async with WorkspaceClient(workspace_server.url) as client:
+        await client.reset()
+        yield client

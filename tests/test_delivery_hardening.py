@@ -12,13 +12,12 @@ import json
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from services_bot.emulator import EmulatorServer, EmulatorSettings
+from services_bot.emulator import EmulatorServer
 from services_bot.workspace import WorkspaceClient, WorkspaceServer
 
 from services_bot.serve import BackgroundServe
@@ -45,25 +44,8 @@ FAST = {
 takes seconds."""
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[EmulatorServer]:
-    with EmulatorServer(EmulatorSettings(port=0, services=20, workspaces=0, seed=23, churn=0)) as server:
-        yield server
-
-
-@pytest.fixture
-def fleet_control(fleet: EmulatorServer) -> Iterator[Control]:
-    ctl = Control(fleet.url)
-    ctl.reset(services=20, seed=23)
-    yield ctl
-    ctl.http.close()
-
-
-@pytest.fixture
-async def slack(workspace_server: WorkspaceServer) -> AsyncIterator[WorkspaceClient]:
-    async with WorkspaceClient(workspace_server.url) as client:
-        await client.reset()
-        yield client
+FLEET_SEED = 23
+"""The seed of this module's own small fleet (conftest's ``fleet``)."""
 
 
 def top_level(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

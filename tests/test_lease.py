@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from services_bot.core.lease import lock_path, read_record
-from services_bot.emulator import EmulatorServer, EmulatorSettings
+from services_bot.emulator import EmulatorServer
 from services_bot.workspace import WorkspaceClient, WorkspaceServer
 
 from services_bot.serve import BackgroundServe
@@ -24,25 +22,8 @@ TAKE_OVER_BOUND = 5.0
 slack for a loaded machine."""
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[EmulatorServer]:
-    with EmulatorServer(EmulatorSettings(port=0, services=20, workspaces=0, seed=5, churn=0)) as server:
-        yield server
-
-
-@pytest.fixture
-def fleet_control(fleet: EmulatorServer) -> Iterator[Control]:
-    ctl = Control(fleet.url)
-    ctl.reset(services=20, seed=5)
-    yield ctl
-    ctl.http.close()
-
-
-@pytest.fixture
-async def slack(workspace_server: WorkspaceServer) -> AsyncIterator[WorkspaceClient]:
-    async with WorkspaceClient(workspace_server.url) as client:
-        await client.reset()
-        yield client
+FLEET_SEED = 5
+"""The seed of this module's own small fleet (conftest's ``fleet``)."""
 
 
 async def _is_holder(proc: ServeProcess) -> bool:

@@ -11,14 +11,13 @@ import resource
 import shutil
 import sqlite3
 import subprocess
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from services_bot.core.errors import ConfigError
-from services_bot.emulator import EmulatorServer, EmulatorSettings
+from services_bot.emulator import EmulatorServer
 from services_bot.workspace import WorkspaceClient, WorkspaceServer
 
 from services_bot.serve import BackgroundServe
@@ -28,25 +27,8 @@ from tests.serve_process import ALERTS, POLL, ServeProcess, baselined, outbox_st
 GENERAL = "C0GENERAL"
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Iterator[EmulatorServer]:
-    with EmulatorServer(EmulatorSettings(port=0, services=20, workspaces=0, seed=9, churn=0)) as server:
-        yield server
-
-
-@pytest.fixture
-def fleet_control(fleet: EmulatorServer) -> Iterator[Control]:
-    ctl = Control(fleet.url)
-    ctl.reset(services=20, seed=9)
-    yield ctl
-    ctl.http.close()
-
-
-@pytest.fixture
-async def slack(workspace_server: WorkspaceServer) -> AsyncIterator[WorkspaceClient]:
-    async with WorkspaceClient(workspace_server.url) as client:
-        await client.reset()
-        yield client
+FLEET_SEED = 9
+"""The seed of this module's own small fleet (conftest's ``fleet``)."""
 
 
 async def status_is(proc: ServeProcess, status: int) -> bool:
