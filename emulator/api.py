@@ -27,7 +27,7 @@ from services_bot.emulator.faults import (
 )
 from services_bot.emulator.fleet import DEFAULT_WORKSPACE, Service, now_ms
 from services_bot.emulator.iam import issue_token
-from services_bot.emulator.query import InvalidParameter, PagingRules, page_start, parse_list_query, run_list_query
+from services_bot.emulator.query import InvalidParameter, page_start, parse_list_query, run_list_query
 from services_bot.emulator.quirks import Quirks
 from services_bot.emulator.render import UNKNOWN_FIELD, details, dumps, encoded_legacy_row, encoded_row
 from services_bot.emulator.state import EmulatorState
@@ -225,13 +225,7 @@ _NOT_A_LISTING: dict[str, Callable[[int], dict[str, object]]] = {
 async def list_services(request: Request, emu: EmulatorState) -> Response:
     """``GET /v1/{project_id}/services``: a page of ListServices rows (semantics in query.py)."""
     quirks = emu.quirks
-    rules = PagingRules(
-        offset_mode=quirks.offset_mode,
-        max_limit=quirks.max_limit,
-        offset_multiple_of_limit=quirks.offset_multiple_of_limit,
-        offset_past_end_400=quirks.offset_past_end_400,
-        result_window=quirks.result_window,
-    )
+    rules = quirks.paging_rules()
     try:
         q = parse_list_query(request.query_params, ignore_sort_by=quirks.ignore_sort_by)
         faulted = emu.faults.applies_to(request.url.path)

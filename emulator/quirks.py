@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from services_bot.emulator.query import PagingRules
 from services_bot.emulator.settings import OFFSET_MODES
 
 
@@ -51,6 +52,16 @@ class Quirks:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def paging_rules(self) -> PagingRules:
+        """The paging switches, as the list query applies them."""
+        return PagingRules(
+            offset_mode=self.offset_mode,
+            max_limit=self.max_limit,
+            offset_multiple_of_limit=self.offset_multiple_of_limit,
+            offset_past_end_400=self.offset_past_end_400,
+            result_window=self.result_window,
+        )
 
     #: switches that are a count (a positive integer) or null, not a boolean
     COUNT_FIELDS = ("max_limit", "result_window")
