@@ -485,7 +485,7 @@ class Fleet:
         self._order_ver = dict.fromkeys(ORDER_KEYS, 0)
         self.by_generation: dict[str, int] = {"v1": 0, "v2": 0, "both": 0}
         self._by_id_sorted: tuple[int, list[Service]] | None = None
-        self._orders: dict[str, tuple[int, list[Service]]] = {}
+        self._orders: dict[str, tuple[tuple[int, ...], list[Service]]] = {}  # sort_by -> (key versions, order)
         self._select_cache: dict[Hashable, tuple[int, list[Service]]] = {}
         self._select_version = 0
         for s in services:

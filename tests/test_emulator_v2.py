@@ -155,6 +155,14 @@ def test_details_have_the_fixtures_fields(client: httpx.Client) -> None:
     listed = page(client, id=row["id"])["data"][0]
     assert isinstance(listed["create_at"], str) and isinstance(listed["version_count"], str)
 
+    client.post("/_emulator/quirks", json={"numbers_as_strings": False, "unknown_fields": True})
+    body = page(client, id=row["id"])
+    assert body["new_field"] == body["data"][0]["new_field"] == {"x": 1} and isinstance(body["total"], int)
+    assert client.get(f"{V2}/services/{row['id']}").json()["new_field"] == {"x": 1}
+    client.post("/_emulator/quirks", json={"request_id_in_body": True, "error_message_key": True})
+    error = client.get(f"{V2}/services", params={"limit": 0}).json()
+    assert error["request_id"] and "limit" in error["error_message"]
+
 
 def test_concerning_details_show_the_deployment_short_of_instances(client: httpx.Client) -> None:
     concerning = fixture("v2-show-service-concerning.json")
