@@ -151,7 +151,10 @@ class ChannelNotifications:
         target, service_id = str(value.get("t") or ""), str(value.get("id") or "")
         if value.get("c") != channel or not service_id or not self._scope(channel).allows(target):
             raise ButtonValueError()
-        return await self._unmute(channel, user, target, service_id)
+        lifted = await self._unmute(channel, user, target, service_id)
+        if lifted is None:
+            raise ButtonValueError()  # stale: the mute has ended or was lifted since the button was drawn
+        return lifted
 
     async def _unmute_named(self, channel: str, user: str, ref: str) -> Reply:
         active = await self.store.mutes(channel)
@@ -170,14 +173,18 @@ class ChannelNotifications:
         if len(chosen) > 1:
             ids = ", ".join(m.service_id for m in chosen)
             raise QueryError(f"Several muted services are named '{preview(ref)}': {ids}.", hint="Unmute one by id.")
-        return await self._unmute(channel, user, chosen[0].target, chosen[0].service_id)
-
-    async def _unmute(self, channel: str, user: str, target: str, service_id: str) -> Reply:
-        lifted = await self.store.unmute(channel, target, service_id)
+        lifted = await self._unmute(channel, user, chosen[0].target, chosen[0].service_id)
         if lifted is None:
             raise QueryError(
                 "That mute has already ended or was lifted.", hint="`/services mutes` lists this channel's mutes."
             )
+        return lifted
+
+    async def _unmute(self, channel: str, user: str, target: str, service_id: str) -> Reply | None:
+        """Lift the mute and say so in the channel; None when there was no active mute to lift."""
+        lifted = await self.store.unmute(channel, target, service_id)
+        if lifted is None:
+            return None
         name = lifted.service_name or service_id
         await self.store.audit("unmute", channel, user, target=target, service_id=service_id, detail=name)
         return _said(f"{mention(user)} unmuted *{escape(name, 150)}* in this channel: its alerts are back.")
