@@ -220,10 +220,14 @@ class ChannelNotifications:
             transitions = await self.store.poll_transitions(poll_id, channel) if poll_id else []
             if not transitions or not all(scope.allows(t.target) for t in transitions):
                 raise ButtonValueError()
+            new = False
             for t in transitions:
                 if t.id is not None and await self.store.was_posted(channel, t.id):
-                    await self.store.acknowledge(channel, t.id, user)
-            await self.store.audit("acknowledge", channel, user, detail=f"{len(transitions)} services changed state")
+                    new = (await self.store.acknowledge(channel, t.id, user))[0] or new
+            if new:
+                await self.store.audit(
+                    "acknowledge", channel, user, detail=f"{len(transitions)} services changed state"
+                )
             if self.client is not None:
                 await refresh_grouped(self.store, self.client, channel, poll_id)
             return None
@@ -291,18 +295,14 @@ class ChannelNotifications:
 
     async def _check_history_service(self, service: str, scope: Scope) -> None:
         """A service the watcher never saw in a target this channel sees: say so, rather than "none"."""
-        visible = await self.store.known_service_names(scope.targets)
-        lowered = service.lower()
-        if any(sid == service or (name or "").lower() == lowered for sid, (_t, name) in visible.items()):
+        if await self.store.knows_service(service, scope.targets):
             return
-        if not scope.everything:
-            everywhere = await self.store.known_service_names()
-            if any(sid == service or (name or "").lower() == lowered for sid, (_t, name) in everywhere.items()):
-                raise QueryError(
-                    f"'{preview(service)}' is not visible from this channel.",
-                    hint="This channel sees only the targets it is bound to.",
-                )
-        names = sorted({name for _t, name in visible.values() if name})
+        if not scope.everything and await self.store.knows_service(service):
+            raise QueryError(
+                f"'{preview(service)}' is not visible from this channel.",
+                hint="This channel sees only the targets it is bound to.",
+            )
+        names = await self.store.known_names(scope.targets)
         guess = did_you_mean(service, names) if names else None
         raise QueryError(
             f"There is no service named '{preview(service)}'." + (f" Did you mean '{guess}'?" if guess else ""),

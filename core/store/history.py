@@ -52,20 +52,24 @@ class History(StoreBase):
         where, params = _filters(since, service, to_statuses, target, targets)
         return int((await self._read(f"SELECT COUNT(*) FROM transitions{where}", params))[0][0])
 
-    async def known_service_names(self, targets: Iterable[str] | None = None) -> dict[str, tuple[str, str | None]]:
-        """``{service_id: (target, name)}`` of every service the watcher knows or has seen change (``history``
-        tells an unknown service from a quiet one with it)."""
-        chosen = sorted(set(targets)) if targets is not None else None
-        clause = f" WHERE target IN ({','.join('?' * len(chosen))})" if chosen is not None else ""
-        params = chosen or []
-        found: dict[str, tuple[str, str | None]] = {}
-        for sql in (
-            f"SELECT service_id, target, service_name FROM transitions{clause}",
-            f"SELECT service_id, target, service_name FROM services{clause}",
-        ):
-            for r in await self._read(sql, params):
-                found[r[0]] = (r[1], r[2])
-        return found
+    async def knows_service(self, ref: str, targets: Iterable[str] | None = None) -> bool:
+        """Whether the watcher knows, or has seen change, a service with this id or name (case-insensitive) in
+        these targets: ``history`` tells an unknown service from a quiet one with it."""
+        where, params = _filters(None, ref, None, None, targets)
+        for table in ("services", "transitions"):
+            if await self._read(f"SELECT 1 FROM {table}{where} LIMIT 1", params):
+                return True
+        return False
+
+    async def known_names(self, targets: Iterable[str] | None = None, limit: int = 5000) -> list[str]:
+        """Names of the services the watcher knows in these targets (at most ``limit``), for suggestions."""
+        where, params = _filters(None, None, None, None, targets)
+        rows = await self._read(
+            f"SELECT DISTINCT service_name FROM services{where}{' AND' if where else ' WHERE'} "
+            "service_name IS NOT NULL LIMIT ?",
+            [*params, limit],
+        )
+        return [r[0] for r in rows]
 
     async def transition(self, transition_id: int) -> Transition | None:
         rows = await self._read("SELECT * FROM transitions WHERE id = ?", (transition_id,))
@@ -82,8 +86,8 @@ class History(StoreBase):
 
     async def prune(self, now: datetime | None = None) -> dict[str, int]:
         """Forget history older than the retention: transitions (unless still waiting for delivery) with their
-        finished outbox rows, other finished outbox rows, expired mutes and old alert threads. Returns how many
-        rows each table lost."""
+        finished outbox rows and acknowledgements, other finished outbox rows, mutes ended over a day ago, old
+        alert threads and old audit entries. Returns how many rows each table lost."""
         now_ms = to_ms(now) if now else _now_ms()
         cutoff = now_ms - self.history_days * 86_400_000
 
@@ -102,6 +106,10 @@ class History(StoreBase):
                 # expired mutes are ended (and announced) by delivery; a day later, any left are forgotten here
                 "mutes": conn.execute("DELETE FROM mutes WHERE until_ms <= ?", (now_ms - 86_400_000,)).rowcount,
                 "alert_threads": conn.execute("DELETE FROM alert_threads WHERE opened_ms < ?", (cutoff,)).rowcount,
+                "acknowledgements": conn.execute(
+                    "DELETE FROM acknowledgements WHERE transition_id NOT IN (SELECT id FROM transitions)"
+                ).rowcount,
+                "audit": conn.execute("DELETE FROM audit WHERE at_ms < ?", (cutoff,)).rowcount,
             }
             return counts
 
