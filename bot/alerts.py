@@ -343,7 +343,7 @@ def mutes_message(channel_mutes: list[Mute], channel: str) -> tuple[str, list[Bl
             {
                 "type": "section",
                 "text": {"type": "mrkdwn", "text": line},
-                "accessory": _button("Unmute", "unmute_service", unmute_value(channel, m.target, m.service_id)),
+                "accessory": unmute_button(channel, m.target, m.service_id),
             }
         )
     if len(channel_mutes) > 40:
@@ -351,8 +351,9 @@ def mutes_message(channel_mutes: list[Mute], channel: str) -> tuple[str, list[Bl
     return f"{len(channel_mutes)} muted in this channel", blocks
 
 
-def unmute_value(channel: str, target: str, service_id: str) -> dict[str, Any]:
-    return {"c": channel, "t": target, "id": service_id}
+def unmute_button(channel: str, target: str, service_id: str) -> Block:
+    """Its value names the channel too: a click from any other channel is refused (``bot.notify``)."""
+    return _button("Unmute", "unmute_service", {"c": channel, "t": target, "id": service_id})
 
 
 AUDIT_WORDS = {

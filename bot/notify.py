@@ -12,7 +12,6 @@ channel's limit. Listings (watches, mutes, history, audit) are private unless ``
 
 from __future__ import annotations
 
-import json
 import shlex
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +21,7 @@ from services_bot.bot.alerts import (
     audit_message,
     mutes_message,
     transitions_message,
-    unmute_value,
+    unmute_button,
     watches_message,
 )
 from services_bot.bot.permissions import Permissions
@@ -133,7 +132,7 @@ class ChannelNotifications:
             f"{mention(user)} muted *{escape(name or service_id, 150)}* in this channel for {_span(duration)}.",
             f"Alerts for it resume <!date^{int(until.timestamp())}^{{date_short_pretty}} {{time}}|at "
             f"{until:%Y-%m-%d %H:%M} UTC>. `/services mutes` lists this channel's mutes.",
-            buttons=[_button("Unmute", "unmute_service", unmute_value(channel, target, service_id))],
+            buttons=[unmute_button(channel, target, service_id)],
         )
 
     async def mute_alerted(self, channel: str, user: str, target: str, service_id: str, duration: timedelta) -> Reply:
@@ -347,15 +346,6 @@ class ChannelNotifications:
                 f"Target '{preview(target)}' is not visible from this channel.",
                 hint="Watch a target this channel is bound to, or leave target: out.",
             )
-
-
-def _button(text: str, action_id: str, value: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "button",
-        "text": {"type": "plain_text", "text": text},
-        "action_id": action_id,
-        "value": json.dumps(value)[:2000],
-    }
 
 
 def _said(text: str, note: str | None = None, *, buttons: list[dict[str, Any]] | None = None) -> Reply:
