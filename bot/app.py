@@ -137,7 +137,7 @@ class SlackHandlers:
             if value.get("c"):
                 query = query.model_copy(update={"cursor": str(value["c"])})
             else:
-                query = _at_offset(query, int(value.get("o") or 0))
+                query = _at_offset(query, _offset(value))
             return list_reply(await self._list(query, channel), text)
 
         self._later(self._answer(respond, "page", reply, replace_original=ephemeral))
@@ -163,7 +163,7 @@ class SlackHandlers:
             if isinstance(command, SummaryCommand):
                 summary = await queries.summary(command.query)
                 return summary_reply(summary, public=True, command_text=text, shared_by=user)
-            query = _at_offset(_list_query(text), int(value.get("o") or 0))
+            query = _at_offset(_list_query(text), _offset(value))
             result = await self._list(query, channel)
             return list_reply(result, text, public=True, shared_by=user)
 
@@ -323,6 +323,14 @@ def _button_value(body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ButtonValueError()
     return value
+
+
+def _offset(value: dict[str, Any]) -> int:
+    """A page position from a button: a small whole number, or the button is not one we drew."""
+    raw = value.get("o") or 0
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw <= 1_000_000:
+        raise ButtonValueError()
+    return raw
 
 
 def _list_query(text: str) -> ServiceQuery:

@@ -216,19 +216,24 @@ async def test_forged_buttons_for_another_target_or_channel_are_refused_and_chan
     b_transition = json.loads(next(e["value"] for blk in b_alert["blocks"] for e in blk.get("elements", [])
                                    if e.get("action_id") == "acknowledge_alert"))["x"]  # fmt: skip
     await said(slack, "mute secret-b 1h", TEAM_B, LEAD, "muted *secret-b*")
+    gone = "This button no longer works"
     refusals = [
-        ("service_details", {"id": hidden["service_id"], "t": "team-b"}),
-        ("mute_service", {"id": hidden["service_id"], "t": "team-b", "n": "x"}),
-        ("acknowledge_alert", {"c": TEAM_B, "x": b_transition}),  # another channel
-        ("acknowledge_alert", {"c": TEAM_A, "x": b_transition}),  # this channel, another target's alert
-        ("acknowledge_alert", {"c": TEAM_A, "x": "1; DROP TABLE audit"}),
-        ("unmute_service", {"c": TEAM_B, "t": "team-b", "id": hidden["service_id"]}),
-        ("unmute_service", {"c": TEAM_A, "t": "team-b", "id": hidden["service_id"]}),
-        ("history_older", {"q": "summary", "o": 5}),
+        ("service_details", {"id": hidden["service_id"], "t": "team-b"}, gone),
+        ("mute_service", {"id": hidden["service_id"], "t": "team-b", "n": "x"}, gone),
+        ("acknowledge_alert", {"c": TEAM_B, "x": b_transition}, gone),  # another channel
+        ("acknowledge_alert", {"c": TEAM_A, "x": b_transition}, gone),  # this channel, another target's alert
+        ("acknowledge_alert", {"c": TEAM_A, "x": "1; DROP TABLE audit"}, gone),
+        ("unmute_service", {"c": TEAM_B, "t": "team-b", "id": hidden["service_id"]}, gone),
+        ("unmute_service", {"c": TEAM_A, "t": "team-b", "id": hidden["service_id"]}, gone),
+        ("history_older", {"q": "summary", "o": 5}, gone),
+        ("share_in_channel", {"q": "failed", "o": "x"}, gone),
+        ("page_next", {"q": "failed", "o": -3}, gone),
+        # a share is the command run again in this channel's scope
+        ("share_in_channel", {"q": "show secret-b", "o": 0}, "'secret-b' is not visible from this channel"),
     ]
-    for action, value in refusals:
+    for action, value, expected in refusals:
         told = await clicked(slack, await forged(teams, TEAM_A, action, value), action)
-        assert "This button no longer works" in text_of(told), (action, value, told)
+        assert expected in text_of(told), (action, value, told)
         assert "b's secret error" not in text_of(told)
     assert rows(bot, "SELECT * FROM acknowledgements") == []
     assert [r[0] for r in rows(bot, "SELECT channel FROM mutes")] == [TEAM_B], "the mute is still there, nothing new"
