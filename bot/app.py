@@ -116,7 +116,7 @@ class SlackHandlers:
             value = _button_value(body)
             queries = self._queries(channel)
             target = value.get("t")
-            if target is not None and not queries.scope.allows(str(target)):
+            if target is not None and (not isinstance(target, str) or not queries.scope.allows(target)):
                 raise ButtonValueError()
             service = await queries.get(str(value.get("id") or ""), target=target)
             return details_reply(service)
