@@ -85,6 +85,8 @@ class Mutes(StoreBase):
         """Mutes whose time is up become a "mute ended" notice for their channel (posted in the service's
         alert thread) and go, in one transaction: each end is announced once, crash or not. Returns how many."""
         now_ms = to_ms(now) if now else _now_ms()
+        if not await self._read("SELECT 1 FROM mutes WHERE until_ms <= ? LIMIT 1", (now_ms,)):
+            return 0  # the common case, asked every delivery pass: a read, no write transaction
 
         def work(conn: sqlite3.Connection) -> int:
             expired = [_mute(r) for r in conn.execute("SELECT * FROM mutes WHERE until_ms <= ?", (now_ms,))]
