@@ -16,7 +16,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import Any, Protocol
 
+from services_bot.bot.permissions import Permissions
 from services_bot.bot.replies import (
+    ButtonValueError,
     Reply,
     details_reply,
     error_reply,
@@ -48,7 +50,8 @@ SLACK_PAGE = 40
 
 
 class NotificationCommands(Protocol):
-    """Carries out ``watch``/``unwatch``/``watches``/``history``/``mute`` and the alert buttons for a channel."""
+    """Carries out ``watch``/``unwatch``/``watches``/``history``/``mute``/``unmute``/``mutes``/``audit`` and the
+    alert buttons for a channel."""
 
     async def run(self, command: NotificationCommand, *, channel: str, user: str) -> Reply: ...
 
@@ -62,12 +65,11 @@ class NotificationCommands(Protocol):
 
     async def poll_transitions(self, poll_id: str, channel: str) -> Reply: ...
 
+    async def unmute_clicked(self, channel: str, user: str, value: dict[str, Any]) -> Reply: ...
 
-class ButtonValueError(QueryError):
-    """A button's value could not be read: an answer from an older version, or a value cut to Slack's limit."""
+    async def acknowledge(self, channel: str, user: str, value: dict[str, Any]) -> Reply | None: ...
 
-    def __init__(self) -> None:
-        super().__init__("This button no longer works.", hint="Ask again with /services.")
+    async def history_older(self, channel: str, value: dict[str, Any]) -> Reply: ...
 
 
 class SlackHandlers:
@@ -79,11 +81,17 @@ class SlackHandlers:
         notifications: NotificationCommands | None,
         *,
         answer_timeout: float,
+        permissions: Permissions | None = None,
     ) -> None:
         self.queries = queries
         self.notifications = notifications
         self.answer_timeout = answer_timeout
+        self.permissions = permissions
         self._running: set[asyncio.Task[bool]] = set()
+
+    def _queries(self, channel: str) -> ServiceQueries:
+        """The query layer as this channel may see it (its targets only, when the targets file binds it)."""
+        return self.queries.scoped(self.permissions.scope(channel)) if self.permissions else self.queries
 
     async def on_command(self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
         text = (command.get("text") or "").strip()
@@ -100,11 +108,17 @@ class SlackHandlers:
         self._later(self._answer(respond, "command", lambda: self._reply(parsed, text, channel, user)))
 
     async def on_details(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        """Details of the service a button names, if this channel may see its target (a forged value may not)."""
         await ack()
+        channel, _user = _where(body)
 
         async def reply() -> Reply:
             value = _button_value(body)
-            service = await self.queries.get(str(value.get("id") or ""), target=value.get("t"))
+            queries = self._queries(channel)
+            target = value.get("t")
+            if target is not None and (not isinstance(target, str) or not queries.scope.allows(target)):
+                raise ButtonValueError()
+            service = await queries.get(str(value.get("id") or ""), target=target)
             return details_reply(service)
 
         self._later(self._answer(respond, "details", reply, replace_original=False))
@@ -114,6 +128,7 @@ class SlackHandlers:
         channel and the clicker gets the next page to themselves."""
         await ack()
         ephemeral = bool((body.get("container") or {}).get("is_ephemeral"))
+        channel, _user = _where(body)
 
         async def reply() -> Reply:
             value = _button_value(body)
@@ -122,21 +137,34 @@ class SlackHandlers:
             if value.get("c"):
                 query = query.model_copy(update={"cursor": str(value["c"])})
             else:
-                query = _at_offset(query, int(value.get("o") or 0))
-            return list_reply(await self._list(query), text)
+                query = _at_offset(query, _offset(value))
+            return list_reply(await self._list(query, channel), text)
 
         self._later(self._answer(respond, "page", reply, replace_original=ephemeral))
 
     async def on_share(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        """Post the same page in the channel for everyone, and remove the asker's private copy."""
+        """Post the same answer (a list's page, a summary, a service's details) in the channel for everyone, and
+        remove the asker's private copy. The command is run again with the channel's scope, so a shared answer
+        never shows what the channel may not see."""
         await ack()
-        user = str((body.get("user") or {}).get("id") or "")
+        channel, user = _where(body)
 
         async def reply() -> Reply:
             value = _button_value(body)
             text = str(value.get("q") or "")
-            query = _at_offset(_list_query(text), int(value.get("o") or 0))
-            result = await self._list(query)
+            try:
+                command = parse_command(text)
+            except QueryError:
+                raise ButtonValueError() from None
+            queries = self._queries(channel)
+            if isinstance(command, ShowCommand):
+                service = await queries.get(command.ref, target=command.target)
+                return details_reply(service, public=True, command_text=text, shared_by=user)
+            if isinstance(command, SummaryCommand):
+                summary = await queries.summary(command.query)
+                return summary_reply(summary, public=True, command_text=text, shared_by=user)
+            query = _at_offset(_list_query(text), _offset(value))
+            result = await self._list(query, channel)
             return list_reply(result, text, public=True, shared_by=user)
 
         async def share() -> bool:
@@ -162,6 +190,37 @@ class SlackHandlers:
             return await notifications.mute_alerted(channel, user, target, service_id, timedelta(hours=1))
 
         self._later(self._answer(respond, "mute", reply, replace_original=False))
+
+    async def on_unmute(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        """"Unmute" on a mute's note or in ``mutes``: lifts the mute and says so in the channel."""
+        await ack()
+        channel, user = _where(body)
+
+        async def reply() -> Reply:
+            return await self._notifications().unmute_clicked(channel, user, _button_value(body))
+
+        self._later(self._answer(respond, "unmute", reply, replace_original=False))
+
+    async def on_acknowledge(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        """"Acknowledge" under an alert: recorded, and the alert itself updated to show who and when."""
+        await ack()
+        channel, user = _where(body)
+
+        async def reply() -> Reply | None:
+            return await self._notifications().acknowledge(channel, user, _button_value(body))
+
+        self._later(self._answer(respond, "acknowledge", reply, replace_original=False))
+
+    async def on_history_older(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        """"Older" under ``history``: the next transitions, replacing a private answer in place."""
+        await ack()
+        channel, _user = _where(body)
+        ephemeral = bool((body.get("container") or {}).get("is_ephemeral"))
+
+        async def reply() -> Reply:
+            return await self._notifications().history_older(channel, _button_value(body))
+
+        self._later(self._answer(respond, "history_older", reply, replace_original=ephemeral))
 
     async def on_show_transitions(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         """"Show all" under a grouped alert: every transition of that burst, to the clicker."""
@@ -189,29 +248,33 @@ class SlackHandlers:
             )
         return self.notifications
 
-    async def _list(self, query: ServiceQuery) -> ListResult:
+    async def _list(self, query: ServiceQuery, channel: str) -> ListResult:
         """A Slack page lists at most ``SLACK_PAGE`` services, so paging never skips what a message cannot hold."""
+        queries = self._queries(channel)
         if query.limit <= SLACK_PAGE:
-            return await self.queries.list(query)
-        result = await self.queries.list(query.model_copy(update={"limit": SLACK_PAGE}))
+            return await queries.list(query)
+        result = await queries.list(query.model_copy(update={"limit": SLACK_PAGE}))
         result.warnings.append(f"{SLACK_PAGE} per page in Slack")
         return result
 
     async def _reply(self, command: Command, text: str, channel: str, user: str) -> Reply:
+        queries = self._queries(channel)
         if isinstance(command, ShowCommand):
-            return details_reply(await self.queries.get(command.ref, target=command.target), public=command.public)
+            service = await queries.get(command.ref, target=command.target)
+            return details_reply(service, public=command.public, command_text=text)
         if isinstance(command, SummaryCommand):
-            return summary_reply(await self.queries.summary(command.query), public=command.public)
+            return summary_reply(await queries.summary(command.query), public=command.public, command_text=text)
         if isinstance(command, ListCommand):
-            return list_reply(await self._list(command.query), text, public=command.public)
+            return list_reply(await self._list(command.query, channel), text, public=command.public)
         if isinstance(command, NotificationCommand):
             return await self._notifications().run(command, channel=channel, user=user)
         return help_reply()
 
     async def _answer(
-        self, respond: AsyncRespond, kind: str, build: Callable[[], Awaitable[Reply]], **extra: Any
+        self, respond: AsyncRespond, kind: str, build: Callable[[], Awaitable[Reply | None]], **extra: Any
     ) -> bool:
-        """Build a reply within the time limit and send it; any failure becomes an error message instead."""
+        """Build a reply within the time limit and send it (None: the answer is elsewhere, e.g. the alert a click
+        updated); any failure becomes an error message instead."""
         started = asyncio.get_running_loop().time()
         ok = False
         try:
@@ -232,6 +295,9 @@ class SlackHandlers:
         except Exception:
             log.exception("answer crashed kind=%s", kind)
             reply = unexpected_reply()
+        if reply is None:
+            COMMAND_SECONDS.labels(kind, "ok").observe(asyncio.get_running_loop().time() - started)
+            return True
         payload = reply.payload(**extra) if ok else reply.payload(replace_original=False)
         try:
             await respond(**payload)
@@ -257,6 +323,14 @@ def _button_value(body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ButtonValueError()
     return value
+
+
+def _offset(value: dict[str, Any]) -> int:
+    """A page position from a button: a small whole number, or the button is not one we drew."""
+    raw = value.get("o") or 0
+    if not isinstance(raw, int) or isinstance(raw, bool) or not 0 <= raw <= 1_000_000:
+        raise ButtonValueError()
+    return raw
 
 
 def _list_query(text: str) -> ServiceQuery:
@@ -289,6 +363,7 @@ def create_slack_app(
     signing_secret: str | None,
     notifications: NotificationCommands | None = None,
     answer_timeout: float = 60.0,
+    permissions: Permissions | None = None,
 ) -> AsyncApp:
     """The bolt app. ``signing_secret`` None means Socket Mode, where Slack's websocket replaces signatures."""
     app = AsyncApp(
@@ -298,11 +373,14 @@ def create_slack_app(
         process_before_response=True,  # listeners only ack and hand the answer to a task (SlackHandlers._later)
         logger=logging.getLogger("bot.slack"),
     )
-    handlers = SlackHandlers(queries, notifications, answer_timeout=answer_timeout)
+    handlers = SlackHandlers(queries, notifications, answer_timeout=answer_timeout, permissions=permissions)
     app.command(COMMAND)(handlers.on_command)
     app.action("service_details")(handlers.on_details)
     app.action(re.compile(r"^page_(previous|next)$"))(handlers.on_page)
     app.action("share_in_channel")(handlers.on_share)
     app.action("mute_service")(handlers.on_mute)
     app.action("show_transitions")(handlers.on_show_transitions)
+    app.action("unmute_service")(handlers.on_unmute)
+    app.action("acknowledge_alert")(handlers.on_acknowledge)
+    app.action("history_older")(handlers.on_history_older)
     return app

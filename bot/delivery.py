@@ -29,8 +29,9 @@ Shape of what is posted: one message per transition; more than ``group_threshold
 channel from one poll become one grouped message, and so do a channel's transitions from a poll with a
 confirmed mass deletion (``Transition.grouped``), whatever the threshold; a poll's rows wait until all of them
 are due, so a poll is never split between a grouped message and single alerts. Later transitions of a service
-within a day go into the thread of its first alert, and a recovery to ``running`` also marks that first alert
-resolved.
+within a day go into the thread of its first alert, and the first alert is then updated to show the thread's
+state (resolved, relapsed, where it stands) and who acknowledged it (``bot.alert_updates``). A mute that ends
+is announced in the service's thread.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from services_bot.bot.alert_updates import refresh_alert
 from services_bot.bot.alerts import (
     EVENT_TYPE,
     alert_message,
@@ -169,7 +171,9 @@ class AlertDelivery:
     # -- one pass ----------------------------------------------------------------------------------
 
     async def deliver_due(self) -> int:
-        """Settle every due row (grouping bursts); returns how many rows were settled."""
+        """Settle every due row (grouping bursts); returns how many rows were settled. Mutes whose time is up
+        are ended first, each becoming a notice in its service's thread."""
+        await self.store.end_expired_mutes()
         due = await self.store.due_deliveries(datetime.now(UTC), limit=DUE_LIMIT)
         cut = len(due) >= DUE_LIMIT
         settled = 0
@@ -195,7 +199,9 @@ class AlertDelivery:
         settled = 0
         if len(transitions) > self.group_threshold or _mass_deletion(transitions):
             poll_id = transitions[0].poll_id or ""
-            text, blocks = grouped_message(poll_id, [d.transition for d in transitions if d.transition])
+            text, blocks = grouped_message(
+                poll_id, [d.transition for d in transitions if d.transition], channel=group[0].channel
+            )
             meta = batch_meta(poll_id, [d.transition for d in transitions if d.transition])
             await self._post(transitions, text=text, blocks=blocks, metadata=meta)
             settled += len(transitions)
@@ -209,13 +215,15 @@ class AlertDelivery:
 
     async def _deliver_one(self, delivery: Delivery) -> None:
         if delivery.notice is not None:
-            text, blocks = notice_message(delivery.notice)
-            await self._post([delivery], text=text, blocks=blocks, metadata=notice_metadata(delivery.notice))
+            notice = delivery.notice
+            text, blocks = notice_message(notice)
+            where = await self._notice_thread(delivery.channel, notice)
+            await self._post([delivery], text=text, blocks=blocks, metadata=notice_metadata(notice), **where)
             return
         t = delivery.transition
         assert t is not None
         thread = await self._thread_of(delivery)
-        text, blocks = alert_message(t)
+        text, blocks = alert_message(t, channel=delivery.channel)
         if thread is None:
             opens = t if t.kind != "deleted" else None
             await self._post([delivery], text=text, blocks=blocks, metadata=metadata(t), opens=opens)
@@ -229,8 +237,17 @@ class AlertDelivery:
             thread_ts=thread.root_ts,
             reply_broadcast=reopened,
         )
-        if ts and t.to_status == "running" and not thread.resolved:
-            await self._mark_resolved(delivery.channel, thread.root_ts, thread.transition_id, t)
+        if ts and thread.transition_id is not None:
+            await refresh_alert(self.store, self.client, delivery.channel, thread.transition_id)
+
+    async def _notice_thread(self, channel: str, notice: Notice) -> dict[str, Any]:
+        """A notice about one service (its mute ended) goes into that service's alert thread, if it has one."""
+        if notice.service_id is None:
+            return {}
+        thread = await self.store.alert_thread(
+            channel, notice.target, notice.service_id, datetime.now(UTC) - THREAD_WINDOW
+        )
+        return {"thread_ts": thread.root_ts} if thread is not None else {}
 
     async def _thread_of(self, delivery: Delivery) -> AlertThread | None:
         t = delivery.transition
@@ -239,20 +256,6 @@ class AlertDelivery:
         return await self.store.alert_thread(
             delivery.channel, t.target, t.service_id, datetime.now(UTC) - THREAD_WINDOW
         )
-
-    async def _mark_resolved(self, channel: str, root_ts: str, root_id: int | None, recovery: Transition) -> None:
-        """Show the first alert as resolved; a failed update is logged, the recovery reply is already posted."""
-        root = await self.store.transition(root_id) if root_id else None
-        if root is None:
-            return
-        text, blocks = alert_message(root, resolved_by=recovery)
-        try:
-            await self.client.chat_update(channel=channel, ts=root_ts, text=text, blocks=blocks)
-        except (SlackApiError, *NETWORK_ERRORS) as exc:
-            error = failure_of(exc).describe()
-            log.warning("could not mark the first alert resolved channel=%s error=%s", channel, error)
-            return
-        await self.store.resolve_alert_thread(channel, recovery.target, recovery.service_id, root_ts)
 
     # -- posting and its outcomes ------------------------------------------------------------------
 
@@ -399,8 +402,8 @@ class AlertDelivery:
         if t is not None and own_alert and not reply and t.kind != "deleted" and thread is None:
             opens = _opened(delivery, t, ts)
         await self.store.mark_done([delivery.id], ts, root if reply else None, opens)
-        if reply and t is not None and t.to_status == "running" and thread is not None and not thread.resolved:
-            await self._mark_resolved(delivery.channel, thread.root_ts, thread.transition_id, t)
+        if reply and t is not None and thread is not None and thread.transition_id is not None:
+            await refresh_alert(self.store, self.client, delivery.channel, thread.transition_id)
 
     # -- health --------------------------------------------------------------------------------------
 

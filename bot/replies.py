@@ -6,10 +6,20 @@ and API-provided text inside them is escaped like everything else.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from services_bot.bot.views import Block, details_view, escape, fallback_text, list_view, mention, summary_view
+from services_bot.bot.views import (
+    MAX_BLOCKS,
+    Block,
+    details_view,
+    escape,
+    fallback_text,
+    list_view,
+    mention,
+    summary_view,
+)
 from services_bot.core.errors import (
     ApiError,
     AuthenticationError,
@@ -24,6 +34,14 @@ from services_bot.core.errors import (
 from services_bot.core.grammar import HELP_TEXT, USAGE
 from services_bot.core.models import Service
 from services_bot.core.query import ListResult, Summary
+
+
+class ButtonValueError(QueryError):
+    """A button's value could not be read or does not hold: an answer from an older version, a value cut to
+    Slack's limit, or one forged to act on another channel, another target or something that does not exist."""
+
+    def __init__(self) -> None:
+        super().__init__("This button no longer works.", hint="Ask again with /services.")
 
 
 @dataclass
@@ -62,18 +80,42 @@ def list_reply(result: ListResult, command_text: str, *, public: bool = False, s
     return Reply(text=text, blocks=blocks, public=public)
 
 
-def summary_reply(summary: Summary, *, public: bool = False) -> Reply:
+def summary_reply(
+    summary: Summary, *, public: bool = False, command_text: str = "summary", shared_by: str | None = None
+) -> Reply:
+    """A private summary carries "Share in channel" (``command_text`` is what a click runs again)."""
     partial = "" if summary.complete else " (incomplete)"
     text = f"{summary.total} services{partial}, {summary.unhealthy_total} unhealthy"
-    return Reply(text=text, blocks=summary_view(summary), public=public)
+    return Reply(text=text, blocks=_shareable(summary_view(summary), command_text, public, shared_by), public=public)
 
 
-def details_reply(service: Service, *, public: bool = False) -> Reply:
+def details_reply(
+    service: Service, *, public: bool = False, command_text: str | None = None, shared_by: str | None = None
+) -> Reply:
+    """A service's details; a private answer to ``show`` carries "Share in channel" (the Details button's
+    answer, having no command, does not)."""
+    blocks = details_view(service)
+    if command_text is not None:
+        blocks = _shareable(blocks, command_text, public, shared_by)
     return Reply(
         text=f"{fallback_text(service.display_name, 150)}: {fallback_text(service.status or 'unknown', 20)}",
-        blocks=details_view(service),
+        blocks=blocks,
         public=public,
     )
+
+
+def _shareable(blocks: list[Block], command_text: str, public: bool, shared_by: str | None) -> list[Block]:
+    """A "Share in channel" button under a private answer, or who shared it under a public one; the button's
+    value is the command, run again (in the clicker's channel, with its scope) when pressed."""
+    if shared_by:
+        blocks = [blocks[0], _context(f"Shared by {mention(shared_by)} · `/services {escape(command_text, 200)}`"),
+                  *blocks[1:]]  # fmt: skip
+    if not public:
+        value = json.dumps({"q": command_text, "o": 0})[:2000]
+        share = {"type": "button", "text": {"type": "plain_text", "text": "Share in channel"},
+                 "action_id": "share_in_channel", "value": value}  # fmt: skip
+        blocks = [*blocks[: MAX_BLOCKS - 1], {"type": "actions", "elements": [share]}]
+    return blocks[:MAX_BLOCKS]
 
 
 def _context(text: str) -> Block:

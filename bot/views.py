@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from services_bot.core.humanize import ago
@@ -180,9 +180,12 @@ def summary_view(summary: Summary, *, now: datetime | None = None) -> list[Block
 
 
 def when(value: datetime | None) -> str | None:
-    return (
-        f"<!date^{int(value.timestamp())}^{{date_short_pretty}} {{time}}|{value:%Y-%m-%d %H:%M} UTC>" if value else None
-    )
+    """A time Slack renders in each reader's time zone and keeps current ("Today 14:02"), so an edited message
+    never shows a frozen "(0s ago)"; the fallback, for clients that cannot, is the same moment in UTC."""
+    if value is None:
+        return None
+    utc = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return f"<!date^{int(utc.timestamp())}^{{date_short_pretty}} {{time}}|{utc:%Y-%m-%d %H:%M} UTC>"
 
 
 def details_view(s: Service) -> list[Block]:

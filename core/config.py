@@ -7,9 +7,11 @@ committed and shared.
 
 from __future__ import annotations
 
+import re
 import tomllib
+from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +39,19 @@ class Target(BaseModel):
     workspace_ids: list[str] = Field(
         default_factory=list,
         description="Workspaces to list; empty means the API's default workspace only (quirk Q29).",
+    )
+    channels: list[str] = Field(
+        default_factory=list,
+        description="Slack channel ids bound to this target (core.access): they see only their targets.",
+    )
+    admins: list[str] = Field(
+        default_factory=list, description="Slack user or user-group ids who administer the channels bound here."
+    )
+    mcp_tokens: list[SecretStr] = Field(
+        default_factory=list, exclude=True, repr=False, description="MCP bearer tokens that see this target."
+    )
+    mute_limit: timedelta | None = Field(
+        None, description="Longest mute a non-admin may set in the channels bound here (default 24 h)."
     )
 
     @field_validator("endpoint")
@@ -82,7 +97,18 @@ class Settings(BaseSettings):
     services_bot_host: str = Field("127.0.0.1", description="Address `serve` and `mcp --transport http` listen on.")
     services_bot_port: int = Field(3000, ge=0, le=65535, description="Port of `serve` and `mcp --transport http`.")
     services_bot_mcp_token: SecretStr | None = Field(
-        None, description="Bearer token for MCP over HTTP; mandatory when not bound to loopback."
+        None,
+        description="Bearer token for MCP over HTTP, seeing every target (a target's `mcp_tokens` in the targets "
+        "file see only that target); a token is mandatory when not bound to loopback.",
+    )
+    services_bot_admins: str = Field(
+        "",
+        description="Slack user ids (U…) and user-group ids (S…), comma-separated, who alone may watch, unwatch "
+        "and mute for longer than 24 h, and read `/services audit` for every channel; empty: everyone may.",
+    )
+    services_bot_channel_default: Literal["all", "none"] = Field(
+        "all",
+        description="What a channel that no target's `channels` binds may see: `all` targets, or `none`.",
     )
     services_bot_mcp_allowed_hosts: str = Field(
         "",
@@ -251,6 +277,17 @@ class Settings(BaseSettings):
             )
         ]
 
+    def admin_ids(self) -> list[str]:
+        """SERVICES_BOT_ADMINS, each id checked, so a typo is a start-up error rather than nobody being admin."""
+        ids = [part.strip() for part in self.services_bot_admins.split(",") if part.strip()]
+        for value in ids:
+            if not ADMIN_ID.match(value):
+                raise ConfigError(
+                    f"SERVICES_BOT_ADMINS: '{value[:40]}' is not a Slack user id (U…, W…) or user-group id (S…).",
+                    hint="Copy ids from a member's profile (⋮ → Copy member ID) or the user group's page.",
+                )
+        return ids
+
     def iam_endpoint(self, target: Target) -> str:
         if self.huaweicloud_iam_endpoint:
             return self.huaweicloud_iam_endpoint.rstrip("/")
@@ -278,10 +315,81 @@ def _target(**fields: object) -> Target:
         raise ConfigError(f"Invalid target {fields.get('name')!r}: {first['msg']}.") from None
 
 
+CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,30}$")
+ADMIN_ID = re.compile(r"^[UWS][A-Z0-9]{2,30}$")
+_DURATION = re.compile(r"^(?:(\d{1,6})([smhdw]))+$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+MAX_MUTE_LIMIT = timedelta(days=30)
+
+
+def _line_of(text: str, index: int, key: str, value: str | None = None) -> int:
+    """The line (1-based) of ``key`` (or of ``value`` after it) in the ``index``-th ``[[targets]]`` table: TOML
+    parsers give no positions, and "line 12" is what lets someone find the mistake."""
+    lines = text.splitlines()
+    tables = [n for n, line in enumerate(lines) if line.strip().startswith("[[targets]]")]
+    start = tables[index - 1] if index - 1 < len(tables) else 0
+    end = tables[index] if index < len(tables) else len(lines)
+    key_line = next((n for n in range(start, end) if re.match(rf"\s*{re.escape(key)}\s*=", lines[n])), start)
+    if value is not None:
+        quoted = (f'"{value}"', f"'{value}'")
+        return next((n + 1 for n in range(key_line, end) if any(q in lines[n] for q in quoted)), key_line + 1)
+    return key_line + 1
+
+
+def _id_list(
+    entry: dict[str, Any], key: str, pattern: re.Pattern[str], what: str, where: tuple[Path, str, int]
+) -> list[str]:
+    path, text, index = where
+    raw = entry.get(key, [])
+    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+        line = _line_of(text, index, key)
+        raise ConfigError(f'{path}, line {line}: `{key}` must be a list of strings, e.g. {key} = ["C0123ABCD"].')
+    for value in raw:
+        if not pattern.match(value):
+            line = _line_of(text, index, key, value)
+            raise ConfigError(
+                f"{path}, line {line}: '{value[:40]}' in `{key}` is not {what}.",
+                hint="Slack shows ids in a channel's or member's details (C…/G… for channels, U…/W… for people, "
+                "S… for user groups); names such as #alerts or @alice do not work here.",
+            )
+    return raw
+
+
+def _duration(entry: dict[str, Any], key: str, where: tuple[Path, str, int]) -> timedelta | None:
+    path, text, index = where
+    raw = entry.get(key)
+    if raw is None:
+        return None
+    compact = str(raw).strip().lower().replace(" ", "")
+    match = _DURATION.match(compact) if isinstance(raw, str) and len(compact) <= 32 else None
+    seconds = sum(int(n) * _UNIT[u] for n, u in re.findall(r"(\d+)([smhdw])", compact)) if match else 0
+    if not match or seconds <= 0 or seconds > MAX_MUTE_LIMIT.total_seconds():
+        line = _line_of(text, index, key)
+        raise ConfigError(
+            f"{path}, line {line}: `{key}` = {str(raw)[:40]!r} is not a duration of at most 30 days.",
+            hint='Write a number and a unit in quotes, e.g. mute_limit = "4h" (s, m, h, d, w).',
+        )
+    return timedelta(seconds=seconds)
+
+
+def _tokens(entry: dict[str, Any], where: tuple[Path, str, int]) -> list[str]:
+    path, text, index = where
+    raw = entry.get("mcp_tokens", [])
+    if not isinstance(raw, list) or not all(isinstance(v, str) and len(v) >= 16 for v in raw):
+        line = _line_of(text, index, "mcp_tokens")
+        raise ConfigError(
+            f"{path}, line {line}: `mcp_tokens` must be a list of strings of at least 16 characters.",
+            hint="Generate one with `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`.",
+        )
+    return raw
+
+
 def load_targets_file(path: Path, settings: Settings) -> list[Target]:
-    """Read ``[[targets]]`` tables: name, region or endpoint, project_id, optional workspace_ids."""
+    """Read ``[[targets]]`` tables: name, region or endpoint, project_id, optional workspace_ids, and the access
+    keys ``channels``, ``admins``, ``mcp_tokens``, ``mute_limit`` (checked here, each mistake named by line)."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError(f"SERVICES_BOT_CONFIG points to {path}, which does not exist.") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -303,6 +411,7 @@ def load_targets_file(path: Path, settings: Settings) -> list[Target]:
         region = entry.get("region") or settings.modelarts_region
         endpoint = Settings._endpoint_for(region, entry.get("endpoint"), f"target '{name}' of {path}")
         workspaces = entry.get("workspace_ids") or ([entry["workspace_id"]] if entry.get("workspace_id") else [])
+        where = (path, text, index)
         targets.append(
             _target(
                 name=name,
@@ -310,6 +419,10 @@ def load_targets_file(path: Path, settings: Settings) -> list[Target]:
                 project_id=str(project),
                 region=region,
                 workspace_ids=[str(w) for w in workspaces],
+                channels=_id_list(entry, "channels", CHANNEL_ID, "a Slack channel id (C…, G…)", where),
+                admins=_id_list(entry, "admins", ADMIN_ID, "a Slack user id (U…, W…) or user-group id (S…)", where),
+                mcp_tokens=_tokens(entry, where),
+                mute_limit=_duration(entry, "mute_limit", where),
             )
         )
     names = [t.name for t in targets]

@@ -39,8 +39,12 @@ Alerts in this channel (Slack):
   /services watch failed,concerning name:ocr-*   be told when matching services change state
   /services watches                              this channel's watches, numbered
   /services unwatch 2                            stop watch number 2
-  /services history [service] [since:1h]         recent status changes (default 24h)
-  /services mute <service> [2h]                  silence one service here (default 1h)"""
+  /services history [service] [since:1h]         recent status changes, newest first (default 24h)
+  /services mute <service> [2h]                  silence one service here (default 1h)
+  /services mutes                                this channel's mutes, each with an Unmute button
+  /services unmute <service>                     lift a mute here
+  /services audit [since:7d]                     who watched, unwatched, muted, unmuted, acknowledged
+Alerts carry Acknowledge ("I'm on it"), Mute 1h and Details buttons."""
 
 FILTER_KEYS: dict[str, str] = {
     "name": "name",
@@ -60,7 +64,7 @@ FILTER_KEYS: dict[str, str] = {
     "target": "target",
     "cursor": "cursor",
 }
-NOTIFICATION_VERBS = ("watch", "unwatch", "watches", "history", "mute")
+NOTIFICATION_VERBS = ("watch", "unwatch", "watches", "history", "mute", "unmute", "mutes", "audit")
 COMMAND_WORDS = ("help", "summary", "show", "list", "all", "public", *NOTIFICATION_VERBS)
 _QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
 
@@ -91,7 +95,8 @@ class ShowCommand:
 
 @dataclass(frozen=True)
 class NotificationCommand:
-    """``watch``/``unwatch``/``watches``/``history``/``mute``: parsed here, carried out by the notifier."""
+    """``watch``/``unwatch``/``watches``/``history``/``mute``/``unmute``/``mutes``/``audit``: parsed here,
+    carried out by the notifier."""
 
     verb: str
     args: list[str] = field(default_factory=list)

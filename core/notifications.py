@@ -38,6 +38,7 @@ DeliveryState = Literal["pending", "in_flight", "done", "failed"]
 DEFAULT_WATCH_STATUSES: frozenset[str] = UNHEALTHY_STATUSES
 DEFAULT_HISTORY_SINCE = timedelta(hours=24)
 MAX_HISTORY_SINCE = timedelta(days=366)
+DEFAULT_AUDIT_SINCE = timedelta(days=7)
 DEFAULT_MUTE = timedelta(hours=1)
 MAX_MUTE = timedelta(days=30)
 
@@ -157,11 +158,12 @@ class Notice(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["outage", "recovered", "delivery"]
+    kind: Literal["outage", "recovered", "delivery", "mute_ended"]
     target: str
     text: str
     observed_at: datetime = Field(default_factory=utcnow)
     channel: str | None = None
+    service_id: str | None = Field(None, description="The service a notice is about (posted in its alert thread).")
 
 
 class Delivery(BaseModel):
@@ -207,6 +209,35 @@ class Mute(BaseModel):
     service_id: str
     service_name: str | None = None
     until: datetime
+    set_by: str | None = None
+    set_at: datetime | None = None
+
+
+class Acknowledgement(BaseModel):
+    """Someone said "I'm on it" about one alert (a transition as posted in one channel)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    transition_id: int
+    channel: str
+    user: str
+    at: datetime
+
+
+AuditAction = Literal["watch", "unwatch", "mute", "unmute", "acknowledge"]
+
+
+class AuditEntry(BaseModel):
+    """One state-changing action, as ``/services audit`` lists it."""
+
+    id: int | None = None
+    at: datetime
+    channel: str
+    user: str
+    action: AuditAction
+    target: str | None = None
+    service_id: str | None = None
+    detail: str = ""
 
 
 # -- matching --------------------------------------------------------------------------------------
@@ -346,6 +377,24 @@ def parse_history_args(args: list[str]) -> tuple[str | None, timedelta]:
                 hint="e.g. `history ocr-prod since:2d`, or `history since:1h` for every service.",
             )
     return service, since
+
+
+def parse_audit_args(args: list[str]) -> timedelta:
+    """``audit [since:7d]`` (default 7 days, at most a year)."""
+    since = DEFAULT_AUDIT_SINCE
+    for arg in args:
+        key, sep, value = arg.partition(":")
+        if not sep or key.strip().lower() != "since":
+            raise QueryError(f"audit takes only since:, not '{preview(arg)}'.", hint="e.g. `audit since:7d`.")
+        since = parse_duration(value, at_most=MAX_HISTORY_SINCE, hint="The audit goes back at most a year.")
+    return since
+
+
+def parse_unmute_args(args: list[str]) -> str:
+    """``unmute <service>``."""
+    if len(args) != 1:
+        raise QueryError("unmute needs one service.", hint="e.g. `unmute ocr-prod`; `mutes` lists this channel's.")
+    return check_length("service id or name", args[0].strip(), MAX_SERVICE_REF_CHARS)
 
 
 def parse_mute_args(args: list[str]) -> tuple[str, timedelta]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import functools
 import hashlib
 import json
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
+from services_bot.core.access import EVERYTHING, Scope
 from services_bot.core.client import ListParams, ModelArtsClient, validate_service_id
 from services_bot.core.errors import (
     AmbiguousServiceError,
@@ -337,6 +339,19 @@ class ServiceQueries:
         self._detail_cache: dict[tuple[str, str, Any], Service] = {}
         self._detail_slots = asyncio.Semaphore(detail_concurrency)
         self._unhealthy_details = unhealthy_details
+        self.scope: Scope = EVERYTHING
+        self._whole: ServiceQueries | None = None
+
+    def scoped(self, scope: Scope) -> ServiceQueries:
+        """The same layer (clients, caches, detail slots shared) limited to the targets ``scope`` allows: what a
+        channel or an MCP token may see (``core.access``). Every answer of the view stands on its clients only."""
+        if scope.everything:
+            return self
+        view = copy.copy(self)
+        view.clients = [c for c in self.clients if scope.allows(c.target.name)]
+        view.scope = scope
+        view._whole = self._whole or self
+        return view
 
     # -- public ------------------------------------------------------------------------------------
 
@@ -397,7 +412,23 @@ class ServiceQueries:
             found = await self._by_id(ref, clients)
             if found:
                 return found
+        await self._refuse_if_hidden(ref, target)
         raise ServiceNotFoundError(ref, await self._closest_names(ref, clients))
+
+    async def _refuse_if_hidden(self, ref: str, target: str | None) -> None:
+        """A scoped view asked for a service it cannot see: "not visible from this channel" rather than "no such
+        service" (which would send people hunting for a typo). Nothing of the service is told but that."""
+        if self._whole is None or target is not None:
+            return
+        try:
+            found = await self._whole.get(ref)
+        except ServicesBotError:
+            return
+        if not self.scope.allows(found.target):
+            raise QueryError(
+                f"'{preview(ref)}' is not visible from {self.scope.where}.",
+                hint=f"{self.scope.where.capitalize()} sees {_names(self.clients)}; ask where its target is bound.",
+            )
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -405,9 +436,20 @@ class ServiceQueries:
     # -- fetching ----------------------------------------------------------------------------------
 
     def _clients(self, target: str | None) -> list[ModelArtsClient]:
+        if not self.clients:
+            raise QueryError(
+                f"No target is visible from {self.scope.where}.",
+                hint="The bot's operator binds channels to targets with `channels = [...]` in the targets file "
+                "(SERVICES_BOT_CONFIG); unbound channels see nothing while SERVICES_BOT_CHANNEL_DEFAULT=none.",
+            )
         if target is None:
             return self.clients
         chosen = [c for c in self.clients if c.target.name == target]
+        if not chosen and not self.scope.everything:
+            raise QueryError(
+                f"Target '{preview(target)}' is not visible from {self.scope.where}.",
+                hint=f"{self.scope.where.capitalize()} sees {_names(self.clients)}.",
+            )
         if not chosen:
             names = [c.target.name for c in self.clients]
             guess = did_you_mean(target, names)
@@ -570,6 +612,10 @@ def _local_filter(query: ServiceQuery, services: list[Service]) -> list[Service]
         and (not query.workspace_id or s.workspace_id in (None, query.workspace_id))
         and (name_ok is None or name_ok(s.service_name or ""))
     ]
+
+
+def _names(clients: list[ModelArtsClient]) -> str:
+    return "target " + ", ".join(c.target.name for c in clients) if clients else "no target"
 
 
 def _looks_like_id(ref: str) -> bool:

@@ -24,7 +24,7 @@ from services_bot.core.grammar import (
 )
 from services_bot.core.version import VERSION
 from services_bot.logs import setup_logging
-from services_bot.wiring import open_existing_store, open_queries
+from services_bot.wiring import access_of, open_existing_store, open_queries
 
 
 async def _ask(text: str, as_json: bool) -> str:
@@ -105,6 +105,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
             token=settings.services_bot_mcp_token,
             allowed=settings.services_bot_mcp_allowed_hosts,
             session_idle_seconds=settings.services_bot_mcp_session_idle_seconds,
+            access=access_of(settings),
         )
     except ServicesBotError as exc:
         return _fail(exc, False)

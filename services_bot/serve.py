@@ -45,6 +45,8 @@ from services_bot.bot.app import create_slack_app
 from services_bot.bot.delivery import AlertDelivery
 from services_bot.bot.http_guard import Refusal, SlackRequestGuard
 from services_bot.bot.notify import ChannelNotifications
+from services_bot.bot.permissions import Permissions
+from services_bot.core.access import Access
 from services_bot.core.config import Settings
 from services_bot.core.errors import CannotListenError, ConfigError, QueryError, StoreError
 from services_bot.core.lease import StoreLease, lock_path, read_record
@@ -54,7 +56,7 @@ from services_bot.core.version import USER_AGENT
 from services_bot.core.watcher import Watcher
 from services_bot.tools.http import mcp_http_app
 from services_bot.tools.server import create_mcp_server, resource_updates
-from services_bot.wiring import open_queries
+from services_bot.wiring import access_of, open_queries
 
 log = logging.getLogger(__name__)
 SOCKET_CONNECT_SECONDS = 15.0
@@ -185,6 +187,7 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
     settings.auth_mode()
     statuses = alert_statuses(settings)
     runtime = Runtime(settings=settings, slack_mode=mode)
+    access = access_of(settings)
     bus = InMemorySubscriptionBus()
     mcp_server = (
         create_mcp_server(
@@ -200,6 +203,7 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
             token=settings.services_bot_mcp_token,
             allowed=settings.services_bot_mcp_allowed_hosts,
             session_idle_seconds=settings.services_bot_mcp_session_idle_seconds,
+            access=access,
         )
         if mcp_server
         else None
@@ -232,16 +236,18 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
         async with AsyncExitStack() as stack:
             runtime.queries = queries = await stack.enter_async_context(open_queries(settings))
             runtime.lease = await _take_lease(settings, stack) if watch else None
-            runtime.store = store = await stack.enter_async_context(_open_store(settings, runtime.lease))
+            runtime.store = store = await stack.enter_async_context(_open_store(settings, runtime.lease, access))
             await store.ensure_default_subscription(settings.services_bot_alert_channel, statuses)
             client = slack_web_client(settings)
+            permissions = Permissions(access, client)
             runtime.slack_app = create_slack_app(
                 queries,
                 client=client,
                 signing_secret=settings.slack_signing_secret.get_secret_value()
                 if mode == "http" and settings.slack_signing_secret
                 else None,
-                notifications=ChannelNotifications(store, queries),
+                notifications=ChannelNotifications(store, queries, permissions=permissions, client=client),
+                permissions=permissions,
             )
             if mode == "http":
                 runtime.http_handler = AsyncSlackRequestHandler(runtime.slack_app)
@@ -402,13 +408,19 @@ async def _take_lease(settings: Settings, stack: AsyncExitStack) -> StoreLease:
 
 
 @asynccontextmanager
-async def _open_store(settings: Settings, lease: StoreLease | None) -> AsyncIterator[Store]:
+async def _open_store(settings: Settings, lease: StoreLease | None, access: Access) -> AsyncIterator[Store]:
     """Open the store, refusing (a ``ConfigError`` with the reason and the fix) a damaged, read-only or missing
     one. Only the lease holder checks the write-ahead log: a holder elsewhere may be appending to it."""
     db = settings.services_bot_db
     held = lease is not None and lease.held
     record = lease.read() if lease is not None and held else await asyncio.to_thread(read_record, lock_path(db))
-    store = Store(db, history_days=settings.services_bot_history_days, expected_id=record.store_id, check_wal=held)
+    store = Store(
+        db,
+        history_days=settings.services_bot_history_days,
+        expected_id=record.store_id,
+        check_wal=held,
+        channel_sees=lambda channel, target: access.for_channel(channel).allows(target),
+    )
     try:
         await store.open()
     except StoreError as exc:

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 
+from services_bot.core.access import Access
 from services_bot.core.auth import AkSkSigner, Credentials, IamPasswordToken, StaticToken
 from services_bot.core.client import ModelArtsClient
 from services_bot.core.config import Settings, Target
@@ -39,6 +40,17 @@ def local_settings(url: str, project_id: str, token: str, **overrides: object) -
         **overrides,
     }
     return Settings(_env_file=None, **fields)  # type: ignore[arg-type, call-arg]
+
+
+def access_of(settings: Settings) -> Access:
+    """Who sees which targets (channels, MCP tokens) and who administers; bad ids raise ``ConfigError`` at start."""
+    token = settings.services_bot_mcp_token.get_secret_value() if settings.services_bot_mcp_token else None
+    return Access(
+        settings.targets(),
+        channel_default=settings.services_bot_channel_default,
+        admins=settings.admin_ids(),
+        mcp_token=token,
+    )
 
 
 def credentials_for(settings: Settings, target: Target, http: httpx.AsyncClient) -> Credentials:

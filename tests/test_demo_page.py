@@ -175,6 +175,18 @@ async def _walk_through(page: Any, workspace: WorkspaceServer, control: Control,
     assert rendered["links"] == ["https://example.com/a?b=1&c=2"]
     assert sorted(rendered["tags"]) == ["a", "em", "s", "span", "span"]
 
+    # Slack dates render in the reader's zone and stay current ("Today 14:02"), not as their UTC fallback
+    dates = await page.evaluate(
+        """() => {
+            const now = Math.floor(Date.now() / 1000);
+            const node = window.workspacePage.mrkdwn(
+                `<!date^${now}^{date_short_pretty} {time}|2000-01-01 00:00 UTC> <!subteam^S0ONCALL|oncall>`);
+            const d = new Date(now * 1000), pad = (n) => String(n).padStart(2, "0");
+            return {text: node.textContent, expected: `Today ${pad(d.getHours())}:${pad(d.getMinutes())} @oncall`};
+        }"""
+    )
+    assert dates["text"] == dates["expected"], dates
+
 
 @needs_browser
 async def test_threads_updates_and_failures_in_chromium(demo_stack: dict[str, Any]) -> None:

@@ -110,7 +110,7 @@ async def test_a_failure_is_alerted_once_with_error_and_metadata(
     assert payload["service_id"] == created["service_id"] and payload["to_status"] == "failed"
     assert payload["from_status"] == "running" and payload["project_id"] == "emulator-project"
     buttons = {e["text"]["text"] for b in alert["blocks"] for e in b.get("elements", []) if e["type"] == "button"}
-    assert buttons == {"Details", "Mute 1h"}
+    assert buttons == {"Details", "Acknowledge", "Mute 1h"}
     assert took < POLL + 2.0
     wait_baseline(bot, 3)
     assert len(bot_messages(await slack.messages(ALERTS))) == 1, "posted exactly once"
@@ -161,7 +161,8 @@ async def test_a_burst_becomes_one_grouped_message(
     wait_baseline(bot, 2)
     (grouped,) = bot_messages(await slack.messages(ALERTS))
     assert_valid(grouped["blocks"])
-    assert grouped["text"] == "5 services changed state" and "failed: *5*" in json.dumps(grouped["blocks"])
+    assert grouped["text"] == "5 services changed state: 5 failed: quota exceeded (batch-0, batch-1, batch-2, … +2)"
+    assert "*5 failed*: quota exceeded" in json.dumps(grouped["blocks"], ensure_ascii=False)
     assert grouped["metadata"]["event_type"] == "modelarts_service_status_changed_batch"
     await slack.set_app_url(bot.url + "/slack/events")
     await slack.click(found[-1], "show_transitions")

@@ -293,6 +293,8 @@ async def test_history_filters_and_prune(tmp_path: Path) -> None:
             "transitions": 1,
             "mutes": 0,
             "alert_threads": 0,
+            "acknowledgements": 0,
+            "audit": 0,
         }
         assert [t.service_id for t in await store.transitions()] == ["c", "b", "a"]
 
@@ -325,3 +327,61 @@ async def test_the_store_never_blocks_the_event_loop(tmp_path: Path) -> None:
         task.cancel()
         assert ticks > 1  # the loop kept running while SQLite wrote
         assert len(await store.known_services("prod")) == 20_000
+
+
+# -- the lifecycle tables: acknowledgements, mutes that end, audit, routing by channel access ------------------
+
+
+async def test_acknowledgements_are_once_per_person_and_only_for_alerts_posted_in_the_channel(tmp_path: Path) -> None:
+    async with Store(tmp_path / "bot.db") as store:
+        await store.add_subscription("C1", {"failed"})
+        [t] = await store.record_poll("prod", "p", [], [], [transition("a")], None)
+        assert t.id is not None
+        assert not await store.was_posted("C1", t.id), "not posted yet: nothing to acknowledge"
+        [row] = await store.due_deliveries()
+        await store.mark_done([row.id], "10.1")
+        assert await store.was_posted("C1", t.id) and not await store.was_posted("C2", t.id)
+        assert (await store.acknowledge("C1", t.id, "U1"))[0]
+        new, acks = await store.acknowledge("C1", t.id, "U1")
+        assert not new and [a.user for a in acks] == ["U1"], "a second click by the same person changes nothing"
+        _, acks = await store.acknowledge("C1", t.id, "U2")
+        assert [a.user for a in acks] == ["U1", "U2"]
+        assert [a.user for a in (await store.acknowledgements([t.id]))[t.id]] == ["U1", "U2"]
+        assert await store.thread_of_transition("C1", t.id) == ("10.1", None)
+
+
+async def test_a_mute_that_ends_becomes_one_notice_and_is_gone(tmp_path: Path) -> None:
+    now = datetime.now(UTC)  # not the import-time NOW: "in a minute" must still be ahead when the test runs
+    async with Store(tmp_path / "bot.db") as store:
+        await store.mute("C1", "prod", "a", "ocr-a", now + timedelta(minutes=1), set_by="U1")
+        await store.mute("C1", "prod", "b", "ocr-b", now + timedelta(hours=1), set_by="U2")
+        [first, _] = await store.mutes("C1")
+        assert (first.service_id, first.set_by) == ("a", "U1") and first.set_at is not None
+        later = now + timedelta(minutes=2)
+        assert await store.end_expired_mutes(later) == 1
+        assert await store.end_expired_mutes(later) == 0, "announced once"
+        [notice] = [d.notice for d in await store.due_deliveries(later)]
+        assert notice is not None and (notice.kind, notice.service_id, notice.text) == ("mute_ended", "a", "ocr-a")
+        assert [m.service_id for m in await store.mutes("C1")] == ["b"]
+
+
+async def test_no_alert_is_queued_for_a_channel_that_may_not_see_the_target(tmp_path: Path) -> None:
+    async with Store(
+        tmp_path / "bot.db", channel_sees=lambda channel, target: channel != "C2" or target == "dev"
+    ) as store:
+        await store.add_subscription("C1", {"failed"})
+        await store.add_subscription("C2", {"failed"})
+        await store.record_poll("prod", "p", [], [], [transition("a"), transition("b", target="dev")], None)
+        rows = [(d.channel, d.transition.service_id) for d in await store.due_deliveries() if d.transition]
+        assert rows == [("C1", "a"), ("C1", "b"), ("C2", "b")]
+
+
+async def test_the_audit_is_newest_first_bounded_and_pruned(tmp_path: Path) -> None:
+    async with Store(tmp_path / "bot.db", history_days=7) as store:
+        await store.audit("watch", "C1", "U1", detail="failed")
+        await store.audit("mute", "C2", "U2", target="prod", service_id="a", detail="x" * 5000)
+        entries = await store.audit_entries(NOW - timedelta(minutes=1))
+        assert [e.action for e in entries] == ["mute", "watch"] and len(entries[0].detail) == 500
+        assert [e.channel for e in await store.audit_entries(NOW - timedelta(minutes=1), "C1")] == ["C1"]
+        assert await store.audit_count(NOW - timedelta(minutes=1)) == 2
+        assert (await store.prune(datetime.now(UTC) + timedelta(days=8)))["audit"] == 2

@@ -34,7 +34,7 @@ def test_the_command_the_bot_listens_to_is_declared_with_a_usage_hint() -> None:
 
 def test_only_the_scopes_the_bot_uses() -> None:
     scopes = load()["oauth_config"]["scopes"]["bot"]
-    assert sorted(scopes) == ["channels:history", "chat:write", "commands", "groups:history"]
+    assert sorted(scopes) == ["channels:history", "chat:write", "commands", "groups:history", "usergroups:read"]
 
 
 def test_interactivity_and_socket_mode_are_on_and_http_urls_are_placeholders() -> None:

@@ -410,7 +410,7 @@ async def test_a_confirmed_mass_deletion_is_one_grouped_message_in_each_channel(
         await AlertDelivery(store, web, group_threshold=1000).deliver_due()
         for channel, count in (("C0ALERTS", len(doomed)), ("C0GENERAL", running)):
             (grouped,) = [m for m in await slack.messages(channel) if m["user"] == "U0BOT"]
-            assert grouped["text"] == f"{count} services changed state"
+            assert grouped["text"].startswith(f"{count} services changed state: {count} deleted (")
             assert grouped["metadata"]["event_type"] == "modelarts_service_status_changed_batch"
         assert len(await store.known_services("default")) == SERVICES - len(doomed)
 

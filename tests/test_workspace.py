@@ -246,6 +246,17 @@ async def test_errors(user: WorkspaceClient, web: AsyncWebClient, workspace: Wor
     assert duplicate.value.response["error"] == "invalid_blocks"
 
 
+async def test_user_groups_list_their_members(workspace: WorkspaceServer, web: AsyncWebClient) -> None:
+    workspace.settings.usergroups = {"S0ONCALL": ["U0DEMO", "U0OTHER"]}
+    try:
+        assert (await web.usergroups_users_list(usergroup="S0ONCALL"))["users"] == ["U0DEMO", "U0OTHER"]
+        with pytest.raises(SlackApiError) as unknown:
+            await web.usergroups_users_list(usergroup="S0NOPE")
+        assert unknown.value.response["error"] == "no_such_subteam"
+    finally:
+        workspace.settings.usergroups = {}
+
+
 async def test_rate_limit_fault(user: WorkspaceClient, web: AsyncWebClient, workspace: WorkspaceServer) -> None:
     await user.set_fault("chat.postMessage", rate_limited=1, retry_after=7)
     with pytest.raises(SlackApiError) as limited:

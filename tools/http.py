@@ -5,24 +5,27 @@ SERVICES_BOT_MCP_ALLOWED_HOSTS: with ``--host 0.0.0.0`` (the image's default) no
 Host, so allowing only the bound address would refuse everyone.
 
 The token is checked on every request before the MCP app sees it; binding to anything but loopback without
-one is refused at start-up, because the tools expose a project's service inventory. Each session holds a
-server task and its streams (tens of KB); the SDK's session manager closes one that has had no request in flight
-for ``session_idle_seconds`` (SERVICES_BOT_MCP_SESSION_IDLE_SECONDS), so clients that vanish without a DELETE
-do not keep theirs forever.
+one is refused at start-up, because the tools expose a project's service inventory. A target's own
+``mcp_tokens`` (targets file) see only that target: the request's scope goes to the tools in ``CALLER_SCOPE``.
+Each session holds a server task and its streams (tens of KB); the SDK's session manager closes one that has had
+no request in flight for ``session_idle_seconds`` (SERVICES_BOT_MCP_SESSION_IDLE_SECONDS), so clients that
+vanish without a DELETE do not keep theirs forever.
 """
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import json
 import re
 import socket
+from contextvars import ContextVar
 
 import uvicorn
 from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import SecretStr
+from services_bot.core.access import EVERYTHING, Access
+from services_bot.core.access import Scope as TargetScope
 from services_bot.core.errors import CannotListenError, ConfigError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -36,17 +39,29 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class BearerTokenMiddleware:
-    """Refuses every HTTP request without ``Authorization: Bearer <token>`` (compared in constant time)."""
+CALLER_SCOPE: ContextVar[TargetScope] = ContextVar("services_bot_mcp_caller_scope", default=EVERYTHING)
+"""The targets the bearer token of the request being handled may see; the SDK carries the sender's context into
+the tool handler, which reads it through ``caller_scope()``. Stdio and tokenless loopback see every target."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+
+def caller_scope() -> TargetScope:
+    return CALLER_SCOPE.get()
+
+
+class BearerTokenMiddleware:
+    """Refuses every HTTP request without ``Authorization: Bearer <token>`` of a known token (compared in constant
+    time): SERVICES_BOT_MCP_TOKEN sees every target, a target's ``mcp_tokens`` only the targets that list it."""
+
+    def __init__(self, app: ASGIApp, access: Access) -> None:
         self.app = app
-        self._expected = f"Bearer {token}".encode()
+        self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self._expected):
+            given = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+            bearer = given[7:] if given[:7].lower() == "bearer " else None
+            allowed = self.access.for_mcp_token(bearer)
+            if allowed is None:
                 body = json.dumps({"error": "missing or wrong bearer token (SERVICES_BOT_MCP_TOKEN)"}).encode()
                 await send(
                     {
@@ -57,6 +72,12 @@ class BearerTokenMiddleware:
                 )
                 await send({"type": "http.response.body", "body": body})
                 return
+            reset = CALLER_SCOPE.set(allowed)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                CALLER_SCOPE.reset(reset)
+            return
         await self.app(scope, receive, send)
 
 
@@ -87,12 +108,23 @@ def allowed_hosts(host: str, configured: str) -> list[str]:
 
 
 def mcp_http_app(
-    server: MCPServer, *, host: str, token: SecretStr | None, session_idle_seconds: float, allowed: str = ""
+    server: MCPServer,
+    *,
+    host: str,
+    token: SecretStr | None,
+    session_idle_seconds: float,
+    allowed: str = "",
+    access: Access | None = None,
 ) -> ASGIApp:
     """The Streamable HTTP app at ``/mcp``, guarded and with idle sessions expired as the module docstring says.
     ``allowed`` is the operator's SERVICES_BOT_MCP_ALLOWED_HOSTS; on loopback the SDK's own loopback-only
-    protection applies."""
-    if not token and not is_loopback(host):
+    protection applies. ``access`` holds the targets' own ``mcp_tokens``: with any token configured, every
+    request needs one."""
+    secret = token.get_secret_value() if token else None
+    access = access or Access([], mcp_token=secret)
+    if access.mcp_token is None and secret:
+        access.mcp_token = secret
+    if not token and not access.has_mcp_tokens and not is_loopback(host):
         raise ConfigError(
             f"MCP over HTTP on {host} would be reachable from other machines without a token.",
             hint="Set SERVICES_BOT_MCP_TOKEN, or listen on 127.0.0.1 (`serve --no-mcp` turns MCP off).",
@@ -103,13 +135,22 @@ def mcp_http_app(
     app: ASGIApp = server.streamable_http_app(
         host=host, transport_security=security, session_idle_timeout=session_idle_seconds
     )
-    return BearerTokenMiddleware(app, token.get_secret_value()) if token else app
+    return BearerTokenMiddleware(app, access) if token or access.has_mcp_tokens else app
 
 
 def run_http(
-    server: MCPServer, *, host: str, port: int, token: SecretStr | None, session_idle_seconds: float, allowed: str = ""
+    server: MCPServer,
+    *,
+    host: str,
+    port: int,
+    token: SecretStr | None,
+    session_idle_seconds: float,
+    allowed: str = "",
+    access: Access | None = None,
 ) -> None:
-    app = mcp_http_app(server, host=host, token=token, session_idle_seconds=session_idle_seconds, allowed=allowed)
+    app = mcp_http_app(
+        server, host=host, token=token, session_idle_seconds=session_idle_seconds, allowed=allowed, access=access
+    )
     try:  # bound before the URL is printed: a busy port is an error, not a URL that does not answer
         sock = socket.create_server((host, port), reuse_port=False)
     except OSError as exc:

@@ -32,6 +32,7 @@ from services_bot.core.notifications import MAX_HISTORY_SINCE, Transition, parse
 from services_bot.core.query import ServiceQueries, ServiceQuery
 from services_bot.core.store import Store
 from services_bot.core.version import VERSION
+from services_bot.tools.http import caller_scope
 
 StatusName = Literal[
     "running", "deploying", "concerning", "failed", "stopped", "finished", "stopping", "deleting", "pending", "waiting"
@@ -143,6 +144,14 @@ def _row_line(row: ServiceRow) -> str:
     return f"{row.service_name or row.service_id} [{row.status}] {row.infer_type or '-'} id={row.service_id}{cause}"
 
 
+class AckRow(BaseModel):
+    """An acknowledgement of an alert in Slack: the Slack user id, the channel, and when (UTC)."""
+
+    user: str
+    channel: str
+    at: datetime
+
+
 class TransitionRow(BaseModel):
     """One observed status change."""
 
@@ -155,6 +164,7 @@ class TransitionRow(BaseModel):
     observed_at: datetime = Field(description="When the watcher saw it (UTC).")
     error_msg: str | None = None
     target: str | None = None
+    acknowledged_by: list[AckRow] = Field(default_factory=list, description="Who said they are on it, and when.")
 
 
 class TransitionList(BaseModel):
@@ -207,6 +217,10 @@ def create_mcp_server(
     publishes on it through ``resource_updates``).
     """
     holder: dict[str, Any] = {}
+
+    def queries() -> ServiceQueries:
+        """The query layer as the caller's bearer token may see it (``tools.http.CALLER_SCOPE``)."""
+        return holder["queries"].scoped(caller_scope())  # type: ignore[no-any-return]
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer) -> AsyncIterator[None]:
@@ -277,7 +291,7 @@ def create_mcp_server(
                 statuses=list(status or []), name=name, infer_type=infer_type, workspace_id=workspace_id,
                 model_id=model_id, tags=tags, sort=sort_by, order=order, limit=limit, cursor=cursor,
             )  # fmt: skip
-            result = await holder["queries"].list(query)
+            result = await queries().list(query)
         except ServicesBotError as exc:
             raise _tool_error(exc) from None
         rows = [ServiceRow.of(s, detail) for s in result.services]
@@ -308,7 +322,7 @@ def create_mcp_server(
         address, edge nodes, schedule and times. Example: {"service": "ocr-invoice-prod"}. An ambiguous name
         returns the candidate ids; an unknown one returns the closest names."""
         try:
-            found = await holder["queries"].get(service)
+            found = await queries().get(service)
         except ServicesBotError as exc:
             raise _tool_error(exc) from None
         cause = f"; error: {found.error_msg}" if found.error_msg else ""
@@ -325,7 +339,7 @@ def create_mcp_server(
         """Counts of services by status and by type, and the unhealthy ones (failed, concerning) with their error
         messages. The best first call for "what is wrong with our ModelArts services?". Example: {}."""
         try:
-            summary = await holder["queries"].summary(
+            summary = await queries().summary(
                 ServiceQuery.build(infer_type=infer_type, workspace_id=workspace_id)
             )
         except ServicesBotError as exc:
@@ -384,10 +398,20 @@ def create_mcp_server(
             raise _tool_error(exc) from None
         start = datetime.now(UTC) - window
         try:
-            found = await store.transitions(since=start, service=service, to_statuses=to_status, limit=limit)
+            scope = caller_scope()
+            found = await store.transitions(
+                since=start, service=service, to_statuses=to_status, limit=limit, targets=scope.targets
+            )
+            acks = await store.acknowledgements(t.id for t in found if t.id is not None)
         except ServicesBotError as exc:  # the store's problem (deleted, damaged, ...) and its fix
             raise _tool_error(exc) from None
-        rows = [TransitionRow(**t.model_dump(include=set(TransitionRow.model_fields))) for t in found]
+        rows = [
+            TransitionRow(
+                **t.model_dump(include=set(TransitionRow.model_fields)),
+                acknowledged_by=[AckRow(user=a.user, channel=a.channel, at=a.at) for a in acks.get(t.id or -1, [])],
+            )
+            for t in found
+        ]
         lines = [
             f"{r.service_name or r.service_id}: {r.from_status or '(new)'} -> {r.to_status or '(deleted)'} at "
             f"{(r.transition_at or r.observed_at):%Y-%m-%d %H:%M}Z" + (f" — {r.error_msg[:150]}" if r.error_msg else "")
@@ -405,7 +429,7 @@ def create_mcp_server(
     )
     async def service_resource(service_id: str) -> str:
         try:
-            found = await holder["queries"].get(service_id)
+            found = await queries().get(service_id)
         except ServicesBotError as exc:
             raise ResourceNotFoundError(exc.user_text()) from None
         return found.model_dump_json(exclude_none=True)

@@ -59,6 +59,8 @@ class WorkspaceSettings(BaseModel):
     port: int = Field(default=0, ge=0, le=65535)
     channels: list[ChannelSpec] = Field(default_factory=_default_channels)
     users: list[UserSpec] = Field(default_factory=_default_users)
+    usergroups: dict[str, list[str]] = Field(default_factory=dict)
+    """User groups (``S…`` id → member ids), answered by ``usergroups.users.list``."""
     team_id: str = "T0DEMO"
     team_domain: str = "demo"
     team_name: str = "Demo"

@@ -431,6 +431,15 @@ async def apps_connections_open(state: WorkspaceState, args: Args) -> dict[str, 
     return {"ok": True, "url": url}
 
 
+async def usergroups_users_list(state: WorkspaceState, args: Args) -> dict[str, Any]:
+    """The members of a user group (``S…``), as Slack answers it; an unknown group is ``no_such_subteam``."""
+    group = req_str(args, "usergroup")
+    members = state.settings.usergroups.get(group)
+    if members is None:
+        raise ApiError("no_such_subteam")
+    return {"ok": True, "users": list(members)}
+
+
 METHODS: dict[str, Handler] = {
     "api.test": api_test,
     "apps.connections.open": apps_connections_open,
@@ -444,6 +453,7 @@ METHODS: dict[str, Handler] = {
     "conversations.replies": conversations_replies,
     "conversations.info": conversations_info,
     "conversations.list": conversations_list,
+    "usergroups.users.list": usergroups_users_list,
 }
 NO_AUTH = {"api.test"}
 APP_TOKEN_METHODS = {"apps.connections.open"}

@@ -1,5 +1,5 @@
 """The watcher's SQLite store: last known state per service, transition history, subscriptions, mutes, the
-delivery outbox and alert threads.
+delivery outbox, alert threads, acknowledgements and the audit trail.
 
 One connection, owned by one dedicated worker thread (a single-thread executor): every call runs there, so
 the event loop never blocks on disk and no two statements interleave. The file is in WAL mode so a reader
@@ -22,6 +22,8 @@ saved) instead of filling a file no one will open again; and SQLite's errors abo
 
 from __future__ import annotations
 
+from services_bot.core.store.acks import Acknowledgements
+from services_bot.core.store.audit import Audit
 from services_bot.core.store.base import StoreBase
 from services_bot.core.store.history import History
 from services_bot.core.store.mutes import Mutes
@@ -35,7 +37,7 @@ from services_bot.core.store.watcher_state import WatcherState
 __all__ = ["MIGRATIONS", "KnownService", "Store", "TargetState", "from_ms", "to_ms"]
 
 
-class Store(WatcherState, Subscriptions, Mutes, Outbox, AlertThreads, History, StoreBase):
+class Store(WatcherState, Subscriptions, Mutes, Outbox, AlertThreads, History, Acknowledgements, Audit, StoreBase):
     """The store: one class over one file, its methods grouped by table in the modules of this package
     (``base`` the connection and checks, ``watcher_state``, ``subscriptions``, ``mutes``, ``outbox``, ``threads``,
-    ``history``). ``async with Store(path) as store: ...``"""
+    ``history``, ``acks``, ``audit``). ``async with Store(path) as store: ...``"""

@@ -34,7 +34,8 @@ class StoreBase:
 
     ``writable=False`` skips the write probe at open (a reader such as ``services-bot mcp``); ``expected_id`` is
     the store id the lease's lock file recorded (a store was used at this path); ``check_wal`` checks the
-    write-ahead log before opening, which only the one writer may do (another's appends can look damaged).
+    write-ahead log before opening, which only the one writer may do (another's appends can look damaged);
+    ``channel_sees(channel, target)`` keeps alerts of a target out of channels that may not see it.
     """
 
     def __init__(
@@ -46,8 +47,11 @@ class StoreBase:
         writable: bool = True,
         expected_id: str | None = None,
         check_wal: bool = False,
+        channel_sees: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.path = Path(path)
+        self.channel_sees = channel_sees
+        """Whether a channel may see a target (``core.access``): routing queues no alert a channel may not see."""
         self.history_days = history_days
         self.busy_timeout_ms = busy_timeout_ms
         self.writable = writable

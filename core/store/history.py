@@ -24,28 +24,52 @@ class History(StoreBase):
         to_statuses: Iterable[str] | None = None,
         target: str | None = None,
         limit: int = 50,
+        *,
+        targets: Iterable[str] | None = None,
+        offset: int = 0,
     ) -> list[Transition]:
-        """Stored transitions, newest first. ``service`` is an exact id or name (case-insensitive name)."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if since is not None:
-            clauses.append("observed_ms >= ?")
-            params.append(to_ms(since))
-        if service:
-            clauses.append("(service_id = ? OR service_name = ? COLLATE NOCASE)")
-            params += [service, service]
-        statuses = sorted(set(to_statuses or ()))
-        if statuses:
-            clauses.append(f"to_status IN ({','.join('?' * len(statuses))})")
-            params += statuses
-        if target:
-            clauses.append("target = ?")
-            params.append(target)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        """Stored transitions, newest change first: by the change's own time (``transition_at``, else when it
+        was seen), so "41s ago" never comes after "42s ago". ``service`` is an exact id or name
+        (case-insensitive name); ``targets``: only these (a channel's or a token's scope)."""
+        where, params = _filters(since, service, to_statuses, target, targets)
         rows = await self._read(
-            f"SELECT * FROM transitions{where} ORDER BY observed_ms DESC, id DESC LIMIT ?", [*params, limit]
+            f"SELECT * FROM transitions{where} ORDER BY COALESCE(transition_ms, observed_ms) DESC, id DESC "
+            "LIMIT ? OFFSET ?",
+            [*params, limit, max(0, offset)],
         )
         return [_transition(r) for r in rows]
+
+    async def count_transitions(
+        self,
+        since: datetime | None = None,
+        service: str | None = None,
+        to_statuses: Iterable[str] | None = None,
+        target: str | None = None,
+        *,
+        targets: Iterable[str] | None = None,
+    ) -> int:
+        """How many ``transitions`` would list without a limit (so an answer can say how many it left out)."""
+        where, params = _filters(since, service, to_statuses, target, targets)
+        return int((await self._read(f"SELECT COUNT(*) FROM transitions{where}", params))[0][0])
+
+    async def knows_service(self, ref: str, targets: Iterable[str] | None = None) -> bool:
+        """Whether the watcher knows, or has seen change, a service with this id or name (case-insensitive) in
+        these targets: ``history`` tells an unknown service from a quiet one with it."""
+        where, params = _filters(None, ref, None, None, targets)
+        for table in ("services", "transitions"):
+            if await self._read(f"SELECT 1 FROM {table}{where} LIMIT 1", params):
+                return True
+        return False
+
+    async def known_names(self, targets: Iterable[str] | None = None, limit: int = 5000) -> list[str]:
+        """Names of the services the watcher knows in these targets (at most ``limit``), for suggestions."""
+        where, params = _filters(None, None, None, None, targets)
+        rows = await self._read(
+            f"SELECT DISTINCT service_name FROM services{where}{' AND' if where else ' WHERE'} "
+            "service_name IS NOT NULL LIMIT ?",
+            [*params, limit],
+        )
+        return [r[0] for r in rows]
 
     async def transition(self, transition_id: int) -> Transition | None:
         rows = await self._read("SELECT * FROM transitions WHERE id = ?", (transition_id,))
@@ -62,8 +86,8 @@ class History(StoreBase):
 
     async def prune(self, now: datetime | None = None) -> dict[str, int]:
         """Forget history older than the retention: transitions (unless still waiting for delivery) with their
-        finished outbox rows, other finished outbox rows, expired mutes and old alert threads. Returns how many
-        rows each table lost."""
+        finished outbox rows and acknowledgements, other finished outbox rows, mutes ended over a day ago, old
+        alert threads and old audit entries. Returns how many rows each table lost."""
         now_ms = to_ms(now) if now else _now_ms()
         cutoff = now_ms - self.history_days * 86_400_000
 
@@ -79,8 +103,13 @@ class History(StoreBase):
                     "(SELECT transition_id FROM outbox WHERE transition_id IS NOT NULL)",
                     (cutoff,),
                 ).rowcount,
-                "mutes": conn.execute("DELETE FROM mutes WHERE until_ms <= ?", (now_ms,)).rowcount,
+                # expired mutes are ended (and announced) by delivery; a day later, any left are forgotten here
+                "mutes": conn.execute("DELETE FROM mutes WHERE until_ms <= ?", (now_ms - 86_400_000,)).rowcount,
                 "alert_threads": conn.execute("DELETE FROM alert_threads WHERE opened_ms < ?", (cutoff,)).rowcount,
+                "acknowledgements": conn.execute(
+                    "DELETE FROM acknowledgements WHERE transition_id NOT IN (SELECT id FROM transitions)"
+                ).rowcount,
+                "audit": conn.execute("DELETE FROM audit WHERE at_ms < ?", (cutoff,)).rowcount,
             }
             return counts
 
@@ -88,3 +117,32 @@ class History(StoreBase):
         if any(counts.values()):
             log.info("store pruned", extra=counts)
         return counts
+
+
+def _filters(
+    since: datetime | None,
+    service: str | None,
+    to_statuses: Iterable[str] | None,
+    target: str | None,
+    targets: Iterable[str] | None,
+) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        clauses.append("observed_ms >= ?")
+        params.append(to_ms(since))
+    if service:
+        clauses.append("(service_id = ? OR service_name = ? COLLATE NOCASE)")
+        params += [service, service]
+    statuses = sorted(set(to_statuses or ()))
+    if statuses:
+        clauses.append(f"to_status IN ({','.join('?' * len(statuses))})")
+        params += statuses
+    if target:
+        clauses.append("target = ?")
+        params.append(target)
+    if targets is not None:
+        chosen = sorted(set(targets))
+        clauses.append(f"target IN ({','.join('?' * len(chosen))})" if chosen else "0")
+        params += chosen
+    return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params

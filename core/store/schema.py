@@ -112,5 +112,29 @@ MIGRATIONS: list[str] = [
     ALTER TABLE outbox ADD COLUMN check_posted INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX outbox_undelivered ON outbox (channel, id) WHERE state IN ('pending', 'in_flight');
     """,
+    # 5: who set a mute and when (`mutes` lists them), acknowledgements of alerts, and the audit trail of every
+    # state-changing action (`audit`)
+    """
+    ALTER TABLE mutes ADD COLUMN set_by TEXT;
+    ALTER TABLE mutes ADD COLUMN set_ms INTEGER;
+    CREATE TABLE acknowledgements (
+        transition_id INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        user TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (transition_id, channel, user)
+    ) WITHOUT ROWID;
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        user TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        service_id TEXT,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_by_time ON audit (at_ms);
+    """,
 ]
 """Schema steps; ``PRAGMA user_version`` counts the ones applied. Append, never edit an applied step."""

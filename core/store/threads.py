@@ -85,3 +85,32 @@ class AlertThreads(StoreBase):
             sql += " AND root_ts = ?"
             params.append(root_ts)
         return await self._write(lambda conn: conn.execute(sql, params).rowcount > 0)
+
+    async def thread_rooted_at(self, channel: str, transition_id: int) -> AlertThread | None:
+        """The alert thread whose first alert carried this transition in this channel, if it opened one."""
+        rows = await self._read(
+            "SELECT * FROM alert_threads WHERE channel = ? AND transition_id = ? ORDER BY id DESC LIMIT 1",
+            (channel, transition_id),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return AlertThread(
+            channel=r["channel"],
+            target=r["target"],
+            service_id=r["service_id"],
+            root_ts=r["root_ts"],
+            transition_id=r["transition_id"],
+            delivery_id=r["delivery_id"],
+            opened_at=from_ms(r["opened_ms"]),
+            resolved=bool(r["resolved"]),
+        )
+
+    async def set_alert_thread_resolved(self, channel: str, root_ts: str, resolved: bool) -> None:
+        """Resolved follows the thread's latest change: a relapse after a recovery opens it again."""
+        await self._write(
+            lambda conn: conn.execute(
+                "UPDATE alert_threads SET resolved = ? WHERE channel = ? AND root_ts = ?",
+                (int(resolved), channel, root_ts),
+            )
+        )

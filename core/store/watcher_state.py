@@ -111,10 +111,11 @@ class WatcherState(StoreBase):
             (row[0], row[1], row[2])
             for row in conn.execute("SELECT channel, target, service_id FROM mutes WHERE until_ms > ?", (now,))
         }
+        sees = self.channel_sees
         rows = [
             (channel, poll_id, t.id, now, now, now)
             for channel, t in route(stored, subscriptions)
-            if (channel, t.target, t.service_id) not in muted
+            if (channel, t.target, t.service_id) not in muted and (sees is None or sees(channel, t.target))
         ]
         conn.executemany(
             "INSERT INTO outbox (channel, poll_id, transition_id, next_attempt_ms, created_ms, updated_ms) "

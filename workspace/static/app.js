@@ -203,6 +203,24 @@
     if (buffer) withEmoji(decode(buffer), into);
   }
 
+  // Slack's <!date^epoch^format|fallback>: rendered in the reader's time zone, "Today"/"Yesterday" kept current
+  function slackDate(when, format) {
+    const pad = (n) => String(n).padStart(2, "0");
+    const day = new Date(when.getFullYear(), when.getMonth(), when.getDate());
+    const today = new Date();
+    const diff = Math.round((new Date(today.getFullYear(), today.getMonth(), today.getDate()) - day) / 86400000);
+    const short = when.toLocaleDateString(undefined, { month: "short", day: "numeric" });
+    const pretty = diff === 0 ? "Today" : diff === 1 ? "Yesterday" : diff === -1 ? "Tomorrow" : short;
+    const tokens = {
+      date_short_pretty: pretty,
+      date_short: short,
+      date: when.toLocaleDateString(undefined, { month: "long", day: "numeric", year: "numeric" }),
+      time: `${pad(when.getHours())}:${pad(when.getMinutes())}`,
+      time_secs: `${pad(when.getHours())}:${pad(when.getMinutes())}:${pad(when.getSeconds())}`,
+    };
+    return format.replace(/\{(\w+)\}/g, (whole, name) => tokens[name] ?? whole);
+  }
+
   function angle(token) {
     const bar = token.indexOf("|");
     const target = bar >= 0 ? token.slice(0, bar) : token;
@@ -216,10 +234,15 @@
     }
     if (target.startsWith("!")) {
       if (target.startsWith("!date^")) {
-        const seconds = Number(target.split("^")[1]);
+        const [, epoch, format] = target.split("^");
+        const seconds = Number(epoch);
         const when = Number.isFinite(seconds) ? new Date(seconds * 1000) : null;
-        const title = when && !Number.isNaN(when.getTime()) ? when.toLocaleString() : undefined;
-        return el("span", { className: "bk-date", title, text: label || target });
+        const valid = when && !Number.isNaN(when.getTime());
+        const title = valid ? when.toLocaleString() : undefined;
+        return el("span", { className: "bk-date", title, text: valid ? slackDate(when, format || "") : label || target });
+      }
+      if (target.startsWith("!subteam^")) {
+        return el("span", { className: "mention", text: "@" + (label || target.slice(9)) });
       }
       const special = { "!here": "@here", "!channel": "@channel", "!everyone": "@everyone" }[target];
       return el("span", { className: "mention", text: label || special || target });
