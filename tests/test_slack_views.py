@@ -97,9 +97,10 @@ UNKNOWN = ":grey_question:"
 
 
 def emoji_and_next_word(texts: Iterable[str]) -> Iterator[tuple[str, str]]:
-    """Each status emoji (or the unknown-status one) in the texts, with the word right after it."""
+    """Each status emoji (or the unknown-status one) in the texts, with the word right after it (after a count in
+    bold, as a grouped alert's cause line has it: ``:red_circle: *8 failed*: OOMKilled``)."""
     for text in texts:
-        for m in re.finditer(r"(:[a-z0-9_+-]+:)(?: ([\w-]+))?", text):
+        for m in re.finditer(r"(:[a-z0-9_+-]+:)(?: (?:\*\d+ )?([\w-]+))?", text):
             if m[1] in STATUS_OF or m[1] == UNKNOWN:
                 yield m[1], m[2] or ""
 
