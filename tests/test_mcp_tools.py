@@ -18,7 +18,7 @@ from services_bot.tools.server import create_mcp_server
 from services_bot.wiring import open_queries
 from tests.conftest import Control, make_settings
 
-TOOLS = {"list_services", "get_service", "summarize_services", "list_transitions"}
+TOOLS = {"list_services", "get_service", "summarize_services", "list_transitions", "list_targets"}
 
 
 def server_for(emulator_server: EmulatorServer):  # type: ignore[no-untyped-def]
@@ -230,7 +230,8 @@ async def test_answers_are_compact_unless_full_detail_is_asked(
     assert all("owner" not in r and "publish_at" not in r for r in rows)
     assert all("publish_at" in r for r in full.structured_content["services"])  # type: ignore[index]
     text = " ".join(getattr(c, "text", "") for c in compact.content)
-    assert text.startswith("5 of ") and "{" not in text  # a short rendering, not the JSON again
+    assert "returned: 5" in text and "{" not in text  # a table of the rows, not the JSON again
+    assert all(r["service_id"] in text for r in rows)
 
 
 async def test_get_service_by_exact_name_and_ambiguous_name(emulator_server: EmulatorServer, control: Control) -> None:

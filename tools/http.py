@@ -24,6 +24,7 @@ from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import SecretStr
 from services_bot.core.errors import CannotListenError, ConfigError
+from services_bot.tools.wire import JsonRpcBodyGuard
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 
@@ -37,16 +38,17 @@ def is_loopback(host: str) -> bool:
 
 
 class BearerTokenMiddleware:
-    """Refuses every HTTP request without ``Authorization: Bearer <token>`` (compared in constant time)."""
+    """Refuses every HTTP request without ``Authorization: Bearer <token>`` (the token compared in constant
+    time; the scheme is case-insensitive, as RFC 9110 says, so ``bearer`` is fine too)."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            given = dict(scope["headers"]).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self._expected):
+            scheme, _, given = dict(scope["headers"]).get(b"authorization", b"").strip().partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self._expected):
                 body = json.dumps({"error": "missing or wrong bearer token (SERVICES_BOT_MCP_TOKEN)"}).encode()
                 await send(
                     {
@@ -100,8 +102,8 @@ def mcp_http_app(
     security = None
     if not is_loopback(host):
         security = TransportSecuritySettings(allowed_hosts=allowed_hosts(host, allowed), allowed_origins=[])
-    app: ASGIApp = server.streamable_http_app(
-        host=host, transport_security=security, session_idle_timeout=session_idle_seconds
+    app: ASGIApp = JsonRpcBodyGuard(
+        server.streamable_http_app(host=host, transport_security=security, session_idle_timeout=session_idle_seconds)
     )
     return BearerTokenMiddleware(app, token.get_secret_value()) if token else app
 

@@ -24,28 +24,33 @@ class History(StoreBase):
         to_statuses: Iterable[str] | None = None,
         target: str | None = None,
         limit: int = 50,
+        before: tuple[int, int] | None = None,
     ) -> list[Transition]:
-        """Stored transitions, newest first. ``service`` is an exact id or name (case-insensitive name)."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if since is not None:
-            clauses.append("observed_ms >= ?")
-            params.append(to_ms(since))
-        if service:
-            clauses.append("(service_id = ? OR service_name = ? COLLATE NOCASE)")
-            params += [service, service]
-        statuses = sorted(set(to_statuses or ()))
-        if statuses:
-            clauses.append(f"to_status IN ({','.join('?' * len(statuses))})")
-            params += statuses
-        if target:
-            clauses.append("target = ?")
-            params.append(target)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        """Stored transitions, newest first. ``service`` is an exact id or name (case-insensitive name).
+        ``before`` is the (observed_ms, id) of the last row of the previous page: pages stay stable while new
+        transitions arrive, which an offset would not."""
+        where, params = _filters(since, service, to_statuses, target)
+        if before is not None:
+            where.append("(observed_ms < ? OR (observed_ms = ? AND id < ?))")
+            params += [before[0], before[0], before[1]]
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = await self._read(
-            f"SELECT * FROM transitions{where} ORDER BY observed_ms DESC, id DESC LIMIT ?", [*params, limit]
+            f"SELECT * FROM transitions{clause} ORDER BY observed_ms DESC, id DESC LIMIT ?", [*params, limit]
         )
         return [_transition(r) for r in rows]
+
+    async def count_transitions(
+        self,
+        since: datetime | None = None,
+        service: str | None = None,
+        to_statuses: Iterable[str] | None = None,
+        target: str | None = None,
+    ) -> int:
+        """How many stored transitions match, so an answer can say how many it did not show."""
+        where, params = _filters(since, service, to_statuses, target)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._read(f"SELECT COUNT(*) AS n FROM transitions{clause}", params)
+        return int(rows[0]["n"])
 
     async def transition(self, transition_id: int) -> Transition | None:
         rows = await self._read("SELECT * FROM transitions WHERE id = ?", (transition_id,))
@@ -88,3 +93,25 @@ class History(StoreBase):
         if any(counts.values()):
             log.info("store pruned", extra=counts)
         return counts
+
+
+def _filters(
+    since: datetime | None, service: str | None, to_statuses: Iterable[str] | None, target: str | None
+) -> tuple[list[str], list[Any]]:
+    """The WHERE clauses (and their parameters) shared by listing and counting transitions."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        clauses.append("observed_ms >= ?")
+        params.append(to_ms(since))
+    if service:
+        clauses.append("(service_id = ? OR service_name = ? COLLATE NOCASE)")
+        params += [service, service]
+    statuses = sorted(set(to_statuses or ()))
+    if statuses:
+        clauses.append(f"to_status IN ({','.join('?' * len(statuses))})")
+        params += statuses
+    if target:
+        clauses.append("target = ?")
+        params.append(target)
+    return clauses, params
