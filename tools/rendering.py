@@ -26,6 +26,8 @@ def _cell(value: Any) -> str:
         return value.strftime("%Y-%m-%dT%H:%M:%SZ")
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(_cell(v) for v in value)
     text = " ".join(str(value).split()).replace("|", "¦")  # one line per row, and | only between cells
     return text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…"
 
