@@ -47,8 +47,7 @@ def _word(name: str, value: Any, allowed: list[str] | None, limit: int | None) -
         return value
     if limit is not None and len(value) > limit:
         raise ArgumentError(
-            f"Argument '{name}' is {len(value):,} characters long; at most {limit} are allowed "
-            f"('{preview(value)}')."
+            f"Argument '{name}' is {len(value):,} characters long; at most {limit} are allowed ('{preview(value)}')."
         )
     if allowed is None:
         return value
@@ -57,9 +56,7 @@ def _word(name: str, value: Any, allowed: list[str] | None, limit: int | None) -
         return lowered
     guess = did_you_mean(lowered, allowed)
     hint = f" Did you mean '{guess}'?" if guess else ""
-    raise ArgumentError(
-        f"Argument '{name}' does not accept '{preview(value)}'.{hint} Allowed: {', '.join(allowed)}."
-    )
+    raise ArgumentError(f"Argument '{name}' does not accept '{preview(value)}'.{hint} Allowed: {', '.join(allowed)}.")
 
 
 def normalise(arguments: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
