@@ -197,8 +197,8 @@ def register_service_tools(server: MCPServer, state: ToolState) -> None:
         columns = (*ROW_COLUMNS, *CAUSE_COLUMNS, *(FULL_COLUMNS if detail == "full" else ()))
         lines = [
             f"Services: {result.description}.",
+            *warning_lines(result.warnings, result.complete),  # before anything a reader could take as whole
             paging_line(result.total, len(rows), result.next_cursor, "services"),
-            *warning_lines(result.warnings, result.complete),
             *table(rows, columns),
         ]
         return answer(listing, "\n".join(lines), always=("next_cursor", "complete"))
@@ -264,10 +264,10 @@ def register_service_tools(server: MCPServer, state: ToolState) -> None:
         )
         lines = [
             f"Summary of {summary.description}: {summary.total} services.",
+            *warning_lines(summary.warnings, summary.complete),
             "by status: " + (", ".join(f"{k} {v}" for k, v in summary.by_status.items()) or "none"),
             "by type: " + (", ".join(f"{k} {v}" for k, v in summary.by_infer_type.items()) or "none"),
             shown,
-            *warning_lines(summary.warnings, summary.complete),
             *table(unhealthy, (*ROW_COLUMNS, *CAUSE_COLUMNS)),
         ]
         return answer(result, "\n".join(lines), always=("complete",))
