@@ -1,4 +1,5 @@
-"""Interoperability: the official TypeScript SDK client (1.x) drives the server over stdio and Streamable HTTP.
+"""Interoperability: the official TypeScript SDK clients (1.x and 2.x) drive the server over stdio and
+Streamable HTTP.
 
 ``tests/interop/client.mjs`` lists and calls every tool, validates each structured result against the tool's
 output schema with ajv (which the SDK itself uses), pages through ``list_services`` reading only the text,
@@ -8,6 +9,7 @@ packages are missing (``.ci/run`` installs them with ``npm ci`` in ``tests/inter
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -15,10 +17,13 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from services_bot.core.notifications import Transition
+from services_bot.core.store import Store
 from services_bot.emulator import EmulatorServer
 
 from tests.conftest import Control
@@ -27,13 +32,28 @@ INTEROP = Path(__file__).parent / "interop"
 NODE = shutil.which("node")
 TOOLS = {"list_services", "get_service", "summarize_services", "list_transitions", "list_targets"}
 
-pytestmark = [
-    pytest.mark.skipif(NODE is None, reason="Node.js is not installed (apt-get install nodejs npm)"),
-    pytest.mark.skipif(
-        not (INTEROP / "node_modules" / "@modelcontextprotocol" / "sdk").is_dir(),
-        reason="the TypeScript SDK is not installed: run `npm ci` in tests/interop (.ci/run does)",
-    ),
-]
+PACKAGES = {"1": "sdk", "2": "client"}
+"""The SDK line (MCP_SDK for client.mjs) and its npm package under @modelcontextprotocol."""
+
+pytestmark = pytest.mark.skipif(NODE is None, reason="Node.js is not installed (apt-get install nodejs npm)")
+
+
+@pytest.fixture(params=sorted(PACKAGES), ids=lambda line: f"ts-sdk-{line}.x")
+def sdk(request: pytest.FixtureRequest) -> str:
+    package = INTEROP / "node_modules" / "@modelcontextprotocol" / PACKAGES[request.param]
+    if not package.is_dir():
+        pytest.skip(f"TypeScript SDK {request.param}.x not installed: run `npm ci` in tests/interop (.ci/run does)")
+    return request.param  # type: ignore[no-any-return]
+
+
+async def _store_with_a_transition(db: Path) -> None:
+    """A store as ``serve`` leaves it, so ``list_transitions`` has a structured result to validate too."""
+    seen = Transition(
+        target="default", service_id="svc-1", service_name="ocr-prod", kind="changed", from_status="running",
+        to_status="failed", transition_at=datetime.now(UTC), error_msg="OOMKilled",
+    )  # fmt: skip
+    async with Store(db) as store:
+        await store.record_poll("default", "p1", [], [], [seen], None)
 
 
 def _env(emulator_server: EmulatorServer, tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -42,7 +62,7 @@ def _env(emulator_server: EmulatorServer, tmp_path: Path, **extra: str) -> dict[
         MODELARTS_ENDPOINT=emulator_server.url,
         MODELARTS_PROJECT_ID=emulator_server.settings.project_id,
         MODELARTS_AUTH_TOKEN=emulator_server.settings.token,
-        SERVICES_BOT_DB=str(tmp_path / "none.db"),
+        SERVICES_BOT_DB=str(tmp_path / "store.db"),
         **extra,
     )
     return env
@@ -60,9 +80,6 @@ def _judge(report: dict[str, Any], control: Control, emulator_server: EmulatorSe
     assert set(report["tools"]) == TOOLS
     for name, tool in report["tools"].items():
         assert tool["title"] and tool["hasOutputSchema"], name
-        if name == "list_transitions":  # no watcher's store behind plain `mcp`: a tool error that says so
-            assert tool["isError"] and "services-bot serve" in tool["text"]
-            continue
         assert not tool["isError"] and tool["valid"] is True, (name, tool["schemaErrors"], tool["text"][:300])
     fleet = control.list_raw(emulator_server.settings.project_id, emulator_server.settings.token)["services"]
     default_workspace = [s for s in fleet if s.get("workspace_id") in (None, "0")]
@@ -79,22 +96,27 @@ def _judge(report: dict[str, Any], control: Control, emulator_server: EmulatorSe
     assert report["capabilities"]["resources"]["subscribe"] is False, "plain `mcp` has no watcher to publish"
 
 
-def test_typescript_client_over_stdio(emulator_server: EmulatorServer, control: Control, tmp_path: Path) -> None:
+def test_typescript_client_over_stdio(
+    emulator_server: EmulatorServer, control: Control, tmp_path: Path, sdk: str
+) -> None:
     control.set_status(control.list_raw(emulator_server.settings.project_id, emulator_server.settings.token)[
         "services"][0]["service_id"], "failed", "OOMKilled")  # fmt: skip
-    report = _run_client(["stdio", sys.executable, "-m", "services_bot.cli", "mcp"], _env(emulator_server, tmp_path))
+    asyncio.run(_store_with_a_transition(tmp_path / "store.db"))
+    env = _env(emulator_server, tmp_path, MCP_SDK=sdk)
+    report = _run_client(["stdio", sys.executable, "-m", "services_bot.cli", "mcp"], env)
     _judge(report, control, emulator_server)
 
 
 def test_typescript_client_over_streamable_http(
-    emulator_server: EmulatorServer, control: Control, tmp_path: Path
+    emulator_server: EmulatorServer, control: Control, tmp_path: Path, sdk: str
 ) -> None:
     control.set_status(control.list_raw(emulator_server.settings.project_id, emulator_server.settings.token)[
         "services"][0]["service_id"], "failed", "OOMKilled")  # fmt: skip
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = _env(emulator_server, tmp_path, SERVICES_BOT_MCP_TOKEN="interop-token")
+    asyncio.run(_store_with_a_transition(tmp_path / "store.db"))
+    env = _env(emulator_server, tmp_path, SERVICES_BOT_MCP_TOKEN="interop-token", MCP_SDK=sdk)
     server = subprocess.Popen(
         [sys.executable, "-m", "services_bot.cli", "mcp", "--transport", "http", "--port", str(port)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/",

@@ -1,14 +1,23 @@
 // The official TypeScript SDK client against services-bot's MCP server, as tests/test_mcp_interop.py runs it:
 //   node client.mjs stdio <command> [args...]     (the server's environment is this process's)
 //   node client.mjs http <url>                    (MCP_TOKEN in the environment, when the server wants one)
+// MCP_SDK=2 uses the 2.x client (@modelcontextprotocol/client) instead of 1.x (@modelcontextprotocol/sdk).
 // Lists and calls every tool, validates every structured result against the tool's output schema with ajv,
 // pages through list_services reading only the text content, makes the mistakes a model makes, and prints
 // one JSON report on stdout for the test to judge.
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import Ajv from "ajv";
 import addFormats from "ajv-formats";
+
+const v2 = process.env.MCP_SDK === "2";
+const { Client, StreamableHTTPClientTransport } = v2
+  ? await import("@modelcontextprotocol/client")
+  : {
+      ...(await import("@modelcontextprotocol/sdk/client/index.js")),
+      ...(await import("@modelcontextprotocol/sdk/client/streamableHttp.js")),
+    };
+const { StdioClientTransport } = v2
+  ? await import("@modelcontextprotocol/client/stdio")
+  : await import("@modelcontextprotocol/sdk/client/stdio.js");
 
 const [mode, ...rest] = process.argv.slice(2);
 const transport =
@@ -31,7 +40,7 @@ const examples = {
   list_services: { limit: 5 },
   get_service: null, // filled from a listed service
   summarize_services: {},
-  list_transitions: { since: "1h" },
+  list_transitions: { since: "1h", limit: 5 },
   list_targets: {},
 };
 for (const tool of tools) {
