@@ -84,6 +84,9 @@ class ServicesMCPServer(MCPServer):
             )  # fmt: skip
         try:
             result = await super().call_tool(name, normalise(arguments or {}, tool.parameters), context)
+        except UnexpectedToolError:  # a bug: the SDK logs it with its traceback and sends a generic message
+            MCP_TOOL_CALLS.labels(name, "error").inc()
+            raise
         except (ArgumentError, ToolError) as exc:
             MCP_TOOL_CALLS.labels(name, "error").inc()
             raise ToolError(self._clean(exc, name)) from None
@@ -98,8 +101,6 @@ class ServicesMCPServer(MCPServer):
         """The error a model reads: ours as written, pydantic's in our words, without the SDK's prefix."""
         if isinstance(exc, ToolError) and isinstance(exc.__cause__, ValidationError):
             return explain(exc.__cause__, name)
-        if isinstance(exc, UnexpectedToolError):
-            return f"{name} failed unexpectedly; the server log has the details. Try again, or report it."
         return str(exc).removeprefix(f"Error executing tool {name}: ")
 
     async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None, context: Any = None) -> Any:
