@@ -181,6 +181,7 @@ async def test_mcp_over_http_requires_the_bearer_token(emulator_server: Emulator
     import httpx
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared.exceptions import MCPError
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -204,7 +205,11 @@ async def test_mcp_over_http_requires_the_bearer_token(emulator_server: Emulator
         async with Client(streamable_http_client(url, http_client=http)) as client:
             assert {t.name for t in (await client.list_tools()).tools} == TOOLS
             result = await client.call_tool("list_services", {"status": ["running"], "limit": 3})
+            assert client.protocol_version == "2026-07-28"
+            with pytest.raises(MCPError) as unknown:  # the SDK's single-exchange HTTP path answered -32603
+                await client.get_prompt("no_such_prompt", {})
         assert not result.is_error and result.structured_content and result.structured_content["returned"] <= 3
+        assert unknown.value.error.code == -32602 and "no_such_prompt" in unknown.value.error.message
     finally:
         proc.terminate()
         proc.wait(timeout=10)
