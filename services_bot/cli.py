@@ -173,9 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     mcp = sub.add_parser(
         "mcp",
         help="serve the MCP tools over stdio (for an agent's config) or Streamable HTTP",
-        description="MCP server: tools list_services, get_service, summarize_services. Configuration comes "
-        "from the environment, as for `ask`. Over HTTP the endpoint is /mcp; SERVICES_BOT_MCP_TOKEN, when set, "
-        "is required as a bearer token, and is mandatory off loopback.",
+        description="MCP server: tools summarize_services, list_services, get_service, list_transitions, "
+        "list_targets. Configuration comes from the environment, as for `ask`. Over HTTP the endpoint is /mcp; "
+        "SERVICES_BOT_MCP_TOKEN, when set, is required as a bearer token, and is mandatory off loopback.",
     )
     mcp.add_argument("--transport", choices=["stdio", "http"], default="stdio", help="default stdio")
     mcp.add_argument("--host", help="HTTP address (default SERVICES_BOT_HOST, 127.0.0.1)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from services_bot.tools.server import create_mcp_server
 from services_bot.wiring import open_queries
 from tests.conftest import Control, make_settings
 
-TOOLS = {"list_services", "get_service", "summarize_services", "list_transitions"}
+TOOLS = {"list_services", "get_service", "summarize_services", "list_transitions", "list_targets"}
 
 
 def server_for(emulator_server: EmulatorServer):  # type: ignore[no-untyped-def]
@@ -107,6 +108,9 @@ def _stdio(emulator_server: EmulatorServer, db: Path) -> StdioServerParameters:
 
 async def test_services_bot_mcp_over_stdio(emulator_server: EmulatorServer, control: Control, tmp_path: Path) -> None:
     async with Client(_stdio(emulator_server, tmp_path / "none.db")) as client:
+        assert client.protocol_version == "2026-07-28"
+        resources = client.server_capabilities.resources
+        assert resources and not resources.subscribe, "no watcher behind stdio `mcp`: no subscriptions offered"
         assert {t.name for t in (await client.list_tools()).tools} == TOOLS
         result = await client.call_tool("summarize_services", {})
         history = await client.call_tool("list_transitions", {})
@@ -177,6 +181,7 @@ async def test_mcp_over_http_requires_the_bearer_token(emulator_server: Emulator
     import httpx
     import httpx2
     from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared.exceptions import MCPError
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -194,11 +199,17 @@ async def test_mcp_over_http_requires_the_bearer_token(emulator_server: Emulator
             assert refused.status_code == 401
             wrong = await probe.post(url, json={}, headers={"Authorization": "Bearer nope"})
             assert wrong.status_code == 401
+            lower = await probe.post(url, json={}, headers={"Authorization": "bearer s3cret-mcp-token"})
+            assert lower.status_code != 401, "the scheme is case-insensitive (RFC 9110)"
         http = httpx2.AsyncClient(headers={"Authorization": "Bearer s3cret-mcp-token"})
         async with Client(streamable_http_client(url, http_client=http)) as client:
             assert {t.name for t in (await client.list_tools()).tools} == TOOLS
             result = await client.call_tool("list_services", {"status": ["running"], "limit": 3})
+            assert client.protocol_version == "2026-07-28"
+            with pytest.raises(MCPError) as unknown:  # the SDK's single-exchange HTTP path answered -32603
+                await client.get_prompt("no_such_prompt", {})
         assert not result.is_error and result.structured_content and result.structured_content["returned"] <= 3
+        assert unknown.value.error.code == -32602 and "no_such_prompt" in unknown.value.error.message
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -230,7 +241,8 @@ async def test_answers_are_compact_unless_full_detail_is_asked(
     assert all("owner" not in r and "publish_at" not in r for r in rows)
     assert all("publish_at" in r for r in full.structured_content["services"])  # type: ignore[index]
     text = " ".join(getattr(c, "text", "") for c in compact.content)
-    assert text.startswith("5 of ") and "{" not in text  # a short rendering, not the JSON again
+    assert "returned: 5" in text and "{" not in text  # a table of the rows, not the JSON again
+    assert all(r["service_id"] in text for r in rows)
 
 
 async def test_get_service_by_exact_name_and_ambiguous_name(emulator_server: EmulatorServer, control: Control) -> None:
@@ -242,3 +254,258 @@ async def test_get_service_by_exact_name_and_ambiguous_name(emulator_server: Emu
         twins = await client.call_tool("get_service", {"service": "mcp-twin"})
     assert found.structured_content and found.structured_content["service_id"] == one["service_id"]
     assert twins.is_error and "service id" in " ".join(getattr(c, "text", "") for c in twins.content)
+
+
+# -- what a model reads, and how its mistakes are answered (issue 14) ---------------------------------
+
+
+def _text(result) -> str:  # type: ignore[no-untyped-def]
+    return "\n".join(getattr(c, "text", "") for c in result.content)
+
+
+async def test_every_tool_follows_the_conventions(emulator_server: EmulatorServer, control: Control) -> None:
+    async with Client(server_for(emulator_server)) as client:
+        tools = (await client.list_tools()).tools
+    for tool in tools:
+        assert tool.title, tool.name
+        assert tool.description and "\n    " not in tool.description, f"{tool.name}: docstring indentation"
+        assert tool.description.count("Example:") == 1, tool.name
+        schema = tool.output_schema or {}
+        assert schema.get("properties"), f"{tool.name}: an output schema that validates something"
+    get_service = next(t for t in tools if t.name == "get_service")
+    assert {"service_id", "status", "error_msg", "config"} <= set(get_service.output_schema["properties"])  # type: ignore[index]
+    reading = [t for t in tools if t.name in {"list_services", "get_service", "summarize_services", "list_transitions"}]
+    assert all("target" in t.input_schema["properties"] for t in reading)
+
+
+async def test_a_model_reading_only_text_pages_to_the_last_service(
+    emulator_server: EmulatorServer, control: Control
+) -> None:
+    import re
+
+    seen: list[str] = []
+    args: dict = {"limit": 30, "sort_by": "name"}
+    async with Client(server_for(emulator_server)) as client:
+        while True:
+            text = _text(await client.call_tool("list_services", args))
+            total = int(re.search(r"total: (\d+) services", text).group(1))  # type: ignore[union-attr]
+            seen += re.findall(r"\| ([0-9a-f-]{36}) \|", text)
+            cursor = re.search(r'next_cursor: "([^"]+)"', text)
+            if not cursor:
+                assert "next_cursor: null" in text
+                break
+            args["cursor"] = cursor.group(1)
+        detail = await client.call_tool("get_service", {"service": seen[0]})
+    assert len(seen) == len(set(seen)) == total
+    assert json.loads(_text(detail).split("\n", 1)[1]) == detail.structured_content, "the text holds every field"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ({"stauts": ["failed"]}, "Unknown argument 'stauts'; did you mean 'status'?"),
+        ({"status": ["faild"]}, "Did you mean 'failed'?"),
+        ({"limit": 500}, "Argument 'limit' must be at most 200"),
+        ({"limit": "many"}, "Argument 'limit' must be a whole number"),
+        ({"sort_by": "size"}, "Allowed: changed, published, name."),
+        ({"name": "x" * 70_000}, "Argument 'name' is 70,000 characters long; at most 200"),
+        ({"target": "nowhere"}, "Unknown target 'nowhere'. Configured targets: default."),
+    ],
+)
+async def test_argument_mistakes_are_one_or_two_sentences(
+    emulator_server: EmulatorServer, control: Control, args: dict, expected: str
+) -> None:
+    async with Client(server_for(emulator_server)) as client:
+        result = await client.call_tool("list_services", args)
+    text = _text(result)
+    assert result.is_error and expected in text, text
+    assert "pydantic" not in text and "http" not in text and "Error executing tool" not in text
+    assert len(text) < 400, "quotes a short prefix at most"
+
+
+async def test_small_slips_are_forgiven(emulator_server: EmulatorServer, control: Control) -> None:
+    row = control.list_raw(emulator_server.settings.project_id, emulator_server.settings.token)["services"][0]
+    control.set_status(row["service_id"], "failed", "boom")
+    async with Client(server_for(emulator_server)) as client:
+        one = await client.call_tool("list_services", {"status": "FAILED", "infer_type": "Real-Time"})
+        exact = await client.call_tool("list_services", {"status": ["failed"], "infer_type": "real-time"})
+        sort = await client.call_tool("list_services", {"sort_by": "NAME", "order": "ASC", "target": "default"})
+    assert not one.is_error and one.structured_content == exact.structured_content
+    assert one.structured_content["total"] >= 1  # type: ignore[index]
+    names = [r["service_name"] for r in sort.structured_content["services"]]  # type: ignore[index]
+    assert not sort.is_error and names == sorted(names, key=str.lower)
+
+
+async def test_a_huge_service_argument_is_refused_with_a_short_quote(
+    emulator_server: EmulatorServer, control: Control
+) -> None:
+    async with Client(server_for(emulator_server)) as client:
+        result = await client.call_tool("get_service", {"service": "s" * 65_000})
+    assert result.is_error and "at most 200" in _text(result) and len(_text(result)) < 300
+
+
+async def test_unknown_tools_and_prompts_are_invalid_params(emulator_server: EmulatorServer, control: Control) -> None:
+    """The SDK answers an unknown tool with a tool result and an unknown prompt with code 0 (or -32603 on
+    2026-07-28); ours are -32602. This fails if an SDK upgrade bypasses the overrides in tools.server."""
+    from mcp.shared.exceptions import MCPError
+
+    async with (
+        Client(server_for(emulator_server), mode="legacy") as legacy,
+        Client(server_for(emulator_server)) as modern,
+    ):
+        assert modern.protocol_version == "2026-07-28" and legacy.protocol_version == "2025-11-25"
+        for client in (legacy, modern):
+            for call in (
+                client.call_tool("list_servics", {}),
+                client.get_prompt("no_such_prompt", {}),
+                client.get_prompt("triage_unhealthy_services", {"workspace": "0"}),
+                client.get_prompt("triage_unhealthy_services", {"workspace_id": "w" * 500}),
+            ):
+                with pytest.raises(MCPError) as caught:
+                    await call
+                assert caught.value.error.code == -32602, caught.value.error
+        with pytest.raises(MCPError) as caught:
+            await modern.call_tool("list_servics", {})
+    assert "Did you mean 'list_services'?" in caught.value.error.message
+
+
+async def test_without_a_watcher_no_subscriptions_are_offered(
+    emulator_server: EmulatorServer, control: Control
+) -> None:
+    async with Client(server_for(emulator_server)) as modern, Client(server_for(emulator_server), mode="legacy") as old:
+        for client in (modern, old):
+            resources = client.server_capabilities.resources
+            assert resources is not None and not resources.subscribe and not resources.list_changed
+        assert modern.protocol_version == "2026-07-28"
+
+
+async def test_list_targets_says_what_exists_and_whether_it_answers(
+    emulator_server: EmulatorServer, control: Control
+) -> None:
+    async with Client(server_for(emulator_server)) as client:
+        up = await client.call_tool("list_targets", {})
+        control.faults(error_status=503, error_count=1000)
+        down = await client.call_tool("list_targets", {})
+    (row,) = up.structured_content["targets"]  # type: ignore[index]
+    assert row["name"] == "default" and row["project_id"] == emulator_server.settings.project_id and row["reachable"]
+    assert "default" in _text(up) and "reachable: 1" in _text(up)
+    (row,) = down.structured_content["targets"]  # type: ignore[index]
+    assert not row["reachable"] and row["problem"] and "default is not reachable" in _text(down)
+
+
+async def test_list_transitions_pages_with_a_total_and_a_cursor(
+    emulator_server: EmulatorServer, tmp_path: Path
+) -> None:
+    from contextlib import asynccontextmanager
+
+    db = tmp_path / "store.db"
+    seen = [
+        Transition(
+            target="default",
+            service_id=f"svc-{i}",
+            service_name=f"svc-{i}",
+            kind="changed",
+            from_status="running",
+            to_status="failed",
+            transition_at=datetime.now(UTC),
+        )
+        for i in range(5)
+    ]
+    async with Store(db) as store:
+        await store.record_poll("default", "p1", [], [], seen, None)
+        settings = make_settings(emulator_server)
+
+        @asynccontextmanager
+        async def this_store():  # type: ignore[no-untyped-def]
+            yield store
+
+        names: list[str] = []
+        async with Client(create_mcp_server(lambda: open_queries(settings), open_store=this_store)) as client:
+            args: dict = {"limit": 2}
+            while True:
+                page = (await client.call_tool("list_transitions", args)).structured_content
+                assert page and page["total"] == 5
+                names += [r["service_name"] for r in page["transitions"]]
+                if not page["next_cursor"]:
+                    break
+                args["cursor"] = page["next_cursor"]
+            mixed = await client.call_tool("list_transitions", {"cursor": args["cursor"], "to_status": ["running"]})
+    assert sorted(names) == [f"svc-{i}" for i in range(5)] and len(names) == 5
+    assert mixed.is_error and "other filters" in _text(mixed)
+
+
+def test_stdio_answers_lines_that_are_not_json_rpc_and_batches_per_version(
+    emulator_server: EmulatorServer, tmp_path: Path
+) -> None:
+    """The SDK's stdio transport answers a non-JSON-RPC line with nothing at all; ours with -32700/-32600,
+    and a batch is run on 2025-03-26 (the one version that has them) and refused on the others."""
+    import subprocess
+
+    params = _stdio(emulator_server, tmp_path / "none.db")
+
+    def session(version: str, lines: list[str]) -> tuple[list, str]:
+        init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}}  # fmt: skip
+        wire = [json.dumps(init), '{"jsonrpc":"2.0","method":"notifications/initialized"}', *lines]
+        done = subprocess.run(
+            [params.command, *params.args], input="\n".join(wire) + "\n", env=params.env, capture_output=True,
+            text=True, timeout=60, cwd="/",
+        )  # fmt: skip
+        return [json.loads(line) for line in done.stdout.splitlines()[1:]], done.stderr
+
+    batch = (
+        '[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"nope":1},{"jsonrpc":"2.0","id":2,"method":"prompts/list"}]'
+    )
+    old, stderr = session("2025-03-26", ["this is not json", '{"jsonrpc":"2.0","id":7}', batch])
+    assert old[0]["error"]["code"] == -32700 and old[0]["id"] is None
+    assert old[1]["error"]["code"] == -32600 and old[1]["id"] == 7
+    answers = {a["id"]: a for a in old[2]}
+    assert set(answers) == {None, 1, 2} and answers[None]["error"]["code"] == -32600
+    assert answers[1]["result"]["tools"] and answers[2]["result"]["prompts"]
+    new, stderr_new = session("2025-11-25", [batch])
+    assert new[0]["error"]["code"] == -32600 and "2025-03-26" in new[0]["error"]["message"]
+    assert "Traceback" not in stderr + stderr_new
+
+
+async def test_http_answers_bodies_that_are_not_json_rpc_and_batches_per_version(
+    emulator_server: EmulatorServer, control: Control
+) -> None:
+    import asyncio
+    import socket
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = _mcp_http_process(emulator_server, port)
+    url = f"http://127.0.0.1:{port}/mcp"
+    accept = {"Accept": "application/json, text/event-stream"}
+    hello = {"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello}
+    try:
+        async with httpx.AsyncClient(headers=accept, timeout=30) as http:
+            for _ in range(100):
+                try:
+                    opened = await http.post(url, json=init)
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            session = {"Mcp-Session-Id": opened.headers["mcp-session-id"]}
+            await http.post(url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
+            not_rpc = await http.post(url, json={"foo": 1}, headers=session)
+            assert not_rpc.status_code == 400 and not_rpc.json()["error"]["code"] == -32600
+            assert "pydantic" not in not_rpc.text
+            batch = [
+                {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                {"jsonrpc": "2.0", "id": 2, "method": "prompts/list"},
+            ]
+            answered = await http.post(url, json=batch, headers=session)  # 2025-03-26 sends no version header
+            assert answered.status_code == 200
+            assert sorted(a["id"] for a in answered.json()) == [1, 2] and all("result" in a for a in answered.json())
+            refused = await http.post(url, json=batch, headers={**session, "MCP-Protocol-Version": "2025-06-18"})
+            assert refused.status_code == 400 and refused.json()["error"]["code"] == -32600
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=10)
+    assert "Traceback" not in stderr

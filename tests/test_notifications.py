@@ -238,10 +238,50 @@ async def test_mcp_clients_hear_that_a_service_changed(
         Client(streamable_http_client(bot.url + "/mcp", http_client=http)) as client,
         client.listen(resource_subscriptions=[uri]) as events,
     ):
+        assert client.protocol_version == "2026-07-28"
+        capabilities = client.server_capabilities
+        assert capabilities.resources and capabilities.resources.subscribe, "serve has a watcher: it says so"
+        assert capabilities.tools and not capabilities.tools.list_changed, "the tool list never changes"
         fleet_control.set_status(created["service_id"], "failed")
         with anyio.fail_after(10):
             event = await anext(aiter(events))
     assert getattr(event, "uri", None) == uri
+
+
+@pytest.mark.filterwarnings(
+    "ignore::mcp.shared.exceptions.MCPDeprecationWarning"
+)  # resources/subscribe is deprecated for 2026-07-28 only
+async def test_a_2025_11_25_client_subscribes_and_hears_that_a_service_changed(
+    bot: BackgroundServe, fleet_control: Control, slack: WorkspaceClient
+) -> None:
+    """Handshake-era sessions have no subscriptions/listen: resources/subscribe delivers the same events."""
+    import anyio
+    from mcp.types import ResourceUpdatedNotification
+
+    created, other = service(fleet_control, "subscribed-svc"), service(fleet_control, "unsubscribed-svc")
+    wait_baseline(bot, 2)
+    uri = f"modelarts://services/{created['service_id']}"
+    heard: list[str] = []
+    arrived = anyio.Event()
+
+    async def on_message(message: object) -> None:
+        if isinstance(message, ResourceUpdatedNotification):
+            heard.append(str(message.params.uri))
+            arrived.set()
+
+    http = httpx2.AsyncClient()
+    async with Client(
+        streamable_http_client(bot.url + "/mcp", http_client=http), mode="legacy", message_handler=on_message
+    ) as client:
+        assert client.protocol_version == "2025-11-25"
+        assert client.server_capabilities.resources and client.server_capabilities.resources.subscribe
+        await client.subscribe_resource(uri)
+        fleet_control.set_status(other["service_id"], "failed")
+        fleet_control.set_status(created["service_id"], "failed")
+        with anyio.fail_after(10):
+            await arrived.wait()
+        wait_baseline(bot, 4)
+    assert heard == [uri], "only the subscribed service, once"
 
 
 async def test_a_restart_loses_nothing_and_posts_nothing_twice(

@@ -27,6 +27,7 @@ from pydantic import SecretStr
 from services_bot.core.access import EVERYTHING, Access
 from services_bot.core.access import Scope as TargetScope
 from services_bot.core.errors import CannotListenError, ConfigError
+from services_bot.tools.wire import JsonRpcBodyGuard
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 
@@ -132,8 +133,8 @@ def mcp_http_app(
     security = None
     if not is_loopback(host):
         security = TransportSecuritySettings(allowed_hosts=allowed_hosts(host, allowed), allowed_origins=[])
-    app: ASGIApp = server.streamable_http_app(
-        host=host, transport_security=security, session_idle_timeout=session_idle_seconds
+    app: ASGIApp = JsonRpcBodyGuard(
+        server.streamable_http_app(host=host, transport_security=security, session_idle_timeout=session_idle_seconds)
     )
     return BearerTokenMiddleware(app, access) if token or access.has_mcp_tokens else app
 

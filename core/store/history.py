@@ -13,6 +13,14 @@ from services_bot.core.store.records import _now_ms, to_ms
 from services_bot.core.store.rows import _transition
 from services_bot.core.store.schema import log
 
+_SORT_MS = "COALESCE(transition_ms, observed_ms)"
+"""The order of history: the change's own time where the API gave one, else when the watcher saw it."""
+
+
+def sort_key(t: Transition) -> tuple[int, int]:
+    """A transition's place in that order, as ``transitions(before=...)`` takes it."""
+    return to_ms(t.transition_at or t.observed_at) or 0, t.id or 0
+
 
 class History(StoreBase):
     """Transition history: reading it back and pruning it."""
@@ -27,14 +35,20 @@ class History(StoreBase):
         *,
         targets: Iterable[str] | None = None,
         offset: int = 0,
+        before: tuple[int, int] | None = None,
     ) -> list[Transition]:
         """Stored transitions, newest change first: by the change's own time (``transition_at``, else when it
         was seen), so "41s ago" never comes after "42s ago". ``service`` is an exact id or name
-        (case-insensitive name); ``targets``: only these (a channel's or a token's scope)."""
+        (case-insensitive name); ``targets``: only these (a channel's or a token's scope). ``before`` is the
+        (change time in ms, id) of the last row of the previous page (``sort_key``): pages stay stable while new
+        transitions arrive, which an offset would not."""
         where, params = _filters(since, service, to_statuses, target, targets)
+        if before is not None:
+            where += " AND " if where else " WHERE "
+            where += f"({_SORT_MS} < ? OR ({_SORT_MS} = ? AND id < ?))"
+            params += [before[0], before[0], before[1]]
         rows = await self._read(
-            f"SELECT * FROM transitions{where} ORDER BY COALESCE(transition_ms, observed_ms) DESC, id DESC "
-            "LIMIT ? OFFSET ?",
+            f"SELECT * FROM transitions{where} ORDER BY {_SORT_MS} DESC, id DESC LIMIT ? OFFSET ?",
             [*params, limit, max(0, offset)],
         )
         return [_transition(r) for r in rows]
