@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services_bot.core.errors import ConfigError
 
 AuthMode = Literal["token", "iam", "aksk"]
+ApiGeneration = Literal["v1", "v2", "both"]
+API_GENERATIONS: tuple[str, ...] = ("v1", "v2", "both")
 
 
 def region_endpoint(region: str) -> str:
@@ -37,6 +39,9 @@ class Target(BaseModel):
     workspace_ids: list[str] = Field(
         default_factory=list,
         description="Workspaces to list; empty means the API's default workspace only (quirk Q29).",
+    )
+    api_generation: ApiGeneration = Field(
+        "both", description="Which services API to read: v1, v2, or both merged (core.generations)."
     )
 
     @field_validator("endpoint")
@@ -61,6 +66,13 @@ class Settings(BaseSettings):
     )
     modelarts_workspace_id: str | None = Field(
         None, description="Only this workspace; without it the API lists the default workspace 0 only."
+    )
+    modelarts_api_generation: str = Field(
+        "both",
+        description="Which services API a target reads: `v1` (`/v1/{project}/services`), `v2` (the newer "
+        "`/v2/{project}/services`) or `both`, merged and de-duplicated by service id; with `both`, a generation "
+        "whose list answers 404 in that region is skipped after that one probe (logged once). A targets file "
+        "sets it per target with `api_generation`.",
     )
     modelarts_auth_token: SecretStr | None = Field(None, description="A static X-Auth-Token (IAM tokens last 24 h).")
     huaweicloud_sdk_ak: SecretStr | None = Field(None, description="Access key for AK/SK request signing.")
@@ -248,6 +260,7 @@ class Settings(BaseSettings):
                 project_id=self.modelarts_project_id,
                 region=self.modelarts_region,
                 workspace_ids=workspaces,
+                api_generation=api_generation(self.modelarts_api_generation, "MODELARTS_API_GENERATION"),
             )
         ]
 
@@ -270,6 +283,17 @@ class Settings(BaseSettings):
         )
 
 
+def api_generation(value: object, where: str) -> ApiGeneration:
+    """``v1``, ``v2`` or ``both`` (any case); anything else is named with the three choices."""
+    text = str(value).strip().lower() if isinstance(value, str) else ""
+    if text in API_GENERATIONS:
+        return text  # type: ignore[return-value]
+    raise ConfigError(
+        f"{where} is {str(value)[:40]!r}, not an API generation.",
+        hint="Use v1, v2 or both (both reads the two and merges them).",
+    )
+
+
 def _target(**fields: object) -> Target:
     try:
         return Target.model_validate(fields)
@@ -279,7 +303,8 @@ def _target(**fields: object) -> Target:
 
 
 def load_targets_file(path: Path, settings: Settings) -> list[Target]:
-    """Read ``[[targets]]`` tables: name, region or endpoint, project_id, optional workspace_ids."""
+    """Read ``[[targets]]`` tables: name, region or endpoint, project_id, optional workspace_ids and
+    api_generation (default MODELARTS_API_GENERATION)."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -310,6 +335,10 @@ def load_targets_file(path: Path, settings: Settings) -> list[Target]:
                 project_id=str(project),
                 region=region,
                 workspace_ids=[str(w) for w in workspaces],
+                api_generation=api_generation(
+                    entry.get("api_generation", settings.modelarts_api_generation),
+                    f"api_generation of target '{name}' in {path}",
+                ),
             )
         )
     names = [t.name for t in targets]

@@ -27,16 +27,17 @@ from services_bot.core.limits import (
     check_length,
 )
 from services_bot.core.metrics import MCP_TOOL_CALLS
-from services_bot.core.models import KNOWN_INFER_TYPES, KNOWN_STATUSES, Service
+from services_bot.core.models import FAILED_STATUSES, KNOWN_INFER_TYPES, KNOWN_STATUSES, Service
 from services_bot.core.notifications import MAX_HISTORY_SINCE, Transition, parse_duration
 from services_bot.core.query import ServiceQueries, ServiceQuery
 from services_bot.core.store import Store
 from services_bot.core.version import VERSION
 
 StatusName = Literal[
-    "running", "deploying", "concerning", "failed", "stopped", "finished", "stopping", "deleting", "pending", "waiting"
-]
-InferType = Literal["real-time", "batch", "edge"]
+    "running", "deploying", "concerning", "failed", "stopped", "finished", "stopping", "deleting", "pending", "waiting",
+    "error", "upgrading", "interrupting", "init",
+]  # fmt: skip
+InferType = Literal["real-time", "batch", "edge", "async-real-time"]
 Detail = Literal["compact", "full"]
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 assert set(StatusName.__args__) == set(KNOWN_STATUSES) and set(InferType.__args__) == set(KNOWN_INFER_TYPES)  # type: ignore[attr-defined]
@@ -59,8 +60,9 @@ class ServiceRow(BaseModel):
     transition_at: datetime | None = Field(None, description="When the status last changed (UTC).")
     invocation_times: int | None = None
     failed_times: int | None = None
-    error_msg: str | None = Field(None, description="Failure cause; only for failed services.")
+    error_msg: str | None = Field(None, description="Failure cause; only for failed (and v2 error) services.")
     target: str | None = None
+    generation: str = Field("v1", description="API generation the service came from: v1 or v2.")
     description: str | None = Field(None, description="detail=full only, as are the fields below.")
     publish_at: datetime | None = None
     progress: int | None = None
@@ -94,8 +96,9 @@ class ServiceRow(BaseModel):
             transition_at=s.transition_at,
             invocation_times=s.invocation_times,
             failed_times=s.failed_times,
-            error_msg=s.error_msg if s.status == "failed" else None,
+            error_msg=s.error_msg if s.status in FAILED_STATUSES else None,
             target=s.target,
+            generation=s.generation,
         )
 
 
@@ -363,7 +366,7 @@ def create_mcp_server(
             ),
         ] = None,
         to_status: Annotated[
-            list[StatusName] | None, Field(description="Only changes to these statuses, e.g. [\"failed\"].")
+            list[StatusName] | None, Field(description='Only changes to these statuses, e.g. ["failed"].')
         ] = None,
         limit: Annotated[int, Field(ge=1, le=200, description="Most transitions returned (1-200).")] = 50,
     ) -> Annotated[CallToolResult, TransitionList]:
