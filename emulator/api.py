@@ -1,7 +1,8 @@
-"""The emulated ModelArts API (list, details, legacy list) and IAM token endpoint, behind one gateway.
+"""The emulated ModelArts API (v1 list, details, legacy list; v2 list, details) and IAM, behind one gateway.
 
-``gateway`` plays the part of Huawei Cloud's API gateway in front of every API route, in this order:
-injected latency, authentication (X-Auth-Token, IAM token or AK/SK signature, then the project check),
+``gateway`` plays the part of Huawei Cloud's API gateway in front of every API route, in this order: the
+``missing_generation`` quirk (an API the region has not published is a 404 before anything else), injected
+latency, authentication (X-Auth-Token, IAM token or AK/SK signature, then the project check),
 injected faults (429, error statuses, random 500s), the handler, an injected malformed body, and finally
 the request counters. Authentication comes before faults so a refused request never consumes a fault.
 """
@@ -14,7 +15,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-from services_bot.emulator import signing
+from services_bot.emulator import render_v2, signing
 from services_bot.emulator.faults import (
     FaultAction,
     fault_error,
@@ -25,9 +26,10 @@ from services_bot.emulator.faults import (
     take_listing_deletions,
     take_malformed,
 )
-from services_bot.emulator.fleet import DEFAULT_WORKSPACE, Service, now_ms
+from services_bot.emulator.fleet import DEFAULT_WORKSPACE, Service, now_ms, shown_status, visible_on
 from services_bot.emulator.iam import issue_token
 from services_bot.emulator.query import InvalidParameter, page_start, parse_list_query, run_list_query
+from services_bot.emulator.query_v2 import parse_v2_query, run_v2_query
 from services_bot.emulator.quirks import Quirks
 from services_bot.emulator.render import UNKNOWN_FIELD, details, dumps, encoded_legacy_row, encoded_row
 from services_bot.emulator.state import EmulatorState
@@ -40,6 +42,7 @@ AUTH_PREFIX = "Incorrect IAM authentication information: "
 FORBIDDEN_CODE = "ModelArts.0106"
 NOT_FOUND_CODE = "ModelArts.3502"
 NO_API_CODE = "APIGW.0101"
+NO_API_MSG = "The API does not exist or has not been published in the environment."
 
 Handler = Callable[[Request, EmulatorState], Awaitable[Response]]
 
@@ -154,9 +157,7 @@ async def authenticate(request: Request, emu: EmulatorState, legacy: bool) -> Re
     return None
 
 
-def _project_header_mismatch(
-    project_header: str, request: Request, legacy: bool, quirks: Quirks
-) -> Response | None:
+def _project_header_mismatch(project_header: str, request: Request, legacy: bool, quirks: Quirks) -> Response | None:
     """The SDK signs ``X-Project-Id`` for project-scoped credentials: a signed one must name the URL's project."""
     path_project = request.path_params.get("project_id", "")
     if project_header == path_project:
@@ -170,13 +171,24 @@ def _project_header_mismatch(
     )
 
 
-def gateway(route: str, *, legacy: bool = False, auth: bool = True) -> Callable[[Handler], Callable]:
-    """Wrap a handler with latency, auth, faults, malformed bodies and request counting (see module doc)."""
+def gateway(
+    route: str, *, legacy: bool = False, auth: bool = True, generation: str | None = None
+) -> Callable[[Handler], Callable]:
+    """Wrap a handler with latency, auth, faults, malformed bodies and request counting (see module doc).
+
+    ``generation`` names the API generation of the route, which the ``missing_generation`` quirk can take away.
+    """
 
     def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             emu: EmulatorState = request.app.state.emu
             path = request.url.path
+            if generation is not None and emu.quirks.missing_generation == generation:
+                response = api_error(404, NO_API_CODE, NO_API_MSG, quirks=emu.quirks)
+                emu.requests.record(
+                    route, request.method, path, request.url.query, 404, request.headers.get("user-agent")
+                )
+                return response
             faults = emu.faults
             applies = faults.applies_to(path)
             if applies and faults.latency_ms > 0:
@@ -221,7 +233,7 @@ _NOT_A_LISTING: dict[str, Callable[[int], dict[str, object]]] = {
 }
 
 
-@gateway("list")
+@gateway("list", generation="v1")
 async def list_services(request: Request, emu: EmulatorState) -> Response:
     """``GET /v1/{project_id}/services``: a page of ListServices rows (semantics in query.py)."""
     quirks = emu.quirks
@@ -259,20 +271,21 @@ def _delete_served(emu: EmulatorState, services: list[Service]) -> None:
     """The ``delete_during_listing`` fault: services just served disappear, so later pages shift back."""
     for s in services:
         emu.fleet.remove(s.service_id)
-        emu.churn.record(s, s.status, None, now_ms())
+        emu.churn.record(s, shown_status(s), None, now_ms())
 
 
-@gateway("show")
+@gateway("show", generation="v1")
 async def show_service(request: Request, emu: EmulatorState) -> Response:
-    """``GET /v1/{project_id}/services/{service_id}``: the details object, or 404 ModelArts.3502."""
+    """``GET /v1/{project_id}/services/{service_id}``: the details object, or 404 ModelArts.3502 (also for a
+    v2-only service, which the v1 API does not know)."""
     service_id = request.path_params["service_id"]
     s = emu.fleet.get(service_id)
-    if s is None:
+    if s is None or not visible_on(s, "v1"):
         return api_error(404, NOT_FOUND_CODE, f"Service {service_id} does not exist.", quirks=emu.quirks)
     return Response(dumps(details(s, emu.quirks)), media_type=JSON)
 
 
-@gateway("legacy", legacy=True)
+@gateway("legacy", legacy=True, generation="v1")
 async def legacy_services(request: Request, emu: EmulatorState) -> Response:
     """``GET /v1/{project_id}/infer-services``: one workspace (query ``workspace_id``, default 0), no paging."""
     ws = request.query_params.get("workspace_id") or DEFAULT_WORKSPACE
@@ -284,6 +297,47 @@ async def legacy_services(request: Request, emu: EmulatorState) -> Response:
     return Response(body, media_type=JSON)
 
 
+@gateway("list_v2", generation="v2")
+async def list_services_v2(request: Request, emu: EmulatorState) -> Response:
+    """``GET /v2/{project_id}/services``: a page of ServiceItem rows in the v2 envelope (rules in query_v2.py).
+
+    A project with no v2 services gets an empty, well-formed page. The ``v2_short_page`` and
+    ``v2_pages_overflow`` faults make the answer break v2's own paging rules (faults.py).
+    """
+    quirks = emu.quirks
+    faults = emu.faults
+    try:
+        q = parse_v2_query(request.query_params)
+    except InvalidParameter as exc:
+        return api_error(400, exc.code, exc.message, quirks=quirks)
+    faulted = faults.applies_to(request.url.path)
+    hidden = listing_hidden_share(faults, q.offset == 0) if faulted else 0.0
+    result = run_v2_query(emu.fleet, q, hidden)
+    page, pages = result.services, result.pages
+    last = q.offset + len(page) >= result.total
+    if faulted and faults.v2_short_page and not last and page:
+        page = page[:-1]
+    if faulted and faults.v2_pages_overflow and pages > 0:
+        pages -= 1
+    rows = b",".join([render_v2.encoded_row(s, quirks) for s in page])
+    head = render_v2.envelope_head(result.current, q.limit, pages, result.total, quirks)
+    body = b"".join((b'{"data":[', rows, b"],", head))
+    if faulted and not last:
+        _delete_served(emu, page[: take_listing_deletions(faults)])
+    return Response(body, media_type=JSON)
+
+
+@gateway("show_v2", generation="v2")
+async def show_service_v2(request: Request, emu: EmulatorState) -> Response:
+    """``GET /v2/{project_id}/services/{service_id}``: the v2 details, or 404 ModelArts.3502 (also for a v1-only
+    service, which the v2 API does not know)."""
+    service_id = request.path_params["service_id"]
+    s = emu.fleet.get(service_id)
+    if s is None or not visible_on(s, "v2"):
+        return api_error(404, NOT_FOUND_CODE, f"Service {service_id} does not exist.", quirks=emu.quirks)
+    return Response(dumps(render_v2.details(s, emu.quirks)), media_type=JSON)
+
+
 @gateway("iam", auth=False)
 async def iam_tokens(request: Request, emu: EmulatorState) -> Response:
     """``POST /v3/auth/tokens``: a password token in ``X-Subject-Token`` (see iam.py)."""
@@ -292,7 +346,5 @@ async def iam_tokens(request: Request, emu: EmulatorState) -> Response:
 
 @gateway("other", auth=False)
 async def no_such_api(request: Request, emu: EmulatorState) -> Response:
-    """Any other ``/v1/`` path: the gateway's "no such API" answer."""
-    return api_error(
-        404, NO_API_CODE, "The API does not exist or has not been published in the environment.", quirks=emu.quirks
-    )
+    """Any other ``/v1/`` or ``/v2/`` path: the gateway's "no such API" answer."""
+    return api_error(404, NO_API_CODE, NO_API_MSG, quirks=emu.quirks)

@@ -63,6 +63,8 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         Route("/v1/{project_id}/services", api.list_services, methods=["GET"]),
         Route("/v1/{project_id}/services/{service_id}", api.show_service, methods=["GET"]),
         Route("/v1/{project_id}/infer-services", api.legacy_services, methods=["GET"]),
+        Route("/v2/{project_id}/services", api.list_services_v2, methods=["GET"]),
+        Route("/v2/{project_id}/services/{service_id}", api.show_service_v2, methods=["GET"]),
         Route("/v3/auth/tokens", api.iam_tokens, methods=["POST"]),
         Route("/_emulator/healthz", control.healthz, methods=["GET"]),
         Route("/_emulator/services", control.create_services, methods=["POST"]),
@@ -78,6 +80,7 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         Route("/_emulator/quirks", control.quirks, methods=["GET", "POST", "DELETE"]),
         Route("/_emulator/requests", control.requests_log, methods=["GET", "DELETE"]),
         Route("/v1/{rest:path}", api.no_such_api, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+        Route("/v2/{rest:path}", api.no_such_api, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(RequestIdMiddleware, state=state)], lifespan=lifespan)
     app.state.emu = state

@@ -11,8 +11,10 @@ import asyncio
 import json
 from typing import Any
 
+from services_bot.emulator import render_v2
 from services_bot.emulator.faults import Faults
-from services_bot.emulator.fleet import DEFAULT_WORKSPACE, build_fleet, now_ms
+from services_bot.emulator.fleet import DEFAULT_WORKSPACE, Service, build_fleet, now_ms, shown_status
+from services_bot.emulator.generations import FLEET_GENERATIONS, GENERATIONS
 from services_bot.emulator.quirks import Quirks
 from services_bot.emulator.render import details
 from services_bot.emulator.state import EmulatorState
@@ -57,6 +59,31 @@ def _opt_str(body: dict[str, Any], key: str) -> str | None:
     return value
 
 
+def _generation(body: dict[str, Any], key: str, valid: tuple[str, ...], default: str) -> str:
+    value = body.get(key)
+    if value is None:
+        return default
+    if value not in valid:
+        raise BadRequest(f"{key} must be one of {', '.join(valid)}")
+    return str(value)
+
+
+def service_view(s: Service, *, tag_v1: bool = True) -> dict[str, Any]:
+    """What the control API answers for a service: its details in its own generation's shape (v1 details for
+    a v1 service, v2 details for a v2 one, v1 details plus ``"v2"`` for a both service), with ``generation``.
+
+    ``tag_v1=False`` leaves a v1 service's details exactly the documented v1 object, as the status and create
+    answers always were."""
+    if s.generation == "v2":
+        return {**render_v2.details(s), "generation": s.generation}
+    if s.generation == "v1" and not tag_v1:
+        return details(s)
+    view = {**details(s), "generation": s.generation}
+    if s.generation == "both":
+        view["v2"] = render_v2.details(s)
+    return view
+
+
 def _opt_int(body: dict[str, Any], key: str, lo: int, hi: int) -> int | None:
     value = body.get(key)
     if value is None:
@@ -92,7 +119,9 @@ def _handled(fn: Any) -> Any:
 @_handled
 async def set_status(request: Request) -> Response:
     """``POST /_emulator/services/{id}/status`` ``{"status", "error_msg"?, "progress"?}``: any status string
-    is accepted on purpose (Q08); ``transition_at`` becomes now. Answers the service's details."""
+    is accepted on purpose (Q08), in either vocabulary and any case (read for the service's generation,
+    ``generations.py``); ``error_msg`` is a v2 service's ``failure_reason``; ``transition_at`` and
+    ``update_at`` become now. Answers ``service_view``."""
     emu = _emu(request)
     s = emu.fleet.get(request.path_params["service_id"])
     if s is None:
@@ -105,8 +134,8 @@ async def set_status(request: Request) -> Response:
     progress = _opt_int(body, "progress", 0, 100)
     at = now_ms()
     old = emu.fleet.set_status(s, status, at, error_msg=error_msg, progress=progress, rng=emu.churn.rng)
-    emu.churn.record(s, old, status, at)
-    return JSONResponse(details(s))
+    emu.churn.record(s, old, shown_status(s), at)
+    return JSONResponse(service_view(s, tag_v1=False))
 
 
 @_handled
@@ -132,17 +161,28 @@ async def set_statuses(request: Request) -> Response:
     at = now_ms()
     for s, status, error_msg in planned:
         old = emu.fleet.set_status(s, status, at, error_msg=error_msg, progress=None, rng=emu.churn.rng)
-        emu.churn.record(s, old, status, at)
+        emu.churn.record(s, old, shown_status(s), at)
     return JSONResponse({"changed": len(planned)})
 
 
 @_handled
 async def create_services(request: Request) -> Response:
     """``POST /_emulator/services``: one service with the given fields (default: running, workspace "0",
-    appearing now), or ``{"count": N}`` generated ones following the fleet's distributions."""
+    generation "v1", appearing now), or ``{"count": N}`` generated ones following the fleet's distributions.
+    A v2 or both service is real-time (v2 has no batch or edge services)."""
     emu = _emu(request)
     body = await _body(request)
-    known = {"service_name", "infer_type", "workspace_id", "status", "model_id", "tags", "error_msg", "service_id"}
+    known = {
+        "service_name",
+        "infer_type",
+        "workspace_id",
+        "status",
+        "model_id",
+        "tags",
+        "error_msg",
+        "service_id",
+        "generation",
+    }
     unknown = set(body) - known - {"count"}
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
@@ -154,6 +194,9 @@ async def create_services(request: Request) -> Response:
         not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items())
     ):
         raise BadRequest("tags must be an object of string keys and string values")
+    generation = _generation(body, "generation", GENERATIONS, "v1")
+    if generation != "v1" and pins["infer_type"] not in (None, "real-time"):
+        raise BadRequest(f"a {generation} service is real-time: v2 has no {pins['infer_type']} services")
     gen = emu.fleet.generator
     count = _opt_int(body, "count", 0, MAX_NEW_SERVICES)
     if count is not None:
@@ -167,11 +210,12 @@ async def create_services(request: Request) -> Response:
                 workspace_id=pins["workspace_id"],
                 model_id=pins["model_id"],
                 tags=tags,
+                generation=generation,
             )
             while s.service_id in emu.fleet.by_id:  # astronomically unlikely, but never clobber
-                s = gen.make()
+                s = gen.make(generation=generation)
             emu.fleet.add(s)
-            emu.churn.record(s, None, s.status, now_ms())
+            emu.churn.record(s, None, shown_status(s), now_ms())
             ids.append(s.service_id)
         return JSONResponse({"service_ids": ids}, 201)
     if service_id is not None and service_id in emu.fleet.by_id:
@@ -186,19 +230,21 @@ async def create_services(request: Request) -> Response:
         tags=tags,
         error_msg=error_msg,
         fresh_at=now_ms(),
+        generation=generation,
     )
     emu.fleet.add(s)
-    emu.churn.record(s, None, s.status, s.transition_at)
-    return JSONResponse(details(s), 201)
+    emu.churn.record(s, None, shown_status(s), s.transition_at)
+    return JSONResponse(service_view(s, tag_v1=False), 201)
 
 
 @_handled
 async def get_service(request: Request) -> Response:
-    """``GET /_emulator/services/{id}``: the details with no quirks and no auth (handy in tests)."""
+    """``GET /_emulator/services/{id}``: ``service_view`` (``generation`` included) with no quirks and no
+    auth (handy in tests)."""
     s = _emu(request).fleet.get(request.path_params["service_id"])
     if s is None:
         raise BadRequest(f"service {request.path_params['service_id']} does not exist", 404)
-    return JSONResponse(details(s))
+    return JSONResponse(service_view(s))
 
 
 @_handled
@@ -209,23 +255,24 @@ async def delete_service(request: Request) -> Response:
     if emu.fleet.get(service_id) is None:
         raise BadRequest(f"service {service_id} does not exist", 404)
     s = emu.fleet.remove(service_id)
-    emu.churn.record(s, s.status, None, now_ms())
+    emu.churn.record(s, shown_status(s), None, now_ms())
     return Response(status_code=204)
 
 
 @_handled
 async def reset(request: Request) -> Response:
-    """``POST /_emulator/reset`` ``{"services"?, "seed"?}``: a fresh fleet; faults, quirks, counters,
-    churn rate and history back to the settings. Issued tokens stay valid."""
+    """``POST /_emulator/reset`` ``{"services"?, "seed"?, "generations"?}``: a fresh fleet; faults, quirks,
+    counters, churn rate and history back to the settings. Issued tokens stay valid."""
     emu = _emu(request)
     body = await _body(request)
     n = _opt_int(body, "services", 0, 2_000_000)
     seed = _opt_int(body, "seed", -(2**63), 2**63)
-    n = emu.settings.services if n is None else n
-    seed = emu.settings.seed if seed is None else seed
     st = emu.settings
+    generations = _generation(body, "generations", FLEET_GENERATIONS, st.generations)
+    n = st.services if n is None else n
+    seed = st.seed if seed is None else seed
     # generate off the event loop so API requests in flight are not stalled for a large fleet
-    fleet = await asyncio.to_thread(build_fleet, n, seed, st.project_id, st.workspaces, st.anchor_ms)
+    fleet = await asyncio.to_thread(build_fleet, n, seed, st.project_id, st.workspaces, st.anchor_ms, generations)
     emu.reset(fleet, seed)
     return JSONResponse({"services": n})
 

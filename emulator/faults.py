@@ -90,6 +90,9 @@ class Faults:
     delete_during_listing: int = 0  # after a list page that is not the last: delete that many of its services, once
     hide_fraction: float = 0.0  # the share of the matching services that a hiding listing leaves out
     hide_listings: int = 0  # listings (from an offset=0 page on) that hide `hide_fraction`, one consumed per listing
+    # v2 answers that break v2's own paging rules (while on, every v2 list page):
+    v2_short_page: bool = False  # a page before the last serves one row fewer than `size`; `total` counts it
+    v2_pages_overflow: bool = False  # `pages` says one page fewer than `total` needs; the page at `pages` has rows
 
     def __post_init__(self) -> None:
         self.hiding = 0.0  # the share hidden by the listing in progress (its offset=0 page chose it); not a fault
@@ -151,6 +154,10 @@ class Faults:
             if value not in ERROR_BODIES:
                 raise ValueError(f"error_body must be one of {', '.join(ERROR_BODIES)}")
             return value
+        if key in ("v2_short_page", "v2_pages_overflow"):
+            if not isinstance(value, bool):
+                raise ValueError(f"{key} must be true or false")
+            return value
         if key in ("error_rate", "hide_fraction"):
             if not number(value) or value > 1:
                 raise ValueError(f"{key} must be a probability between 0 and 1")
@@ -178,11 +185,11 @@ class Faults:
         raise ValueError(f"unknown fault {key!r}")  # pragma: no cover - guarded by merge
 
     def applies_to(self, path: str) -> bool:
-        """Default: every ModelArts API path (``/v1/``); with ``paths``: those containing a substring."""
+        """Default: every ModelArts API path (``/v1/``, ``/v2/``); with ``paths``: those containing a substring."""
         if path.startswith("/_emulator"):
             return False
         if self.paths is None:
-            return path.startswith("/v1/")
+            return path.startswith(("/v1/", "/v2/"))
         return any(p in path for p in self.paths)
 
 

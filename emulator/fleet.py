@@ -19,6 +19,7 @@ from operator import attrgetter
 from typing import Any
 
 from services_bot.emulator import words
+from services_bot.emulator.generations import V2_TO_V1, initial_v2_status, pick_generation, v1_reading, v2_reading
 
 YEAR_MS = 365 * 86_400_000
 HOUR_MS = 3_600_000
@@ -37,6 +38,8 @@ STATUSES: tuple[str, ...] = (
 )
 INFER_TYPES: tuple[str, ...] = ("real-time", "batch", "edge")
 SORT_KEYS: tuple[str, ...] = ("publish_at", "service_name", "transition_at")
+#: every attribute the fleet keeps a sorted order of: v1's sort keys and v2's
+ORDER_KEYS: tuple[str, ...] = (*SORT_KEYS, "create_at", "update_at")
 DEFAULT_WORKSPACE = "0"
 
 # Cumulative status distributions per inference type. pending/waiting are real-time only (LIST-2025 wording),
@@ -123,12 +126,16 @@ def uuid4_str(rng: random.Random) -> str:
 class Service:
     """One inference service. Plain attributes; the API modules turn it into the documented JSON shapes.
 
-    ``row``/``legacy_row`` cache the encoded list rows and are cleared on every change (``Fleet.changed``).
-    ``detail`` holds lazily derived, status-independent details (see ``detail_extras``).
+    ``row``/``legacy_row``/``v2_row`` cache the encoded list rows and are cleared on every change
+    (``Fleet.changed``). ``detail`` holds lazily derived, status-independent details (see ``detail_extras``).
+    ``generation`` says which paths show the service (``generations.py``); ``status`` is always its v1
+    reading and ``v2_status`` (v2 and both services only) what the v2 paths show. ``create_at`` never moves;
+    ``update_at`` (v2's update time) moves on every change.
     """
 
     __slots__ = (
         "additional_properties",
+        "create_at",
         "description",
         "detail",
         "detail_seed",
@@ -136,6 +143,7 @@ class Service:
         "error_msg",
         "failed_times",
         "finished_time",
+        "generation",
         "infer_type",
         "invocation_times",
         "is_free",
@@ -159,13 +167,21 @@ class Service:
         "tags",
         "tenant",
         "transition_at",
+        "update_at",
         "update_time",
+        "v2_row",
+        "v2_status",
         "workspace_id",
     )
 
     def __init__(self) -> None:
         self.row: bytes | None = None
         self.legacy_row: bytes | None = None
+        self.v2_row: bytes | None = None
+        self.generation = "v1"
+        self.v2_status: str | None = None
+        self.create_at = 0
+        self.update_at = 0
         self.detail: dict[str, Any] | None = None
         self.error_msg: str | None = None
         self.schedule: tuple[int, str] | None = None
@@ -210,8 +226,11 @@ class FleetGenerator:
     fleet; timestamps are relative to ``anchor_ms``.
     """
 
-    def __init__(self, seed: int, project_id: str, workspaces: int, anchor_ms: int) -> None:
+    def __init__(self, seed: int, project_id: str, workspaces: int, anchor_ms: int, generations: str = "v1") -> None:
         self.rng = random.Random(seed)
+        # generations and v2 statuses come from a stream of their own, so a v1 fleet is what it always was
+        self.generations = generations
+        self.gen_rng = random.Random(f"{seed}-generations")
         self.anchor_ms = anchor_ms
         self.project_id = project_id
         r = self.rng
@@ -264,12 +283,19 @@ class FleetGenerator:
         tags: dict[str, str] | None = None,
         error_msg: str | None = None,
         fresh_at: int | None = None,
+        generation: str | None = None,
     ) -> Service:
-        """Generate one service. Keyword arguments pin fields; ``fresh_at`` makes it newly published then."""
+        """Generate one service. Keyword arguments pin fields; ``fresh_at`` makes it newly published then.
+
+        ``status`` may be given in either vocabulary (``generations.py``); a v2 or both service is real-time,
+        since v2 has no batch or edge services.
+        """
         rng = self.rng
         r = rng.random
         anchor = self.anchor_ms
         s = Service()
+        gen = generation or pick_generation(self.gen_rng, self.generations)
+        s.generation = gen
         s.service_id = service_id or uuid4_str(rng)
         team, purposes = words.DOMAINS[int(r() * len(words.DOMAINS))]
         purpose = purposes[int(r() * len(purposes))]
@@ -277,6 +303,8 @@ class FleetGenerator:
 
         x = r()
         it = infer_type or ("real-time" if x < 0.8 else "batch" if x < 0.95 else "edge")
+        if gen != "v1":
+            it = "real-time"
         s.infer_type = it
         if workspace_id is None:
             if not self.workspace_ids or r() < 0.5:
@@ -305,6 +333,13 @@ class FleetGenerator:
                     break
             else:
                 status = "running"
+            if gen != "v1":
+                s.v2_status = initial_v2_status(status, self.gen_rng)
+                status = V2_TO_V1[s.v2_status]
+        else:
+            if gen != "v1":
+                s.v2_status = v2_reading(status)
+            status = v1_reading(status, gen)
         s.status = status
 
         # times: everything lies before the anchor (or at fresh_at for a service that appears now)
@@ -323,6 +358,8 @@ class FleetGenerator:
                 s.transition_at = s.publish_at + int(r() * span)
         s.update_time = s.publish_at + int(r() * 300_000) if fresh_at is None else fresh_at
         s.operation_time = max(s.transition_at, s.update_time)
+        s.create_at = s.publish_at
+        s.update_at = s.operation_time
 
         young = status in ("deploying", "pending", "waiting") or fresh_at is not None
         if young:
@@ -444,7 +481,8 @@ class Fleet:
         self._pos: dict[str, int] = {}
         self.version = 0
         self._membership = 0
-        self._order_ver = dict.fromkeys(SORT_KEYS, 0)
+        self._order_ver = dict.fromkeys(ORDER_KEYS, 0)
+        self.by_generation: dict[str, int] = {"v1": 0, "v2": 0, "both": 0}
         self._by_id_sorted: tuple[int, list[Service]] | None = None
         self._orders: dict[str, tuple[int, list[Service]]] = {}
         self._select_cache: dict[Hashable, tuple[int, list[Service]]] = {}
@@ -463,6 +501,7 @@ class Fleet:
         if s.service_id in self.by_id:
             raise KeyError(s.service_id)
         self.by_id[s.service_id] = s
+        self.by_generation[s.generation] += 1
         self._pos[s.service_id] = len(self.items)
         self.items.append(s)
 
@@ -472,6 +511,7 @@ class Fleet:
 
     def remove(self, service_id: str) -> Service:
         s = self.by_id.pop(service_id)
+        self.by_generation[s.generation] -= 1
         i = self._pos.pop(service_id)
         last = self.items.pop()
         if last is not s:
@@ -490,6 +530,7 @@ class Fleet:
         """Record that ``s`` changed; ``moved`` names the sort keys whose value changed."""
         s.row = None
         s.legacy_row = None
+        s.v2_row = None
         for k in moved:
             self._order_ver[k] += 1
         self.version += 1
@@ -505,14 +546,22 @@ class Fleet:
         redeploy: bool = False,
         rng: random.Random | None = None,
     ) -> str:
-        """Move ``s`` to ``status`` at ``at_ms`` and keep the dependent fields coherent; returns the old status.
+        """Move ``s`` to ``status`` at ``at_ms`` and keep the dependent fields coherent; returns the old status
+        as the service shows it (``shown_status``).
 
-        ``transition_at`` becomes the real time of the change. ``error_msg`` is set when entering ``failed``
-        (a generated cause if none is given) and cleared on leaving it. ``redeploy`` marks a new release
-        (``publish_at``/``update_time`` move too), as when a stopped or failed service is deployed again.
+        ``status`` may be in either vocabulary: it is read for the service's generation (``generations.py``).
+        ``transition_at`` and ``update_at`` become the real time of the change. ``error_msg`` (a v2 service's
+        ``failure_reason``) is set when entering ``failed`` (v2: FAILED or ERROR; a generated cause if none is
+        given) and cleared on leaving it. ``redeploy`` marks a new release (``publish_at``/``update_time``
+        move too), as when a stopped or failed service is deployed again.
         """
+        old_shown = shown_status(s)
         old = s.status
+        if s.generation != "v1":
+            s.v2_status = v2_reading(status)
+        status = v1_reading(status, s.generation)
         s.status = status
+        s.update_at = at_ms
         s.transition_at = at_ms
         s.operation_time = at_ms
         if status == "failed":
@@ -536,31 +585,34 @@ class Fleet:
         if s.schedule is not None and status == "running" and old != "concerning":
             duration, unit = s.schedule
             s.due_time = at_ms + duration * _UNIT_MS.get(unit, HOUR_MS)
-        moved = ["transition_at"]
+        moved = ["transition_at", "update_at"]
         if redeploy:
             s.publish_at = at_ms
             s.update_time = at_ms
             moved.append("publish_at")
         self.changed(s, moved)
-        return old
+        return old_shown
 
     def clear_encoded(self) -> None:
         """Forget every encoded row (the quirks that shape rows changed)."""
         for s in self.items:
             s.row = None
             s.legacy_row = None
+            s.v2_row = None
 
     # -- reading -----------------------------------------------------------------------------------------
     def ordered(self, sort_by: str) -> list[Service]:
-        """All services ascending by ``sort_by``, ties by ``service_id``; cached until the order can change."""
-        v = self._order_ver[sort_by]
+        """All services ascending by ``sort_by`` (one of ``ORDER_KEYS``, or several joined by commas, compared
+        in turn), ties by ``service_id``; cached until the order can change."""
+        keys = sort_by.split(",")
+        v = tuple(self._order_ver[k] for k in keys)
         cached = self._orders.get(sort_by)
         if cached is not None and cached[0] == v:
             return cached[1]
         if self._by_id_sorted is None or self._by_id_sorted[0] != self._membership:
             self._by_id_sorted = (self._membership, sorted(self.items, key=attrgetter("service_id")))
         # a stable sort of the id-sorted list: equal keys stay in service_id order
-        lst = sorted(self._by_id_sorted[1], key=attrgetter(sort_by))
+        lst = sorted(self._by_id_sorted[1], key=attrgetter(*keys))
         self._orders[sort_by] = (v, lst)
         return lst
 
@@ -571,8 +623,11 @@ class Fleet:
         descending: bool,
         keep: Callable[[Service], bool] | None,
         workspace_id: str | None,
+        generation: str = "v1",
     ) -> list[Service]:
-        """The services that pass ``workspace_id`` and ``keep``, in order; memoised per fleet version."""
+        """The services the ``generation`` ("v1" or "v2") paths show that pass ``workspace_id`` and ``keep``,
+        in order; memoised per fleet version."""
+        key = (generation, key)
         if self._select_version != self.version:
             # every memoised result is stale now: drop them all rather than keep up to N dead lists alive
             self._select_cache.clear()
@@ -582,6 +637,9 @@ class Fleet:
             return cached[1]
         base = self.ordered(sort_by)
         lst = base if workspace_id is None else [s for s in base if s.workspace_id == workspace_id]
+        unseen = "v2" if generation == "v1" else "v1"  # "both" services are seen on either path
+        if self.by_generation[unseen]:
+            lst = [s for s in lst if s.generation != unseen]
         if keep is not None:
             lst = [s for s in lst if keep(s)]
         if descending:
@@ -600,9 +658,22 @@ def default_anchor_ms() -> int:
     return now - now % 86_400_000
 
 
-def build_fleet(services: int, seed: int, project_id: str, workspaces: int, anchor_ms: int | None) -> Fleet:
-    """Generate a fleet of ``services`` services, deterministic for (services, seed, anchor)."""
-    gen = FleetGenerator(seed, project_id, workspaces, anchor_ms if anchor_ms is not None else default_anchor_ms())
+def shown_status(s: Service) -> str:
+    """The status as the service's own generation shows it: v2's upper-case one for v2 and both services."""
+    return s.v2_status if s.generation != "v1" and s.v2_status is not None else s.status
+
+
+def visible_on(s: Service, generation: str) -> bool:
+    """Whether the ``generation`` ("v1" or "v2") paths show ``s``."""
+    return s.generation == generation or s.generation == "both"
+
+
+def build_fleet(
+    services: int, seed: int, project_id: str, workspaces: int, anchor_ms: int | None, generations: str = "v1"
+) -> Fleet:
+    """Generate a fleet of ``services`` services, deterministic for (services, seed, anchor, generations)."""
+    anchor = anchor_ms if anchor_ms is not None else default_anchor_ms()
+    gen = FleetGenerator(seed, project_id, workspaces, anchor, generations)
     fleet = Fleet(gen, gen.generate(services))
     fleet.ordered("publish_at")  # the default sort, ready before the first request (~0.1 s at 100k)
     return fleet

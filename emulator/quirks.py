@@ -9,8 +9,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from services_bot.emulator.generations import FLEET_GENERATIONS
 from services_bot.emulator.query import PagingRules
 from services_bot.emulator.settings import OFFSET_MODES
+
+#: the path generations one can switch off (``missing_generation``)
+API_GENERATIONS = tuple(g for g in FLEET_GENERATIONS if g != "mixed")
 
 
 @dataclass
@@ -38,6 +42,9 @@ class Quirks:
     request_id_in_body: bool = False  # no X-Request-Id header; error bodies carry `request_id` instead
     error_message_key: bool = False  # error bodies say `error_message`, not `error_msg` (an older ModelArts API)
     count_is_page_size: bool = False  # `count` is the `limit` asked for, not the rows on the page (v2's L1 reading)
+    # "v1" or "v2": that generation's paths answer the gateway's 404 for an API not published in the region;
+    # false (or null) when both are there, off like every other switch
+    missing_generation: str | bool = False
 
     #: switches that change how a list row is encoded (changing one invalidates the row caches)
     ROW_FIELDS = (
@@ -79,6 +86,9 @@ class Quirks:
             if key == "offset_mode":
                 if value not in OFFSET_MODES:
                     raise ValueError(f"offset_mode must be one of {', '.join(OFFSET_MODES)}")
+            elif key == "missing_generation":
+                if value not in (None, False, *API_GENERATIONS):
+                    raise ValueError(f"missing_generation must be one of {', '.join(API_GENERATIONS)}, false or null")
             elif key in self.COUNT_FIELDS:
                 if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                     raise ValueError(f"quirk {key!r} must be a positive integer or null")
@@ -86,5 +96,5 @@ class Quirks:
                 raise ValueError(f"quirk {key!r} must be true or false")
         before = tuple(getattr(self, k) for k in self.ROW_FIELDS)
         for key, value in body.items():
-            setattr(self, key, value)
+            setattr(self, key, False if key == "missing_generation" and value is None else value)
         return before != tuple(getattr(self, k) for k in self.ROW_FIELDS)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, fields
 
+from services_bot.emulator.generations import FLEET_GENERATIONS
+
 OFFSET_MODES = ("page", "record")
 
 
@@ -39,6 +41,8 @@ class EmulatorSettings:
     token_ttl_seconds: int = 86400  # lifetime of IAM-issued tokens
     workspaces: int = 3  # number of non-default workspaces besides "0"
     anchor_ms: int | None = None  # generated timestamps lie before this instant (default: today 00:00 UTC)
+    # which API generations the generated services live on: "v1", "v2", or "mixed" (~45% v1, 45% v2, 10% both)
+    generations: str = "v1"
 
     def __post_init__(self) -> None:
         if self.offset_mode not in OFFSET_MODES:
@@ -49,6 +53,8 @@ class EmulatorSettings:
             raise ValueError("churn must be >= 0")
         if self.workspaces < 0:
             raise ValueError("workspaces must be >= 0")
+        if self.generations not in FLEET_GENERATIONS:
+            raise ValueError(f"generations must be one of {FLEET_GENERATIONS}, not {self.generations!r}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +82,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.offset_mode,
         help="how the list API reads 'offset': 'page' = page index (first record offset*limit), "
         "'record' = index of the first record (default page)",
+    )
+    parser.add_argument(
+        "--generations",
+        choices=FLEET_GENERATIONS,
+        default=d.generations,
+        help="API generations of the fleet: 'v1' = every service on /v1/ paths only, 'v2' = on /v2/ paths only, "
+        "'mixed' = about 45%% v1, 45%% v2 and 10%% on both (default v1)",
     )
     parser.add_argument(
         "--project-id", default=d.project_id, help=f"the only project id the API serves (default {d.project_id})"

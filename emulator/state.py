@@ -17,6 +17,7 @@ from services_bot.emulator.iam import TokenStore
 from services_bot.emulator.quirks import Quirks
 from services_bot.emulator.settings import EmulatorSettings
 
+#: routes always counted (zero included); others, such as the v2 ones ("list_v2", "show_v2"), once used
 ROUTES = ("list", "show", "legacy", "iam")
 
 
@@ -52,7 +53,12 @@ class EmulatorState:
         self.tokens = TokenStore()
         self.requests = RequestLog()
         self.fleet: Fleet = build_fleet(
-            settings.services, settings.seed, settings.project_id, settings.workspaces, settings.anchor_ms
+            settings.services,
+            settings.seed,
+            settings.project_id,
+            settings.workspaces,
+            settings.anchor_ms,
+            settings.generations,
         )
         self.quirks = Quirks(offset_mode=settings.offset_mode)
         self.faults = Faults()
