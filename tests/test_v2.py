@@ -24,6 +24,8 @@ from services_bot.core.errors import ApiNotFoundError, IncompleteListingError
 from services_bot.core.models import FAILED_STATUSES, KNOWN_INFER_TYPES, KNOWN_STATUSES, UNHEALTHY_STATUSES
 from services_bot.core.models_v2 import V2_STATUSES, V2ServiceDetail, detail_to_service, row_to_service
 from services_bot.core.query import ServiceQuery
+from services_bot.core.store import Store
+from services_bot.core.watcher import Watcher
 from services_bot.emulator import EmulatorServer, EmulatorSettings
 from services_bot.tools.server import create_mcp_server
 from services_bot.workspace import WorkspaceClient, WorkspaceServer
@@ -148,6 +150,11 @@ def v2_control(v2_server: EmulatorServer) -> Iterator[Control]:
     ctl.http.close()
 
 
+def v1_ids(control: Control, server: EmulatorServer) -> set[str]:
+    """The ids the emulator's own v1 list holds: the oracle for the v1 side."""
+    return {r["service_id"] for r in control.list_raw(server.settings.project_id, server.settings.token)["services"]}
+
+
 def v2_rows(server: EmulatorServer, **params: Any) -> list[dict[str, Any]]:
     """The emulator's own v2 answer in one page (at most 500 rows): the oracle."""
     response = httpx.get(
@@ -204,10 +211,7 @@ def test_show_and_summary_on_a_v2_project(v2_server: EmulatorServer, v2_control:
 async def test_a_v1_only_project_is_read_whole_and_v2_costs_one_empty_page(
     emulator_server: EmulatorServer, control: Control
 ) -> None:
-    expected = {
-        r["service_id"]
-        for r in control.list_raw(emulator_server.settings.project_id, emulator_server.settings.token)["services"]
-    }
+    expected = v1_ids(control, emulator_server)
     control.clear_requests()
     async with queries_for(emulator_server) as queries:
         result = await queries.list(ServiceQuery.build(limit=1000))
@@ -234,10 +238,7 @@ def mixed_control(mixed_server: EmulatorServer) -> Iterator[Control]:
 def test_summary_of_a_mixed_project_counts_each_service_once(
     mixed_server: EmulatorServer, mixed_control: Control
 ) -> None:
-    v1 = {
-        r["service_id"]
-        for r in mixed_control.list_raw(mixed_server.settings.project_id, mixed_server.settings.token)["services"]
-    }
+    v1 = v1_ids(mixed_control, mixed_server)
     v2 = {r["id"] for r in v2_rows(mixed_server)}
     assert v1 - v2 and v2 - v1 and v1 & v2, "the mixed fleet has v1-only, v2-only and shared services"
     proc = run(["ask", "--json", "summary"], env_for(mixed_server))
@@ -253,10 +254,7 @@ def test_summary_of_a_mixed_project_counts_each_service_once(
 async def test_mcp_tools_say_which_generation_a_service_came_from(
     mixed_server: EmulatorServer, mixed_control: Control
 ) -> None:
-    v1 = {
-        r["service_id"]
-        for r in mixed_control.list_raw(mixed_server.settings.project_id, mixed_server.settings.token)["services"]
-    }
+    v1 = v1_ids(mixed_control, mixed_server)
     only_v2 = next(r for r in v2_rows(mixed_server) if r["id"] not in v1)
     settings = make_settings(mixed_server)
     async with Client(create_mcp_server(lambda: open_queries(settings))) as client:
@@ -274,10 +272,7 @@ async def test_mcp_tools_say_which_generation_a_service_came_from(
 async def test_a_generation_not_published_in_the_region_is_skipped_after_one_probe(
     mixed_server: EmulatorServer, mixed_control: Control, caplog: pytest.LogCaptureFixture
 ) -> None:
-    v1 = {
-        r["service_id"]
-        for r in mixed_control.list_raw(mixed_server.settings.project_id, mixed_server.settings.token)["services"]
-    }
+    v1 = v1_ids(mixed_control, mixed_server)
     mixed_control.quirks(missing_generation="v2")
     mixed_control.clear_requests()
     with caplog.at_level(logging.WARNING, logger="services_bot.generations"):
@@ -349,10 +344,7 @@ async def test_the_watcher_alerts_a_v2_running_to_failed_flip_within_one_poll_an
     slack: WorkspaceClient,
     tmp_path: Path,
 ) -> None:
-    v1 = {
-        r["service_id"]
-        for r in mixed_control.list_raw(mixed_server.settings.project_id, mixed_server.settings.token)["services"]
-    }
+    v1 = v1_ids(mixed_control, mixed_server)
     target = next(r for r in v2_rows(mixed_server, status="RUNNING") if r["id"] not in v1)
     settings = slack_settings(
         mixed_server,
@@ -386,3 +378,27 @@ async def test_the_watcher_alerts_a_v2_running_to_failed_flip_within_one_poll_an
     log = mixed_control.requests()["log"]
     v2_scans = [e["query"] for e in log if e["path"].endswith("/services") and "/v2/" in e["path"]]
     assert v2_scans and all("sort_key=update_at" in q and "sort_dir=DESC" in q for q in v2_scans)
+
+
+async def test_a_quiet_poll_of_a_mixed_target_costs_one_request_per_generation(
+    mixed_server: EmulatorServer, mixed_control: Control, tmp_path: Path
+) -> None:
+    async with queries_for(mixed_server, services_bot_max_retries=0) as queries, Store(tmp_path / "w.db") as store:
+        watcher = Watcher(queries.clients, store)
+        baseline = await watcher.poll_once()
+        v1 = v1_ids(mixed_control, mixed_server)
+        v2 = {r["id"] for r in v2_rows(mixed_server)}
+        assert baseline.ok and len(await store.known_services("default")) == len(v1 | v2)
+        await watcher.poll_once()  # the run's first scan also checks the order once per generation
+        mixed_control.clear_requests()
+        quiet = await watcher.poll_once()
+        assert [t.mode for t in quiet.targets] == ["incremental"] and quiet.transitions == []
+        by_route = mixed_control.requests()["by_route"]
+        assert (by_route.get("list"), by_route.get("list_v2"), quiet.requests) == (1, 1, 2)
+        row = next(r for r in v2_rows(mixed_server, status="RUNNING") if r["id"] not in v1)
+        mixed_control.set_status(row["id"], "ERROR", "node lost")
+        changed = await watcher.poll_once()
+    assert [t.mode for t in changed.targets] == ["incremental"]
+    (transition,) = changed.transitions
+    assert (transition.service_id, transition.from_status, transition.to_status) == (row["id"], "running", "error")
+    assert transition.error_msg == "node lost"
