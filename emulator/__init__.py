@@ -1,6 +1,7 @@
 """A local, faithful stand-in for the Huawei Cloud ModelArts inference-services API and an IAM token endpoint.
 
-It serves a simulated fleet (deterministic for a seed) that can churn through the services' state machine,
+It serves a simulated fleet (deterministic for a seed) on the v1 and the v2 service API (each service lives on
+one generation or both, ``generations.py``) that can churn through the services' state machines,
 with fault injection and switchable spec quirks, for the test suite, the demo and the benchmarks. It is an
 independent reading of ``spec/``: nothing here imports ``core``, ``bot``, ``tools`` or ``services_bot``.
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import time
+from bisect import bisect_left, insort
 from collections.abc import Callable, Hashable, Iterable
 from operator import attrgetter
 from typing import Any
@@ -484,7 +485,7 @@ class Fleet:
         self._order_ver = dict.fromkeys(ORDER_KEYS, 0)
         self.by_generation: dict[str, int] = {"v1": 0, "v2": 0, "both": 0}
         self._by_id_sorted: tuple[int, list[Service]] | None = None
-        self._orders: dict[str, tuple[int, list[Service]]] = {}
+        self._orders: dict[str, tuple[tuple[int, ...], list[Service]]] = {}  # sort_by -> (key versions, order)
         self._select_cache: dict[Hashable, tuple[int, list[Service]]] = {}
         self._select_version = 0
         for s in services:
@@ -526,14 +527,35 @@ class Fleet:
             self._order_ver[k] += 1
         self.version += 1
 
-    def changed(self, s: Service, moved: Iterable[str] = ()) -> None:
-        """Record that ``s`` changed; ``moved`` names the sort keys whose value changed."""
+    def changed(self, s: Service, moved: Iterable[str] = (), old: dict[str, Any] | None = None) -> None:
+        """Record that ``s`` changed; ``moved`` names the sort keys whose value changed, ``old`` their values
+        before the change where known (then a cached order is mended in place instead of sorted again)."""
         s.row = None
         s.legacy_row = None
         s.v2_row = None
         for k in moved:
-            self._order_ver[k] += 1
+            if old is not None and k in old:
+                self._move_in_order(s, k, old[k])
+            else:
+                self._order_ver[k] += 1
         self.version += 1
+
+    def _move_in_order(self, s: Service, key: str, old_value: Any) -> None:
+        """Move ``s`` to its new place in the cached ascending order by ``key`` (ties by ``service_id``): a
+        binary search and a memmove rather than a re-sort, which matters for v2's default ``update_at`` order,
+        which every change moves."""
+        cached = self._orders.get(key)
+        self._order_ver[key] += 1
+        if cached is None or cached[0] != (self._order_ver[key] - 1,):
+            return
+        lst = cached[1]
+        by = attrgetter(key, "service_id")
+        i = bisect_left(lst, (old_value, s.service_id), key=by)
+        if i >= len(lst) or lst[i] is not s:
+            return  # not where it should have been: leave the order to a full re-sort
+        del lst[i]
+        insort(lst, s, key=by)
+        self._orders[key] = ((self._order_ver[key],), lst)
 
     def set_status(
         self,
@@ -557,6 +579,7 @@ class Fleet:
         """
         old_shown = shown_status(s)
         old = s.status
+        before = {"transition_at": s.transition_at, "update_at": s.update_at, "publish_at": s.publish_at}
         if s.generation != "v1":
             s.v2_status = v2_reading(status)
         status = v1_reading(status, s.generation)
@@ -590,7 +613,7 @@ class Fleet:
             s.publish_at = at_ms
             s.update_time = at_ms
             moved.append("publish_at")
-        self.changed(s, moved)
+        self.changed(s, moved, before)
         return old_shown
 
     def clear_encoded(self) -> None:
@@ -636,10 +659,13 @@ class Fleet:
         if cached is not None:
             return cached[1]
         base = self.ordered(sort_by)
-        lst = base if workspace_id is None else [s for s in base if s.workspace_id == workspace_id]
         unseen = "v2" if generation == "v1" else "v1"  # "both" services are seen on either path
-        if self.by_generation[unseen]:
-            lst = [s for s in lst if s.generation != unseen]
+        if not self.by_generation[unseen]:
+            lst = base if workspace_id is None else [s for s in base if s.workspace_id == workspace_id]
+        elif workspace_id is None:
+            lst = [s for s in base if s.generation != unseen]
+        else:  # one pass for both conditions: this runs over the whole fleet after every change
+            lst = [s for s in base if s.workspace_id == workspace_id and s.generation != unseen]
         if keep is not None:
             lst = [s for s in lst if keep(s)]
         if descending:

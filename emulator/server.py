@@ -149,7 +149,7 @@ def run(settings: EmulatorSettings | None = None) -> None:
             print(f"  X-Auth-Token: {settings.token}   (AK {settings.ak})", flush=True)
             print(
                 f"  fleet      : {settings.services} services, seed {settings.seed}, churn {settings.churn}/s, "
-                f"offset mode {settings.offset_mode} (generated in {took:.2f}s)",
+                f"offset mode {settings.offset_mode}, generations {settings.generations} (generated in {took:.2f}s)",
                 flush=True,
             )
             print(f"  controls   : http://{host}:{port}/_emulator/healthz   (Ctrl-C to stop)", flush=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from services_bot.emulator.fleet import Service
 
 TYPES = ("REAL_TIME", "ASYNC_REAL_TIME")
-DEPLOY_TYPES = ("SINGLE", "MULTI")
 AUTH_TYPES = ("TOKEN", "API_KEY", "NONE")
 TASK_TYPES = (
     "TEXT_GENERATION",

@@ -1,9 +1,9 @@
 """``services-bot demo``: the whole product with no accounts at all.
 
-An emulated ModelArts with a churning fleet, a local Slack-like workspace (a web page with an alerts and a
-general channel), and ``serve`` wired to both: the Slack app answering ``/services`` typed in the page, the
-watcher posting alerts there as services change state, and MCP over HTTP. Everything runs in this process on
-loopback; Ctrl-C stops it all.
+An emulated ModelArts with a churning, mixed fleet (services on the v1 API, on the v2 API, and on both), a
+local Slack-like workspace (a web page with an alerts and a general channel), and ``serve`` wired to both: the
+Slack app answering ``/services`` typed in the page, the watcher posting alerts there as services change
+state, and MCP over HTTP. Everything runs in this process on loopback; Ctrl-C stops it all.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _port(base: int, offset: int) -> int:
 def run_demo(*, port: int, services: int, churn: float, once: bool, poll: float = 2.0) -> int:
     """Start the emulator on ``port``, the workspace on ``port + 1`` and the bot on ``port + 2`` (0: any)."""
     store_dir = tempfile.TemporaryDirectory(prefix="services-bot-demo-")
-    fleet = emulator.EmulatorSettings(port=port, services=services, churn=churn, workspaces=0)
+    fleet = emulator.EmulatorSettings(port=port, services=services, churn=churn, workspaces=0, generations="mixed")
     slack = WorkspaceSettings(port=_port(port, 1))
     with emulator.EmulatorServer(fleet) as api, WorkspaceServer(slack) as workspace, store_dir:
         settings = local_settings(
@@ -83,6 +83,7 @@ def _print_urls(
   MCP (HTTP)       {bot.url}/mcp       e.g. {{"url": "{bot.url}/mcp"}} in an MCP client's config
   Health, metrics  {bot.url}/healthz  {bot.url}/metrics
   ModelArts API    {api.url}           emulated: {services} services, status changes {every}
+                   a mixed fleet: about 45% on the v1 API only, 45% on v2 only, 10% on both
 
 The watcher polls every {poll:g} s. To ask from another terminal:
   export MODELARTS_ENDPOINT={api.url} MODELARTS_PROJECT_ID={api.settings.project_id} \\

@@ -151,9 +151,17 @@ def test_details_have_the_fixtures_fields(client: httpx.Client) -> None:
     client.post("/_emulator/quirks", json={"numbers_as_strings": True})
     d = client.get(f"{V2}/services/{row['id']}").json()
     assert _json_types({k: d[k] for k in ("create_at", "update_at")}) == {"create_at": str, "update_at": str}
-    assert d["create_at"] == failed["create_at"].__class__(d["create_at"]) and d["create_at"].isdigit()
+    assert isinstance(failed["create_at"], str) and d["create_at"].isdigit() and len(d["create_at"]) == 13
     listed = page(client, id=row["id"])["data"][0]
     assert isinstance(listed["create_at"], str) and isinstance(listed["version_count"], str)
+
+    client.post("/_emulator/quirks", json={"numbers_as_strings": False, "unknown_fields": True})
+    body = page(client, id=row["id"])
+    assert body["new_field"] == body["data"][0]["new_field"] == {"x": 1} and isinstance(body["total"], int)
+    assert client.get(f"{V2}/services/{row['id']}").json()["new_field"] == {"x": 1}
+    client.post("/_emulator/quirks", json={"request_id_in_body": True, "error_message_key": True})
+    error = client.get(f"{V2}/services", params={"limit": 0}).json()
+    assert error["request_id"] and "limit" in error["error_message"]
 
 
 def test_concerning_details_show_the_deployment_short_of_instances(client: httpx.Client) -> None:
@@ -368,6 +376,19 @@ def test_update_at_moves_on_every_change_and_leads_the_default_order(client: htt
     assert top["create_at"] == quiet["create_at"]  # the creation time never moves
 
 
+def test_the_update_order_stays_exact_as_services_change_between_polls(client: httpx.Client) -> None:
+    """The cached update_at order is mended in place on each change: it must equal a fresh sort every time."""
+    rows = list_v2(client, sort_key="create_at")
+    for i, row in enumerate(rows[:: len(rows) // 12]):
+        set_status(client, row["id"], ("STOPPED", "RUNNING", "ERROR")[i % 3])
+        listed = list_v2(client)
+        keys = [(r["update_at"], r["id"]) for r in listed]
+        assert keys == sorted(keys, reverse=True)
+        assert (
+            listed[0]["id"] == row["id"] or listed[0]["update_at"] == page(client, id=row["id"])["data"][0]["update_at"]
+        )
+
+
 # -- the 404 switch ------------------------------------------------------------------------------------
 def test_a_missing_generation_answers_the_gateways_404(client: httpx.Client, anon: httpx.Client) -> None:
     sid = page(client)["data"][0]["id"]
@@ -438,3 +459,141 @@ def test_gateway_faults_apply_to_v2(client: httpx.Client) -> None:
     client.post("/_emulator/faults", json={"paths": ["/v1/"], "error_status": 500, "error_count": 5})
     assert client.get(f"{V2}/services").status_code == 200  # the fault is aimed at v1 paths only
     assert client.get(f"{V1}/services").status_code == 500
+
+
+# -- faults that break v2's own paging rules ------------------------------------------------------------
+def _walk(client: httpx.Client, limit: int) -> tuple[list[str], list[dict[str, Any]]]:
+    """Page as a careful client does (until ``current + 1 >= pages``), keeping every envelope."""
+    ids: list[str] = []
+    envelopes: list[dict[str, Any]] = []
+    n = 0
+    while True:
+        body = page(client, limit=limit, offset=n * limit)
+        envelopes.append({k: v for k, v in body.items() if k != "data"} | {"rows": len(body["data"])})
+        ids += [r["id"] for r in body["data"]]
+        if body["current"] + 1 >= body["pages"] or n > 1000:
+            return ids, envelopes
+        n += 1
+
+
+def test_fault_v2_short_page_serves_short_pages_before_the_last(client: httpx.Client) -> None:
+    honest, _ = _walk(client, 100)
+    client.post("/_emulator/faults", json={"v2_short_page": True})
+    ids, envelopes = _walk(client, 100)
+    assert all(e["size"] == 100 and e["total"] == len(honest) for e in envelopes)
+    assert all(e["rows"] == 99 for e in envelopes[:-1])  # short while total says more
+    assert len(ids) == len(honest) - (len(envelopes) - 1) and set(ids) < set(honest)
+    client.post("/_emulator/faults", json={"v2_short_page": False})
+    assert _walk(client, 100)[0] == honest
+    assert client.post("/_emulator/faults", json={"v2_short_page": 1}).status_code == 400
+
+
+def test_fault_v2_pages_overflow_understates_pages_yet_serves_beyond(client: httpx.Client) -> None:
+    honest, _ = _walk(client, 100)
+    client.post("/_emulator/faults", json={"v2_pages_overflow": True})
+    ids, envelopes = _walk(client, 100)
+    pages = envelopes[0]["pages"]
+    assert pages == math.ceil(len(honest) / 100) - 1  # disagrees with total
+    assert len(ids) < len(honest)  # a client trusting pages stops a page early
+    beyond = page(client, limit=100, offset=pages * 100)
+    assert beyond["current"] == pages and beyond["data"]  # the page at index `pages` still answers rows
+    assert ids + [r["id"] for r in beyond["data"]] == honest
+
+
+def test_listing_faults_apply_to_v2(client: httpx.Client) -> None:
+    honest = [r["id"] for r in list_v2(client)]
+    client.post("/_emulator/faults", json={"hide_fraction": 0.5})
+    hidden = list_v2(client)
+    assert abs(len(hidden) - len(honest) / 2) <= 1 and {r["id"] for r in hidden} < set(honest)
+    assert len(list_v2(client)) == len(honest)  # one listing only
+    client.post("/_emulator/faults", json={"delete_during_listing": 3})
+    first = page(client, limit=50)
+    second = page(client, limit=50, offset=50)
+    assert second["total"] == first["total"] - 3
+    assert second["data"][0]["id"] == honest[53]  # the later rows shifted back by the three deleted
+
+
+# -- churn ---------------------------------------------------------------------------------------------
+def test_churn_moves_v2_services_through_v2_states(client: httpx.Client) -> None:
+    steps = client.post("/_emulator/churn", json={"steps": 3000}).json()["transitions"]
+    v2_moves = [t for t in steps if t.get("generation") in ("v2", "both") and t["from_status"] and t["to_status"]]
+    assert len(v2_moves) > 500
+    assert all(t["from_status"].isupper() and t["to_status"].isupper() for t in v2_moves)
+    reached = {t["to_status"] for t in v2_moves}
+    assert {"ERROR", "UPGRADING", "INTERRUPTING", "INIT", "FAILED", "RUNNING", "STOPPED"} <= reached
+    v1_moves = [t for t in steps if "generation" not in t and t["to_status"]]
+    assert v1_moves and all(t["to_status"].islower() for t in v1_moves)
+
+    rows = {r["id"]: r for r in list_v2(client)}
+    last: dict[str, dict[str, Any]] = {t["service_id"]: t for t in steps if t.get("generation") in ("v2", "both")}
+    checked = Counter()
+    for sid, t in last.items():
+        if sid not in rows or t["to_status"] is None:
+            continue
+        assert rows[sid]["status"] == t["to_status"]
+        assert rows[sid]["update_at"] == t["transition_at"]  # update_at moved with the change
+        if t["to_status"] in ("FAILED", "ERROR", "RUNNING") and checked[t["to_status"]] < 5:
+            checked[t["to_status"]] += 1
+            d = client.get(f"{V2}/services/{sid}").json()
+            assert bool(d.get("failure_reason")) == (t["to_status"] != "RUNNING"), d.get("failure_reason")
+    assert checked["RUNNING"] and (checked["FAILED"] or checked["ERROR"])
+
+    newest = page(client, limit=1)["data"][0]  # what a watcher polling update_at DESC sees first
+    assert newest["update_at"] == max(t["transition_at"] for t in last.values() if t["to_status"])
+
+
+# -- settings, CLI and speed ---------------------------------------------------------------------------
+def test_generations_setting_and_cli_flag() -> None:
+    import argparse
+
+    from services_bot.emulator import add_arguments, settings_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert settings_from_args(parser.parse_args(["--generations", "mixed"])).generations == "mixed"
+    assert settings_from_args(parser.parse_args([])).generations == "v1"
+    assert "--generations" in parser.format_help()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--generations", "v3"])
+    with pytest.raises(ValueError, match="generations"):
+        EmulatorSettings(generations="both")
+
+
+@pytest.mark.parametrize("size", [10_000, 100_000])
+def test_v2_listing_is_as_cheap_as_v1(size: int) -> None:
+    """A 500-row v2 page costs what a v1 page of the same length does: a join of cached encoded rows."""
+    from services_bot.emulator.fleet import build_fleet
+    from services_bot.emulator.query import PagingRules, parse_list_query, run_list_query
+    from services_bot.emulator.query_v2 import parse_v2_query, run_v2_query
+    from services_bot.emulator.quirks import Quirks
+    from services_bot.emulator.render import encoded_row
+    from services_bot.emulator.render_v2 import encoded_row as encoded_v2_row
+    from starlette.datastructures import QueryParams
+
+    fleet = build_fleet(size, 5, "p", 0, None, "mixed")
+    quirks = Quirks()
+
+    def v2_page(n: int) -> bytes:
+        result = run_v2_query(fleet, parse_v2_query(QueryParams(f"limit=500&offset={n * 500}")))
+        assert len(result.services) == 500
+        return b",".join([encoded_v2_row(s, quirks) for s in result.services])
+
+    def v1_page(n: int) -> bytes:
+        _, services = run_list_query(fleet, parse_list_query(QueryParams(f"limit=500&offset={n}")), PagingRules())
+        assert len(services) == 500
+        return b",".join([encoded_row(s, quirks) for s in services])
+
+    for fn in (v2_page, v1_page):
+        fn(0)  # the first use of each filtered order
+    cold_v2 = min(_timed(v2_page, n) for n in range(1, 4))
+    cold_v1 = min(_timed(v1_page, n) for n in range(1, 4))
+    warm_v2 = min(_timed(v2_page, n) for n in range(1, 4))
+    warm_v1 = min(_timed(v1_page, n) for n in range(1, 4))
+    assert warm_v2 < 0.02 and cold_v2 < 0.1, (cold_v2, warm_v2)
+    assert warm_v2 < 3 * warm_v1 + 0.002 and cold_v2 < 3 * cold_v1 + 0.01, (cold_v2, cold_v1, warm_v2, warm_v1)
+
+
+def _timed(fn: Any, *args: Any) -> float:
+    t = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t
