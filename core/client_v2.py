@@ -23,11 +23,10 @@ from services_bot.core.client import (
     ModelArtsClient,
     _error_in_body,
     _json_object,
-    _request_id,
     _unreadable,
     validate_service_id,
 )
-from services_bot.core.errors import IncompleteListingError, MalformedResponseError
+from services_bot.core.errors import IncompleteListingError
 from services_bot.core.models import Service, ServicePage
 from services_bot.core.models_v2 import (
     STATUS_TO_V2,
@@ -131,14 +130,7 @@ def _parse_v2_page(context: dict[str, str], offset: int, limit: int) -> Callable
                 served=offset + len(page.data),
                 total=page.total,
             )
-        try:
-            rows = [row_to_service(raw, context) for raw in page.data]
-        except ValidationError as exc:
-            raise MalformedResponseError(
-                f"ModelArts (v2) answered a row that is not a service ({exc.errors()[0]['msg']}).",
-                status=response.status_code,
-                request_id=_request_id(response, data),
-            ) from None
+        rows = [row_to_service(row, context) for row in page.data]
         return ServicePage.model_construct(total_count=page.total, count=len(rows), services=rows)
 
     return parse

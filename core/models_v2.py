@@ -18,12 +18,15 @@ from services_bot.core.models import (
     ApiModel,
     Bool,
     Deployment,
+    EpochTime,
     Int,
+    Schedule,
     Service,
     Str,
     Token,
     _json_list,
     _lenient_int,
+    epoch_to_datetime,
 )
 
 V2_STATUSES: dict[str, str] = {
@@ -95,8 +98,8 @@ class V2ServiceRow(ApiModel):
     deploy_type: Token = None
     user_name: Token = None
     workspace_id: Token = None
-    create_at: Int = None
-    update_at: Int = None
+    create_at: EpochTime = None
+    update_at: EpochTime = None
     auth_type: Token = None
     task_type: Token = None
     tags: _Tags = None
@@ -108,7 +111,7 @@ class V2Page(BaseModel):
     """The v2 list envelope. ``data`` and ``total`` are required: a 200 without them is not an empty fleet.
     ``size`` is ambiguous (page length or page size, L1) and is not relied on."""
 
-    data: list[dict[str, Any]]
+    data: list[V2ServiceRow]
     total: Annotated[int, BeforeValidator(_lenient_int)]
     current: Int = None
     size: Int = None
@@ -155,8 +158,8 @@ class V2ServiceDetail(ApiModel):
     predict_url: Annotated[list[V2PredictUrl] | None, BeforeValidator(_json_list)] = None
     tags: _Tags = None
     schedule: _Schedules = None
-    create_at: Int = None
-    update_at: Int = None
+    create_at: EpochTime = None
+    update_at: EpochTime = None
     task_type: Token = None
     user_name: Token = None
 
@@ -188,9 +191,9 @@ def _deployment(group: V2InstanceGroup) -> Deployment:
     )
 
 
-def _due_time(schedules: list[V2Schedule] | None) -> int | None:
+def _due_time(schedules: list[V2Schedule] | None) -> Any:
     pending = [s.due_time for s in schedules or [] if s.due_time and not s.processed]
-    return min(pending) if pending else None
+    return epoch_to_datetime(min(pending)) if pending else None
 
 
 def _common(row: V2ServiceRow | V2ServiceDetail) -> dict[str, Any]:
@@ -207,19 +210,27 @@ def _common(row: V2ServiceRow | V2ServiceDetail) -> dict[str, Any]:
         "transition_at": row.update_at,
         "update_time": row.update_at,
         "due_time": _due_time(row.schedule),
-        "schedule": [s.model_dump(exclude_none=True) for s in row.schedule or []] or None,
+        "schedule": [Schedule(duration=s.duration, time_unit=s.time_unit, type=s.type) for s in row.schedule or []]
+        or None,
         "tags": {t.key: t.value or "" for t in row.tags or [] if t.key} or None,
         "deploy_type": row.deploy_type,
         "task_type": row.task_type,
     }
 
 
-def row_to_service(raw: dict[str, Any], context: dict[str, str]) -> Service:
+def row_to_service(row: V2ServiceRow, context: dict[str, str]) -> Service:
     """A list row as a ``Service`` (``detail`` "list": no failure reason or address, they are details only)."""
-    row = V2ServiceRow.model_validate(raw)
-    known = {**_common(row), "description": row.description, "version": row.version, "generation": "v2"}
+    known = {
+        **_common(row),
+        "description": row.description,
+        "version": row.version,
+        "version_count": row.version_count,
+        "auth_type": row.auth_type,
+        "frozen_infos": row.frozen_infos,
+    }
     extra = {k: v for k, v in (row.__pydantic_extra__ or {}).items() if k not in known}
-    return Service.model_validate({**extra, **known}, context={**context, "generation": "v2"})
+    fields = {**extra, **{k: v for k, v in known.items() if v is not None}}
+    return Service.model_validate(fields, context={**context, "generation": "v2"})
 
 
 def detail_to_service(detail: V2ServiceDetail, context: dict[str, str]) -> Service:

@@ -22,7 +22,13 @@ from mcp import Client
 from services_bot.core.client import ListParams
 from services_bot.core.errors import ApiNotFoundError, IncompleteListingError
 from services_bot.core.models import FAILED_STATUSES, KNOWN_INFER_TYPES, KNOWN_STATUSES, UNHEALTHY_STATUSES
-from services_bot.core.models_v2 import V2_STATUSES, V2ServiceDetail, detail_to_service, row_to_service
+from services_bot.core.models_v2 import (
+    V2_STATUSES,
+    V2ServiceDetail,
+    V2ServiceRow,
+    detail_to_service,
+    row_to_service,
+)
 from services_bot.core.query import ServiceQuery
 from services_bot.core.store import Store
 from services_bot.core.watcher import Watcher
@@ -49,7 +55,7 @@ def fixture(name: str) -> Any:
 
 def test_the_v2_list_example_becomes_the_services_a_user_sees() -> None:
     page = fixture("v2-list-services.json")
-    services = [row_to_service(row, CONTEXT) for row in page["data"]]
+    services = [row_to_service(V2ServiceRow.model_validate(row), CONTEXT) for row in page["data"]]
     assert [(s.service_name, s.status, s.infer_type) for s in services] == [
         ("qwen-chat-prod", "running", "real-time"),
         ("bge-embed", "failed", "real-time"),
@@ -101,7 +107,7 @@ def test_the_stop_answer_is_a_stopping_service() -> None:
 
 def test_an_unknown_v2_status_or_type_is_kept_verbatim() -> None:
     row = {**fixture("v2-list-services.json")["data"][0], "status": "HIBERNATING", "type": "BATCH_REAL_TIME"}
-    service = row_to_service(row, CONTEXT)
+    service = row_to_service(V2ServiceRow.model_validate(row), CONTEXT)
     assert (service.status, service.infer_type) == ("HIBERNATING", "BATCH_REAL_TIME")
     assert not service.is_unhealthy
 
