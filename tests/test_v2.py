@@ -40,6 +40,8 @@ from services_bot.serve import BackgroundServe
 from services_bot.wiring import open_queries
 from tests.conftest import Control, make_settings, queries_for, slack_settings
 from tests.test_cli import assert_no_traceback, env_for, run
+from tests.test_slack_app import GENERAL, answers, ask, button, text_of
+from tests.test_slack_views import assert_valid
 
 FIXTURES = Path(__file__).parent / "fixtures"
 README = Path(__file__).parent.parent / "README.md"
@@ -408,3 +410,22 @@ async def test_a_quiet_poll_of_a_mixed_target_costs_one_request_per_generation(
     (transition,) = changed.transitions
     assert (transition.service_id, transition.from_status, transition.to_status) == (row["id"], "running", "error")
     assert transition.error_msg == "node lost"
+
+
+async def test_slack_answers_and_the_details_button_work_on_a_v2_project(
+    v2_server: EmulatorServer, v2_control: Control, workspace_server: WorkspaceServer, slack: WorkspaceClient
+) -> None:
+    row = v2_rows(v2_server, status="RUNNING")[0]
+    v2_control.set_status(row["id"], "ERROR", "node lost <!here>")
+    with BackgroundServe(slack_settings(v2_server, workspace_server), watch=False) as bot:
+        await slack.set_app_url(bot.url + "/slack/events")
+        listing = await ask(slack, f"failed name:{row['name']}")
+        assert f"*{row['name']}*" in text_of(listing) and "node lost &lt;!here&gt;" in text_of(listing)
+        assert "`error`" in text_of(listing) and "<!here>" not in json.dumps(listing)
+        await slack.click(listing, "service_details", button(listing, "service_details")["value"])
+        found = await slack.wait_for_messages(lambda m: len(answers(m)) == 2, channel=GENERAL)
+    details = answers(found)[-1]
+    assert_valid(details["blocks"])
+    shown = text_of(details)
+    assert row["id"] in shown and "node lost &lt;!here&gt;" in shown
+    assert "*API*\nv2" in shown and "*Deployment*" in shown
