@@ -15,6 +15,7 @@ from typing import Any
 
 from services_bot.bot.views import Block, emoji, escape, fallback_text, plain, when
 from services_bot.core.humanize import ago
+from services_bot.core.models import UNHEALTHY_STATUSES
 from services_bot.core.notifications import Notice, Subscription, Transition
 
 EVENT_TYPE = "modelarts_service_status_changed"
@@ -181,7 +182,7 @@ def transitions_message(
             f"{emoji(t.to_status)} *{escape(t.display_name, 100)}* {change_words(t)} · "
             f"{ago(t.transition_at or t.observed_at, now) or ''}"
         )
-        if t.error_msg and t.to_status in ("failed", "concerning"):
+        if t.error_msg and t.to_status in UNHEALTHY_STATUSES:
             line += f"\n      _{escape(t.error_msg, 200)}_"
         if sum(len(x) + 1 for x in chunk) + len(line) > 2900:
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(chunk)}})
