@@ -127,7 +127,3 @@ class TargetClient:
             if not isinstance(error, ApiNotFoundError):
                 raise error
         raise errors[0]
-
-    async def list_legacy(self, workspace_id: str | None = None) -> list[Service]:
-        """The legacy v1 list (a v1 endpoint, whatever the setting)."""
-        return await self.clients[0].list_legacy(workspace_id)

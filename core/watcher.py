@@ -865,14 +865,10 @@ def _newest_first(times: list[int], previous: int | None) -> bool:
 
 
 def _overlap(state: TargetHealth, known: dict[str, KnownService]) -> int:
-    """Known services that more than one generation reports: each generation's ``total`` counts them."""
+    """Known services that both generations report: each generation's ``total`` counts them."""
     if len(state.members) < 2:
         return 0
-    counts: dict[str, int] = {}
-    for ids in state.members.values():
-        for service_id in ids:
-            counts[service_id] = counts.get(service_id, 0) + 1
-    return sum(n - 1 for service_id, n in counts.items() if n > 1 and service_id in known)
+    return len(set.intersection(*state.members.values()) & known.keys())
 
 
 def _generation_of(state: TargetHealth, service_id: str) -> str | None:

@@ -29,6 +29,7 @@ from services_bot.core.models_v2 import (
     detail_to_service,
     row_to_service,
 )
+from services_bot.core.notifications import Subscription, Transition
 from services_bot.core.query import ServiceQuery
 from services_bot.core.store import Store
 from services_bot.core.watcher import Watcher
@@ -429,3 +430,11 @@ async def test_slack_answers_and_the_details_button_work_on_a_v2_project(
     shown = text_of(details)
     assert row["id"] in shown and "node lost &lt;!here&gt;" in shown
     assert "*API*\nv2" in shown and "*Deployment*" in shown
+
+
+def test_a_watch_of_failed_stored_before_v2_also_hears_of_error() -> None:
+    old_watch = Subscription(channel="C1", statuses=frozenset({"failed"}))
+    error = Transition(target="t", service_id="s", kind="changed", from_status="running", to_status="error")
+    upgrading = Transition(target="t", service_id="s", kind="changed", from_status="running", to_status="upgrading")
+    assert old_watch.matches(error) and not old_watch.matches(upgrading)
+    assert not Subscription(channel="C1", statuses=frozenset({"concerning"})).matches(error)
