@@ -745,7 +745,7 @@ class Watcher:
                 await self._probe_order(client)
                 state.order_checked = True
             for source in sources:
-                members = state.members.get(source.generation, set()) if several else None
+                members = _speaks_for(state, sources, source) if several else None
                 for ws in self._workspaces(client):
                     params = ListParams(workspace_id=ws, sort_by="transition_at", order="desc")
                     total, head = await self._scan_workspace(source, params, floor, first, rows, members)
@@ -760,9 +760,13 @@ class Watcher:
             raise _NeedsFullListing("service count changed")
         await self._check_heads(state, known, heads)
         unique: dict[str, Service] = {}
-        for row in rows:  # a service both generations report: v1's row, as in a full listing
+        first = sources[0].generation
+        for row in rows:
+            if several and row.generation != first and row.service_id in state.members.get(first, ()):
+                continue  # a service v1 reports too: its v1 row speaks for it, as in a full listing
             unique.setdefault(row.service_id, row)
-            if several:
+        if several:
+            for row in rows:
                 state.members.setdefault(row.generation, set()).add(row.service_id)
         return list(unique.values())
 
@@ -869,6 +873,14 @@ def _overlap(state: TargetHealth, known: dict[str, KnownService]) -> int:
     if len(state.members) < 2:
         return 0
     return len(set.intersection(*state.members.values()) & known.keys())
+
+
+def _speaks_for(state: TargetHealth, sources: list[ModelArtsClient], source: ModelArtsClient) -> set[str]:
+    """The services whose known state came from ``source``'s rows: those it reports that no generation before it
+    does (a full listing keeps the first generation's row). Only those must be on its newest-first page: a
+    shared service's time there is the other generation's."""
+    earlier = [g.generation for g in sources[: sources.index(source)]]
+    return state.members.get(source.generation, set()).difference(*(state.members.get(g, set()) for g in earlier))
 
 
 def _generation_of(state: TargetHealth, service_id: str) -> str | None:

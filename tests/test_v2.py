@@ -438,3 +438,21 @@ def test_a_watch_of_failed_stored_before_v2_also_hears_of_error() -> None:
     upgrading = Transition(target="t", service_id="s", kind="changed", from_status="running", to_status="upgrading")
     assert old_watch.matches(error) and not old_watch.matches(upgrading)
     assert not Subscription(channel="C1", statuses=frozenset({"concerning"})).matches(error)
+
+
+async def test_a_service_both_generations_report_changes_once_in_v1_words(
+    mixed_server: EmulatorServer, mixed_control: Control, tmp_path: Path
+) -> None:
+    v1 = v1_ids(mixed_control, mixed_server)
+    shared = next(r for r in v2_rows(mixed_server, status="RUNNING") if r["id"] in v1)
+    async with queries_for(mixed_server, services_bot_max_retries=0) as queries, Store(tmp_path / "w.db") as store:
+        watcher = Watcher(queries.clients, store, resync_polls=4)
+        await watcher.poll_once()
+        await watcher.poll_once()
+        mixed_control.set_status(shared["id"], "ERROR", "node lost")  # v1 shows it failed, v2 ERROR
+        changed = await watcher.poll_once()
+        later = [await watcher.poll_once() for _ in range(3)]  # one of them a full listing (resync_polls)
+    (transition,) = changed.transitions
+    assert (transition.service_id, transition.to_status) == (shared["id"], "failed")
+    assert [t.mode for t in changed.targets] == ["incremental"] and "full" in {p.targets[0].mode for p in later}
+    assert all(p.ok and not p.transitions for p in later), "no flapping between the two generations' words"
