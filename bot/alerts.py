@@ -13,7 +13,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from services_bot.bot.views import Block, emoji, escape, fallback_text, plain, when
+from services_bot.bot.views import Block, escape, fallback_text, plain, status_label, when
 from services_bot.core.humanize import ago
 from services_bot.core.models import UNHEALTHY_STATUSES
 from services_bot.core.notifications import Notice, Subscription, Transition
@@ -70,6 +70,13 @@ def change_words(t: Transition) -> str:
     return f"{was} → *{to}*"
 
 
+def transition_label(t: Transition) -> str:
+    """The emoji and word of where a transition went (``:red_circle: failed``; ``deleted`` for a deleted one)."""
+    if t.kind == "deleted":
+        return status_label(None, "deleted")
+    return status_label(t.to_status)
+
+
 def _where(t: Transition) -> str:
     parts = [f"project {escape(t.project_id, 60)}" if t.project_id else f"target {escape(t.target, 60)}"]
     if t.workspace_id:
@@ -82,8 +89,7 @@ def _where(t: Transition) -> str:
 
 def alert_message(t: Transition, *, resolved_by: Transition | None = None) -> tuple[str, list[Block]]:
     """The alert for one transition (``resolved_by``: the recovery that closed it, shown on the first alert)."""
-    status = t.to_status if t.kind != "deleted" else None
-    line = f"{emoji(status)} *{escape(t.display_name, 150)}* {change_words(t)}"
+    line = f"{transition_label(t)} · *{escape(t.display_name, 150)}* {change_words(t)}"
     blocks: list[Block] = []
     if resolved_by is not None:
         since = ago(resolved_by.transition_at or resolved_by.observed_at) or "now"
@@ -108,7 +114,7 @@ def grouped_message(poll_id: str, transitions: list[Transition]) -> tuple[str, l
     """One message for a burst: counts by new status, the first services, and a button for the rest."""
     counts = Counter(t.to_status or "deleted" for t in transitions)
     summary = " · ".join(
-        f"{emoji(s if s != 'deleted' else None)} {escape(s, 30)}: *{n}*" for s, n in counts.most_common()
+        f"{status_label(s if s != 'deleted' else None, s)}: *{n}*" for s, n in counts.most_common()
     )
     lines = [f"• *{escape(t.display_name, 100)}* {change_words(t)}" for t in transitions[:GROUP_SHOWN]]
     blocks: list[Block] = [
@@ -179,7 +185,7 @@ def transitions_message(
     chunk: list[str] = []
     for t in transitions:
         line = (
-            f"{emoji(t.to_status)} *{escape(t.display_name, 100)}* {change_words(t)} · "
+            f"{transition_label(t)} · *{escape(t.display_name, 100)}* {change_words(t)} · "
             f"{ago(t.transition_at or t.observed_at, now) or ''}"
         )
         if t.error_msg and t.to_status in UNHEALTHY_STATUSES:

@@ -34,10 +34,10 @@ STATUS_EMOJI = {
     "deleting": ":wastebasket:",
     "pending": ":hourglass_flowing_sand:",
     "waiting": ":hourglass:",
-    "error": ":red_circle:",
-    "upgrading": ":large_blue_circle:",
-    "interrupting": ":double_vertical_bar:",
-    "init": ":hourglass_flowing_sand:",
+    "error": ":x:",  # v2's "abnormal": unhealthy like failed, told apart at a glance
+    "upgrading": ":arrows_counterclockwise:",
+    "interrupting": ":black_circle:",
+    "init": ":large_yellow_circle:",
 }
 
 Block = dict[str, Any]
@@ -73,7 +73,15 @@ def mention(user_id: str | None) -> str:
 
 
 def emoji(status: str | None) -> str:
+    """Only the emoji, for building labels: what is posted says ``status_label`` so the word comes with it."""
     return STATUS_EMOJI.get(status or "", ":grey_question:")
+
+
+def status_label(status: str | None, word: str | None = None) -> str:
+    """A status's emoji followed by its word (``:red_circle: failed``), never the emoji alone: a Slack client, or
+    the demo page on a machine, without a colour-emoji font shows a blank box for the emoji, and the word still
+    says what it means. ``word`` names what an emoji-less status stands for (``deleted``)."""
+    return f"{emoji(status)} {escape(word or status or 'unknown', 30)}"
 
 
 def _button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
@@ -93,7 +101,7 @@ def service_line(s: Service, now: datetime | None = None) -> str:
         f" · {s.failed_times or 0:,}/{s.invocation_times:,} failed calls" if s.invocation_times is not None else ""
     )
     line = (
-        f"{emoji(s.status)} *{escape(s.display_name, 120)}* `{escape(s.status or 'unknown', 20)}` · "
+        f"{status_label(s.status)} · *{escape(s.display_name, 120)}* · "
         f"{escape(s.infer_type or '-', 20)} · ws {escape(s.workspace_id or '-', 40)} · "
         f"{ago(s.transition_at, now) or 'never changed'}{calls}"
     )
@@ -150,7 +158,7 @@ def incomplete_blocks(warnings: list[str], complete: bool) -> list[Block]:
 
 def summary_view(summary: Summary, *, now: datetime | None = None) -> list[Block]:
     header = f"{summary.total} services: {summary.description}"
-    by_status = "\n".join(f"{emoji(k)} {escape(k, 30)}: *{v}*" for k, v in summary.by_status.items()) or "none"
+    by_status = "\n".join(f"{status_label(k)}: *{v}*" for k, v in summary.by_status.items()) or "none"
     by_type = "\n".join(f"{escape(k, 30)}: *{v}*" for k, v in summary.by_infer_type.items()) or "none"
     blocks: list[Block] = [
         {"type": "header", "text": {"type": "plain_text", "text": plain(header, HEADER_TEXT)}},
@@ -185,7 +193,7 @@ def details_view(s: Service) -> list[Block]:
     """Status, progress, error, models, address, nodes, schedule and times of one service."""
     head = f"{s.display_name} ({s.status or 'unknown'})"
     facts = [
-        ("Status", f"{emoji(s.status)} {escape(s.status or 'unknown', 30)}"),
+        ("Status", status_label(s.status)),
         ("Type", escape(s.infer_type, 30)),
         ("Workspace", escape(s.workspace_id, 60)),
         ("Service id", f"`{escape(s.service_id, 80)}`"),

@@ -56,8 +56,12 @@ def skip_reason() -> str | None:
 
 
 @asynccontextmanager
-async def chromium(*, width: int = 1280, height: int = 900) -> AsyncIterator[BrowserContext]:
-    """A fresh headless Chromium profile (nothing carried between runs); closed, and its profile deleted, after."""
+async def chromium(
+    *, width: int = 1280, height: int = 900, env: dict[str, str] | None = None
+) -> AsyncIterator[BrowserContext]:
+    """A fresh headless Chromium profile (nothing carried between runs); closed, and its profile deleted, after.
+
+    ``env`` is added to this process's environment for the browser (e.g. a ``FONTCONFIG_FILE``)."""
     from playwright.async_api import async_playwright
 
     executable = chromium_path()
@@ -73,8 +77,23 @@ async def chromium(*, width: int = 1280, height: int = 900) -> AsyncIterator[Bro
                 viewport={"width": width, "height": height},
                 locale="en-US",
                 timezone_id="UTC",
+                env={**os.environ, **env} if env else None,
             )
             try:
                 yield context
             finally:
                 await context.close()
+
+
+def fontconfig_without_colour_fonts(folder: Path) -> Path:
+    """A fontconfig file (for ``FONTCONFIG_FILE``) that is the system's minus every colour font: the fonts of a
+    bare Debian without ``fonts-noto-color-emoji``, on a machine that has it."""
+    path = folder / "fonts.conf"
+    path.write_text(
+        '<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "urn:fontconfig:fonts.dtd">\n<fontconfig>\n'
+        '  <include ignore_missing="yes">/etc/fonts/fonts.conf</include>\n'
+        '  <selectfont><rejectfont><pattern><patelt name="color"><bool>true</bool></patelt></pattern></rejectfont>'
+        "</selectfont>\n</fontconfig>\n",
+        encoding="utf-8",
+    )
+    return path

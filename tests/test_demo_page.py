@@ -3,7 +3,8 @@ failed``, read the answer, click Details, watch an alert arrive live in #alerts.
 ``artifacts/`` so a reviewer sees what the page looked like.
 
 The page is checked for the one thing that must never break: untrusted text from the cloud API (service names,
-error messages) is shown as text, never run as markup.
+error messages) is shown as text, never run as markup. It is also driven at a phone's width, and with no
+colour-emoji font, where it must still read.
 
 Browser tests skip with the reason when there is no Chromium or playwright (``tests/browser.py``); the page's
 HTTP routes are checked without a browser.
@@ -12,7 +13,9 @@ HTTP routes are checked without a browser.
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -150,7 +153,10 @@ async def _walk_through(page: Any, workspace: WorkspaceServer, control: Control,
     await expect(alert).to_be_visible()
     await expect(alert).to_contain_text("running → failed")
     await expect(alert).to_contain_text("Health check failed: /health returned 503")
-    await expect(alert.locator(".emoji").first).to_have_text("\U0001f534")
+    # the status is in words beside its emoji; the emoji itself as a glyph only where a font draws it in colour
+    await expect(alert).to_contain_text("failed · asr-live")
+    colour = await page.evaluate("document.documentElement.dataset.emoji") == "colour"
+    await expect(alert.locator(".emoji").first).to_have_text("\U0001f534" if colour else ":red_circle:")
     await expect(alert.get_by_role("button", name="Mute 1h")).to_be_visible()
     await expect(alerts).not_to_have_class(re.compile(r"\bunread\b"))
     assert await page.evaluate("window.__sameDocument === true"), "the page reloaded instead of updating live"
@@ -264,3 +270,138 @@ async def _threads_updates_and_failures(page: Any, workspace: WorkspaceServer) -
     )
     assert await page.evaluate("window.__sameDocument === true")
     await page.screenshot(path=str(browser.ARTIFACTS / "demo-page-5-threads-and-errors.png"))
+
+
+# -- any screen, any fonts ----------------------------------------------------------------------------------
+
+PHONE = {"width": 390, "height": 844}
+
+
+@needs_browser
+async def test_on_a_phone_the_messages_take_the_width_and_the_channel_list_opens_from_a_button(
+    demo_stack: dict[str, Any], tmp_path: Path
+) -> None:
+    """At 390 px the channel list is out of the way until asked for, messages use the screen's width, nothing
+    scrolls sideways, and switching channels (and hearing of an alert elsewhere) works from the list's button."""
+    workspace: WorkspaceServer = demo_stack["workspace"]
+    async with browser.chromium(**PHONE) as context:
+        page = await context.new_page()
+        try:
+            await _on_a_phone(page, workspace, demo_stack["control"], tmp_path)
+        except BaseException:
+            await page.screenshot(path=str(tmp_path / "demo-page-phone-failure.png"), full_page=True)
+            raise
+        finally:
+            _keep(tmp_path, "demo-page-phone-failure.png")
+
+
+async def _on_a_phone(page: Any, workspace: WorkspaceServer, control: Control, shots: Path) -> None:
+    from playwright.async_api import expect
+
+    await page.goto(workspace.url + "/#general")
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    sidebar, toggle = page.locator("#sidebar"), page.get_by_role("button", name="Channels")
+    await expect(sidebar).to_be_hidden()
+    await expect(toggle).to_be_visible()
+    await expect(toggle).to_have_attribute("aria-expanded", "false")
+
+    answers = page.locator("article.msg", has=page.locator(".bk-header", has_text=re.compile(r"services?: failed")))
+    before = await answers.count()  # the module's other tests may have asked already
+    await page.locator("#input").fill("/services failed")
+    await page.locator("#input").press("Enter")
+    await expect(answers).to_have_count(before + 1)
+    answer = answers.last
+    row = answer.locator(".bk-section", has_text="ocr-prod")
+    await expect(row).to_contain_text("failed · ocr-prod")
+    width = await answer.locator(".msg-main").evaluate("node => node.getBoundingClientRect().width")
+    assert width > 300, f"the message column is {width} px wide on a 390 px screen"
+    # words wrap between words: the error line is a few lines tall, not one character per line
+    quote = answer.locator(".bk-quote", has_text="OOMKilled").first
+    lines = await quote.evaluate("q => q.getBoundingClientRect().height / parseFloat(getComputedStyle(q).lineHeight)")
+    assert lines < 3, f"'OOMKilled: container exceeded 8Gi' takes {lines:.1f} lines"
+    assert await _fits_the_screen(page)
+    details = row.get_by_role("button", name="Details")
+    box = await details.bounding_box()
+    assert box is not None and box["x"] + box["width"] <= PHONE["width"], box
+    await page.screenshot(path=str(shots / "demo-page-phone.png"))
+    _keep(shots, "demo-page-phone.png")
+
+    # an alert in #alerts while #general is shown: the button says there is something new
+    await expect(toggle).to_have_attribute("data-unread", "false")
+    control.add(service_name="phone-alert", status="failed", error_msg="CrashLoopBackOff")
+    await expect(toggle).to_have_attribute("data-unread", "true")
+    await expect(toggle).to_have_accessible_name("Channels (new messages)")
+
+    await toggle.click()
+    await expect(sidebar).to_be_visible()
+    await expect(toggle).to_have_attribute("aria-expanded", "true")
+    alerts = page.locator("li.channel[data-name=alerts]")
+    await expect(alerts).to_have_class(re.compile(r"\bunread\b"))
+    assert await _fits_the_screen(page)
+    await page.screenshot(path=str(shots / "demo-page-phone-channels.png"))
+    _keep(shots, "demo-page-phone-channels.png")
+    await alerts.click()
+    await expect(sidebar).to_be_hidden()
+    await expect(page.locator("#channel-title")).to_have_text("# alerts")
+    await expect(toggle).to_have_attribute("data-unread", "false")
+    alert = page.locator("article.msg", has_text="phone-alert")
+    await expect(alert).to_contain_text("failed · phone-alert")
+    await expect(alert).to_contain_text("CrashLoopBackOff")
+    assert await _fits_the_screen(page)
+
+    # the backdrop and Escape close the list without switching
+    await toggle.click()
+    await expect(sidebar).to_be_visible()
+    await page.keyboard.press("Escape")
+    await expect(sidebar).to_be_hidden()
+    await toggle.click()
+    await page.mouse.click(PHONE["width"] - 20, PHONE["height"] // 2)  # beside the list, on the backdrop
+    await expect(sidebar).to_be_hidden()
+    await expect(page.locator("#channel-title")).to_have_text("# alerts")
+
+
+async def _fits_the_screen(page: Any) -> bool:
+    return bool(await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"))
+
+
+def _keep(folder: Path, name: str) -> None:
+    """A screenshot made in the test's tmp dir, copied to artifacts/ for CI and reviewers, when there is one."""
+    if (folder / name).exists():
+        browser.ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copy(folder / name, browser.ARTIFACTS / name)
+
+
+@needs_browser
+async def test_without_a_colour_emoji_font_statuses_read_in_words_and_no_emoji_is_a_blank_box(
+    demo_stack: dict[str, Any], tmp_path: Path
+) -> None:
+    """Debian's Chromium without fonts-noto-color-emoji (here: fontconfig told to skip every colour font) draws
+    emoji as empty boxes. The page notices, shows emoji by their :name:, and every status still reads in words."""
+    workspace: WorkspaceServer = demo_stack["workspace"]
+    env = {"FONTCONFIG_FILE": str(browser.fontconfig_without_colour_fonts(tmp_path))}
+    async with browser.chromium(env=env) as context:
+        page = await context.new_page()
+        await page.goto(workspace.url + "/#general")
+        await expect_live(page)
+        assert await page.evaluate("document.documentElement.dataset.emoji") == "text"
+        await page.locator("#input").fill("/services summary")
+        await page.locator("#input").press("Enter")
+        summary = page.locator("article.msg", has=page.locator(".bk-field", has_text="By status")).last
+        await summary.wait_for()
+        by_status = await summary.locator(".bk-field", has_text="By status").inner_text()
+        for status in ("running", "failed"):
+            assert re.search(rf":\S+: {status}: \d+", by_status), by_status
+        row = summary.locator(".bk-section", has_text="ocr-prod")
+        assert (await row.inner_text()).startswith(":red_circle: failed · ocr-prod")
+        glyphs = await page.evaluate(
+            "[...document.querySelectorAll('#messages .emoji')].map(e => e.textContent).filter(t => !/^:.+:$/.test(t))"
+        )
+        assert glyphs == [], f"emoji drawn as glyphs with no font for them: {glyphs}"
+        await page.screenshot(path=str(tmp_path / "demo-page-no-emoji-font.png"))
+        _keep(tmp_path, "demo-page-no-emoji-font.png")
+
+
+async def expect_live(page: Any) -> None:
+    from playwright.async_api import expect
+
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "live")

@@ -4,6 +4,7 @@ own names (`core`, `bot`, ...), which do not exist once installed."""
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,9 +14,27 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"core", "bot", "tools", "emulator", "workspace"}
 
 
+def _source_copy(dest: Path) -> Path:
+    """The checkout's files (tracked and new, not ignored) copied to ``dest``: setuptools writes ``build/`` where
+    it builds, and the checkout is to stay as it was."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
 def test_the_wheel_installs_only_the_services_bot_namespace(tmp_path: Path) -> None:
+    source = _source_copy(tmp_path / "src")
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable, Iterator
 
-from services_bot.bot.views import details_view, escape, list_view, summary_view
+from services_bot.bot.alerts import alert_message, grouped_message, transitions_message
+from services_bot.bot.views import STATUS_EMOJI, details_view, escape, list_view, summary_view
+from services_bot.core.notifications import Transition
 from services_bot.core.query import ServiceQuery
 from services_bot.emulator import EmulatorServer
 from slack_sdk.models.blocks import Block
@@ -86,3 +90,68 @@ async def test_list_view_has_details_and_paging_buttons(emulator_server: Emulato
     assert actions["page_previous"] == {"q": "limit:5", "o": 0}
     assert actions["page_next"]["q"] == "limit:5" and actions["page_next"]["c"] == second.next_cursor
     assert "share_in_channel" in actions
+
+
+STATUS_OF = {code: status for status, code in STATUS_EMOJI.items()}
+UNKNOWN = ":grey_question:"
+
+
+def emoji_and_next_word(texts: Iterable[str]) -> Iterator[tuple[str, str]]:
+    """Each status emoji (or the unknown-status one) in the texts, with the word right after it."""
+    for text in texts:
+        for m in re.finditer(r"(:[a-z0-9_+-]+:)(?: ([\w-]+))?", text):
+            if m[1] in STATUS_OF or m[1] == UNKNOWN:
+                yield m[1], m[2] or ""
+
+
+async def test_every_status_emoji_is_followed_by_its_status_word(
+    emulator_server: EmulatorServer, control: Control
+) -> None:
+    """Without a colour-emoji font (a bare Debian Chromium, some Slack clients) an emoji is a blank box: every
+    status the bot posts, in lists, summaries, details, alerts, grouped alerts and history, still reads in words."""
+    for status in STATUS_EMOJI:
+        control.add(service_name=f"label-{status}", status=status, error_msg=f"{status} on purpose")
+    async with queries_for(emulator_server) as queries:
+        listing = await queries.list(ServiceQuery.build(name="label-", limit=100))
+        summary = await queries.summary()
+        shown = [details_view(await queries.get(s.service_id)) for s in listing.services]
+    assert {s.status for s in listing.services} == set(STATUS_EMOJI)
+    transitions = [
+        Transition(
+            target="t",
+            service_id=f"id-{s}",
+            service_name=f"svc-{s}",
+            kind="changed",
+            from_status="running",
+            to_status=s,
+            error_msg="boom",
+        )
+        for s in STATUS_EMOJI
+    ] + [
+        Transition(target="t", service_id="id-new", service_name="svc-new", kind="new", to_status="deploying"),
+        Transition(target="t", service_id="id-gone", service_name="svc-gone", kind="deleted", from_status="failed"),
+        Transition(
+            target="t",
+            service_id="id-odd",
+            service_name="svc-odd",
+            kind="changed",
+            from_status="running",
+            to_status="hibernating",  # a status no table knows
+        ),
+    ]
+    views = [
+        list_view(listing, "label-"),
+        summary_view(summary),
+        *shown,
+        grouped_message("p1", transitions)[1],
+        transitions_message("history", transitions)[1],
+    ]
+    views += [alert_message(t)[1] for t in transitions]
+    pairs = [pair for blocks in views for pair in emoji_and_next_word(mrkdwn_texts(blocks))]
+
+    wrong = [(code, word) for code, word in pairs if word != STATUS_OF.get(code, word)]
+    assert not wrong, f"status emoji not followed by their status: {wrong}"
+    assert {word for code, word in pairs if code == UNKNOWN} == {"deleted", "hibernating"}
+    assert {word for _, word in pairs} == set(STATUS_EMOJI) | {"deleted", "hibernating"}
+    alert_line = alert_message(transitions[3])[1][0]["text"]["text"]
+    assert alert_line == ":red_circle: failed · *svc-failed* running → *failed*"

@@ -87,3 +87,20 @@ def test_every_relative_link_in_the_docs_resolves_inside_the_repository() -> Non
 def test_the_link_check_sees_links_and_skips_code_and_web_addresses() -> None:
     text = "[a](docs/a.md#x) ![b](img.png) [c](https://example.com) [d](#top) `[e](f.md)`\n```\n[g](h.md)\n```"
     assert relative_links(text) == ["docs/a.md#x", "img.png"]
+
+
+def _words(command: str) -> list[str]:
+    """A shell command's words, without quiet flags and the folder a CI step runs a tool from."""
+    command = re.sub(r'"\$[a-z_]+/[^"\s]*/bin/([\w-]+)"', r"\1", command.split("#", 1)[0])
+    return [w for w in command.split() if w not in ("--quiet", "-q", ">/dev/null")]
+
+
+def test_every_tool_install_the_readme_gives_is_one_ci_runs() -> None:
+    """The README's pipx and uv lines are commands CI runs as written (CI may add arguments, such as --once)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Installing it as a tool", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    documented = [_words(line) for line in section.splitlines() if line.split()[:1] in (["pipx"], ["uv"], ["uvx"])]
+    assert [w[0] for w in documented] == ["pipx", "uv", "uvx"]
+    ci = [_words(line) for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()]
+    for words in documented:
+        assert any(line[: len(words)] == words for line in ci), f"CI does not run: {' '.join(words)}"

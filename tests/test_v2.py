@@ -422,7 +422,7 @@ async def test_slack_answers_and_the_details_button_work_on_a_v2_project(
         await slack.set_app_url(bot.url + "/slack/events")
         listing = await ask(slack, f"failed name:{row['name']}")
         assert f"*{row['name']}*" in text_of(listing) and "node lost &lt;!here&gt;" in text_of(listing)
-        assert "`error`" in text_of(listing) and "<!here>" not in json.dumps(listing)
+        assert ":x: error ·" in text_of(listing) and "<!here>" not in json.dumps(listing)
         await slack.click(listing, "service_details", button(listing, "service_details")["value"])
         found = await slack.wait_for_messages(lambda m: len(answers(m)) == 2, channel=GENERAL)
     details = answers(found)[-1]

@@ -56,6 +56,7 @@
     history: [],
     historyAt: 0,
     generation: 0, // bumps on reload so a stale long-poll answer is dropped
+    colourEmoji: true, // false where no font draws emoji in colour: they are shown as their :name: instead
   };
 
   const $ = (id) => document.getElementById(id);
@@ -98,7 +99,11 @@
         continue;
       }
       if (m.index > last) into.append(text.slice(last, m.index));
-      into.append(el("span", { className: "emoji", title: m[0], text: glyph }));
+      into.append(
+        state.colourEmoji
+          ? el("span", { className: "emoji", title: m[0], text: glyph })
+          : el("span", { className: "emoji as-text", title: glyph, text: m[0] }),
+      );
       last = m.index + m[0].length;
     }
     if (last < text.length) into.append(text.slice(last));
@@ -307,7 +312,7 @@
     const walk = (node) => {
       if (!node || typeof node !== "object") return;
       if (typeof node.text === "string") out.push(node.text);
-      else if (node.type === "emoji" && node.name) out.push(EMOJI[node.name] || ":" + node.name + ":");
+      else if (node.type === "emoji" && node.name) out.push((state.colourEmoji && EMOJI[node.name]) || ":" + node.name + ":");
       else if (node.type === "user") out.push("@" + userName(node.user_id));
       else if (node.type === "link") out.push(node.url || "");
       if (Array.isArray(node.elements)) node.elements.forEach(walk);
@@ -598,15 +603,43 @@
         );
       }),
     );
+    // on a narrow screen the list is hidden: its toggle carries the unread mark
+    const unread = state.channels.some((c) => c.id !== state.current && state.unread.get(c.id));
+    const toggle = $("channels-toggle");
+    toggle.dataset.unread = unread ? "true" : "false";
+    toggle.setAttribute("aria-label", unread ? "Channels (new messages)" : "Channels");
+  }
+
+  function openSidebar(open) {
+    // Only narrow screens show the toggle; on a wide one the list is always there and this changes nothing.
+    $("app").classList.toggle("sidebar-open", open);
+    $("channels-toggle").setAttribute("aria-expanded", open ? "true" : "false");
+    if (open) {
+      const active = document.querySelector("li.channel.active") || document.querySelector("li.channel");
+      if (active) active.focus();
+    }
+  }
+
+  function setupSidebar() {
+    $("channels-toggle").addEventListener("click", () => openSidebar(!$("app").classList.contains("sidebar-open")));
+    $("backdrop").addEventListener("click", () => openSidebar(false));
+    document.addEventListener("keydown", (e) => {
+      if (e.key === "Escape" && $("app").classList.contains("sidebar-open")) {
+        openSidebar(false);
+        $("channels-toggle").focus();
+      }
+    });
   }
 
   function select(channelId) {
+    openSidebar(false);
     state.current = channelId;
     state.unread.delete(channelId);
     const channel = state.channels.find((c) => c.id === channelId);
     if (channel) history.replaceState(null, "", "#" + encodeURIComponent(channel.name));
     renderChannel();
-    $("input").focus();
+    // on a phone (style.css's breakpoint), focusing the box would pop the keyboard up over the channel just chosen
+    if (!window.matchMedia("(max-width: 700px)").matches) $("input").focus();
   }
 
   // -- talking to the workspace -----------------------------------------------------------------------------
@@ -822,7 +855,30 @@
     });
   }
 
+  function drawsColourEmoji() {
+    // A colour-emoji font paints a red circle in red; without one Chromium draws a monochrome box (a "tofu").
+    try {
+      const canvas = document.createElement("canvas");
+      canvas.width = canvas.height = 20;
+      const ctx = canvas.getContext("2d", { willReadFrequently: true });
+      ctx.font = '16px "Noto Color Emoji", "Apple Color Emoji", "Segoe UI Emoji", sans-serif';
+      ctx.textBaseline = "top";
+      ctx.fillStyle = "#000";
+      ctx.fillText(EMOJI.red_circle, 0, 0);
+      const px = ctx.getImageData(0, 0, 20, 20).data;
+      for (let i = 0; i < px.length; i += 4) {
+        if (px[i + 3] > 0 && (px[i] !== px[i + 1] || px[i + 1] !== px[i + 2])) return true;
+      }
+      return false;
+    } catch (err) {
+      return true; // cannot tell: trust the font, as before
+    }
+  }
+
   async function start() {
+    state.colourEmoji = drawsColourEmoji();
+    document.documentElement.dataset.emoji = state.colourEmoji ? "colour" : "text";
+    setupSidebar();
     setupComposer();
     try {
       await loadAll();
