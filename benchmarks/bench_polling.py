@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from services_bot.core.auth import StaticToken  # noqa: E402
 from services_bot.core.client import ListParams, ModelArtsClient  # noqa: E402
 from services_bot.core.config import Target  # noqa: E402
+from services_bot.core.generations import TargetClient  # noqa: E402
 from services_bot.core.store import Store  # noqa: E402
 from services_bot.core.watcher import Watcher  # noqa: E402
 
@@ -95,11 +96,11 @@ class Row:
 
 async def open_watcher(url: str, db: Path, counter: CountingTransport) -> tuple[httpx.AsyncClient, Watcher, Store]:
     http = httpx.AsyncClient(transport=counter, timeout=60)
-    target = Target(name="bench", endpoint=url, project_id=PROJECT)
+    target = Target(name="bench", endpoint=url, project_id=PROJECT, api_generation="v1")  # a v1 fleet's costs
     client = ModelArtsClient(http, target, StaticToken(SecretStr(TOKEN)), page_size=1000)
     store = await Store(db).open()
     await store.ensure_default_subscription("C-alerts", {"failed", "concerning"})
-    return http, Watcher([client], store), store
+    return http, Watcher([TargetClient(target, [client])], store), store
 
 
 def change(control: httpx.Client, ids: list[str], n: int, rng: random.Random) -> None:

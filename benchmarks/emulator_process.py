@@ -19,12 +19,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_emulator(services: int, *, seed: int = 1, timeout: float = 180) -> tuple[subprocess.Popen[bytes], str]:
-    """An emulator with ``services`` in the default workspace and no churn; returns the process and its URL."""
+def start_emulator(
+    services: int, *, seed: int = 1, generations: str = "v1", timeout: float = 180
+) -> tuple[subprocess.Popen[bytes], str]:
+    """An emulator with ``services`` in the default workspace and no churn, of the API ``generations`` (v1, v2 or
+    mixed); returns the process and its URL."""
     port = free_port()
     code = (
         "import emulator; emulator.run(emulator.EmulatorSettings("
-        f"port={port}, services={services}, seed={seed}, workspaces=0, churn=0))"
+        f"port={port}, services={services}, seed={seed}, workspaces=0, churn=0, generations={generations!r}))"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

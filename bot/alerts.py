@@ -24,6 +24,7 @@ from services_bot.bot.views import (
     when,
 )
 from services_bot.core.humanize import ago
+from services_bot.core.models import UNHEALTHY_STATUSES
 from services_bot.core.notifications import Acknowledgement, AuditEntry, Mute, Notice, Subscription, Transition
 
 EVENT_TYPE = "modelarts_service_status_changed"
@@ -321,7 +322,7 @@ def transitions_message(
             f"{transition_label(t)} · *{escape(t.display_name, 100)}* {change_words(t)} · "
             f"{ago(t.transition_at or t.observed_at, now) or ''}"
         )
-        if t.error_msg and t.to_status in ("failed", "concerning"):
+        if t.error_msg and t.to_status in UNHEALTHY_STATUSES:
             line += f"\n      _{escape(t.error_msg, 200)}_"
         who = (acks or {}).get(t.id or -1)
         if who:

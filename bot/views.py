@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services_bot.core.humanize import ago
-from services_bot.core.models import Service
+from services_bot.core.models import FAILED_STATUSES, Service
 from services_bot.core.query import ListResult, Summary
 
 MAX_BLOCKS = 50
@@ -34,6 +34,10 @@ STATUS_EMOJI = {
     "deleting": ":wastebasket:",
     "pending": ":hourglass_flowing_sand:",
     "waiting": ":hourglass:",
+    "error": ":x:",  # v2's "abnormal": unhealthy like failed, told apart at a glance
+    "upgrading": ":arrows_counterclockwise:",
+    "interrupting": ":black_circle:",
+    "init": ":large_yellow_circle:",
 }
 
 Block = dict[str, Any]
@@ -101,7 +105,7 @@ def service_line(s: Service, now: datetime | None = None) -> str:
         f"{escape(s.infer_type or '-', 20)} · ws {escape(s.workspace_id or '-', 40)} · "
         f"{ago(s.transition_at, now) or 'never changed'}{calls}"
     )
-    if s.status == "failed" and s.error_msg:
+    if s.status in FAILED_STATUSES and s.error_msg:
         line += f"\n> {escape(s.error_msg, 600)}"
     return line
 
@@ -208,6 +212,7 @@ def details_view(s: Service) -> list[Block]:
         ("Status changed", when(s.transition_at)),
         ("Auto-stop", when(s.due_time)),
         ("Access address", escape(s.access_address, 300) if s.access_address else None),
+        ("API", s.generation),
     ]
     fields = [{"type": "mrkdwn", "text": f"*{k}*\n{v}"[:2000]} for k, v in facts if v]
     blocks: list[Block] = [
@@ -236,4 +241,14 @@ def details_view(s: Service) -> list[Block]:
             state = f"{escape(n.instance_status or '-', 20)}/{escape(n.state or '-', 20)}"
             line += f"\n    node {escape(n.name or n.id, 80)}: {state}{message}"
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": line[:SECTION_TEXT]}})
+    for d in (s.deployments or [])[:20]:
+        line = (
+            f"*Deployment* {escape(d.name or '-', 100)} · {_count(d.running_count)}/{_count(d.count)} running · "
+            f"{escape(d.flavor or '-', 80)} · pool {escape(d.pool or '-', 80)} · `{escape(d.status or '-', 20)}`"
+        )
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": line[:SECTION_TEXT]}})
     return blocks[:MAX_BLOCKS]
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)

@@ -67,6 +67,19 @@ class ListParams:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
+async def collect_pages(pages: AsyncIterator[list[Service]]) -> list[Service]:
+    """All pages in one list; an ``IncompleteListingError`` leaves with the rows that did arrive."""
+    services: list[Service] = []
+    try:
+        async with aclosing(pages) as opened:
+            async for rows in opened:
+                services += rows
+    except IncompleteListingError as exc:
+        exc.services = list(services)
+        raise
+    return services
+
+
 def validate_service_id(service_id: str) -> str:
     """Refuse ids that cannot be a path segment before they reach the API (or another path)."""
     cleaned = service_id.strip() if isinstance(service_id, str) else ""
@@ -81,7 +94,10 @@ def validate_service_id(service_id: str) -> str:
 
 
 class ModelArtsClient:
-    """One target's API. Share one ``httpx.AsyncClient`` between targets; each has its own limits."""
+    """One target's v1 API. Share one ``httpx.AsyncClient`` between targets; each has its own limits.
+    ``core.client_v2.ModelArtsV2Client`` reads the v2 API with the same transport, retries and paging."""
+
+    generation: Literal["v1", "v2"] = "v1"
 
     def __init__(
         self,
@@ -108,7 +124,7 @@ class ModelArtsClient:
 
     @property
     def _base(self) -> str:
-        return f"{self.target.endpoint}/v1/{self.target.project_id}"
+        return f"{self.target.endpoint}/{self.generation}/{self.target.project_id}"
 
     # -- endpoints ---------------------------------------------------------------------------------
 
@@ -134,15 +150,7 @@ class ModelArtsClient:
     async def list_all(self, params: ListParams) -> list[Service]:
         """Every service matching ``params``, each exactly once, whichever way the server reads ``offset``
         (all of ``iter_pages`` in one list). An ``IncompleteListingError`` carries the rows that did arrive."""
-        services: list[Service] = []
-        try:
-            async with aclosing(self.iter_pages(params)) as pages:
-                async for rows in pages:
-                    services += rows
-        except IncompleteListingError as exc:
-            exc.services = list(services)
-            raise
-        return services
+        return await collect_pages(self.iter_pages(params))
 
     @property
     def page_limit(self) -> int:
@@ -349,12 +357,13 @@ class ModelArtsClient:
 
 
 def _route(path: str) -> str:
-    """A bounded label for a request path: the three documented endpoints."""
+    """A bounded label for a request path: the three v1 endpoints and the two v2 ones (``list_v2``, ``show_v2``)."""
+    suffix = "_v2" if "/v2/" in path else ""
     if path.endswith("/infer-services"):
         return "legacy"
     if path.endswith("/services"):
-        return "list"
-    return "show" if "/services/" in path else "other"
+        return "list" + suffix
+    return ("show" + suffix) if "/services/" in path else "other"
 
 
 @dataclass

@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services_bot.core.errors import ConfigError
 
 AuthMode = Literal["token", "iam", "aksk"]
+ApiGeneration = Literal["v1", "v2", "both"]
+API_GENERATIONS: tuple[str, ...] = ("v1", "v2", "both")
 
 
 def region_endpoint(region: str) -> str:
@@ -53,6 +55,9 @@ class Target(BaseModel):
     mute_limit: timedelta | None = Field(
         None, description="Longest mute a non-admin may set in the channels bound here (default 24 h)."
     )
+    api_generation: ApiGeneration = Field(
+        "both", description="Which services API to read: v1, v2, or both merged (core.generations)."
+    )
 
     @field_validator("endpoint")
     @classmethod
@@ -76,6 +81,13 @@ class Settings(BaseSettings):
     )
     modelarts_workspace_id: str | None = Field(
         None, description="Only this workspace; without it the API lists the default workspace 0 only."
+    )
+    modelarts_api_generation: str = Field(
+        "both",
+        description="Which services API a target reads: `v1` (`/v1/{project}/services`), `v2` (the newer "
+        "`/v2/{project}/services`) or `both`, merged and de-duplicated by service id; with `both`, a generation "
+        "whose list answers 404 in that region is skipped after that one probe (logged once). A targets file "
+        "sets it per target with `api_generation`.",
     )
     modelarts_auth_token: SecretStr | None = Field(None, description="A static X-Auth-Token (IAM tokens last 24 h).")
     huaweicloud_sdk_ak: SecretStr | None = Field(None, description="Access key for AK/SK request signing.")
@@ -274,6 +286,7 @@ class Settings(BaseSettings):
                 project_id=self.modelarts_project_id,
                 region=self.modelarts_region,
                 workspace_ids=workspaces,
+                api_generation=api_generation(self.modelarts_api_generation, "MODELARTS_API_GENERATION"),
             )
         ]
 
@@ -305,6 +318,17 @@ class Settings(BaseSettings):
             f"No ModelArts endpoint in the {where}.",
             hint="Set MODELARTS_REGION (e.g. cn-north-4) or MODELARTS_ENDPOINT.",
         )
+
+
+def api_generation(value: object, where: str) -> ApiGeneration:
+    """``v1``, ``v2`` or ``both`` (any case); anything else is named with the three choices."""
+    text = str(value).strip().lower() if isinstance(value, str) else ""
+    if text in API_GENERATIONS:
+        return text  # type: ignore[return-value]
+    raise ConfigError(
+        f"{where} is {str(value)[:40]!r}, not an API generation.",
+        hint="Use v1, v2 or both (both reads the two and merges them).",
+    )
 
 
 def _target(**fields: object) -> Target:
@@ -385,8 +409,9 @@ def _tokens(entry: dict[str, Any], where: tuple[Path, str, int]) -> list[str]:
 
 
 def load_targets_file(path: Path, settings: Settings) -> list[Target]:
-    """Read ``[[targets]]`` tables: name, region or endpoint, project_id, optional workspace_ids, and the access
-    keys ``channels``, ``admins``, ``mcp_tokens``, ``mute_limit`` (checked here, each mistake named by line)."""
+    """Read ``[[targets]]`` tables: name, region or endpoint, project_id, optional workspace_ids and
+    api_generation (default MODELARTS_API_GENERATION), and the access keys ``channels``, ``admins``,
+    ``mcp_tokens``, ``mute_limit`` (checked here, each mistake named by line)."""
     try:
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text)
@@ -423,6 +448,10 @@ def load_targets_file(path: Path, settings: Settings) -> list[Target]:
                 admins=_id_list(entry, "admins", ADMIN_ID, "a Slack user id (U…, W…) or user-group id (S…)", where),
                 mcp_tokens=_tokens(entry, where),
                 mute_limit=_duration(entry, "mute_limit", where),
+                api_generation=api_generation(
+                    entry.get("api_generation", settings.modelarts_api_generation),
+                    f"api_generation of target '{name}' in {path}",
+                ),
             )
         )
     names = [t.name for t in targets]

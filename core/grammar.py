@@ -30,7 +30,7 @@ Usage: {USAGE}
   /services show <service id|name> details of one service
   /services help                   this text
 
-Statuses: {", ".join(KNOWN_STATUSES)}; unhealthy = failed + concerning.
+Statuses: {", ".join(KNOWN_STATUSES)}; unhealthy = failed + error + concerning; failed includes error.
 Filters: name:<text or glob>  type:{"|".join(KNOWN_INFER_TYPES)}  ws:<workspace id>  model:<model id>
          tag:<tag>  target:<name>  sort:changed|published|name  order:asc|desc  limit:<1-1000>
 `public` posts the answer in the channel instead of only to you.

@@ -13,11 +13,11 @@ import json
 import math
 import sys
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-KNOWN_STATUSES: tuple[str, ...] = (
+V1_STATUSES: tuple[str, ...] = (
     "running",
     "deploying",
     "concerning",
@@ -29,10 +29,22 @@ KNOWN_STATUSES: tuple[str, ...] = (
     "pending",
     "waiting",
 )
-"""Every value the ``status`` filter of ``GET /services`` accepts (quirk Q08); responses may add others."""
+"""Every value the ``status`` filter of ``GET /v1/.../services`` accepts (quirk Q08); responses may add others."""
 
-UNHEALTHY_STATUSES: frozenset[str] = frozenset({"failed", "concerning"})
-KNOWN_INFER_TYPES: tuple[str, ...] = ("real-time", "batch", "edge")
+V2_ONLY_STATUSES: tuple[str, ...] = ("error", "upgrading", "interrupting", "init")
+"""Statuses only the v2 API reports (``core.models_v2.V2_STATUSES`` maps them), shown as themselves."""
+
+KNOWN_STATUSES: tuple[str, ...] = (*V1_STATUSES, *V2_ONLY_STATUSES)
+"""The product's status vocabulary: every status a filter, subscription or answer knows by name."""
+
+UNHEALTHY_STATUSES: frozenset[str] = frozenset({"failed", "concerning", "error"})
+"""What ``unhealthy``, the default alerts and summaries count: v2's ERROR ("abnormal") is an outage like failed."""
+
+FAILED_STATUSES: frozenset[str] = frozenset({"failed", "error"})
+"""What the ``failed`` filter matches, and which statuses carry their failure cause in details."""
+
+V1_INFER_TYPES: tuple[str, ...] = ("real-time", "batch", "edge")
+KNOWN_INFER_TYPES: tuple[str, ...] = (*V1_INFER_TYPES, "async-real-time")
 
 SECONDS_GUARD = 10**11
 """Epoch values below this are taken as seconds (quirk Q02): as ms they would be before March 1973."""
@@ -270,12 +282,25 @@ class ServiceConfig(ApiModel):
     finished_time: EpochTime = None
 
 
+class Deployment(ApiModel):
+    """One v2 deployment (``version.instance_groups[]``): what v1 shows as ``config``, in v2's terms."""
+
+    name: Str = None
+    status: Str = None
+    count: Int = None
+    running_count: Int = None
+    flavor: Str = None
+    pool: Str = None
+    weight: Int = None
+
+
 class Service(ApiModel):
     """A service as any of the three endpoints describes it, normalised to one shape.
 
     ``detail`` says which endpoint filled it: ``list`` rows lack ``config`` and ``error_msg`` (Q17),
     ``details`` lacks ``is_opened_sample_collection`` (Q39), ``legacy`` lacks most fields (Q35).
-    ``target`` is set by the query layer when several projects or regions are queried. ``notes`` records
+    ``target`` is set by the query layer when several projects or regions are queried; ``generation`` says
+    which API generation (``v1`` or ``v2``, ``core.models_v2``) the service came from. ``notes`` records
     values that were repaired on the way in (a seconds-sized epoch, Q02) so a surface can say so.
     """
 
@@ -315,8 +340,10 @@ class Service(ApiModel):
     vpc_id: Str = None
     subnet_network_id: Str = None
     security_group_id: Str = None
+    deployments: list[Deployment] | None = None
     detail: str = Field("list", validate_default=True)
     target: str | None = Field(None, validate_default=True)
+    generation: Literal["v1", "v2"] = Field("v1", validate_default=True)
     notes: tuple[str, ...] = ()
 
     @model_validator(mode="before")
@@ -335,7 +362,7 @@ class Service(ApiModel):
             data["notes"] = (*data.get("notes", ()), *(f"{n} was seconds-sized; read as seconds" for n in odd))
         return data
 
-    @field_validator("detail", "target")
+    @field_validator("detail", "target", "generation")
     @classmethod
     def _from_context(cls, value: str | None, info: ValidationInfo) -> str | None:
         """The client passes target and endpoint kind as validation context: set while parsing, they cost no

@@ -28,7 +28,7 @@ from services_bot.core.limits import (
     check_length,
     preview,
 )
-from services_bot.core.models import KNOWN_INFER_TYPES, UNHEALTHY_STATUSES
+from services_bot.core.models import FAILED_STATUSES, KNOWN_INFER_TYPES, UNHEALTHY_STATUSES
 from services_bot.core.query import name_matcher, parse_statuses
 from services_bot.core.suggest import did_you_mean
 
@@ -116,7 +116,9 @@ class Subscription(BaseModel):
     is_default: bool = False
 
     def matches(self, t: Transition) -> bool:
-        if not (t.statuses & self.statuses):
+        """A watch of ``failed`` made before v2 was read also hears of v2's ``error`` (``FAILED_STATUSES``)."""
+        watched = self.statuses | FAILED_STATUSES if "failed" in self.statuses else self.statuses
+        if not (t.statuses & watched):
             return False
         if self.target and t.target != self.target:
             return False
@@ -254,7 +256,7 @@ def route(transitions: Iterable[Transition], subscriptions: Iterable[Subscriptio
 
 
 def _status_order(status: str) -> tuple[int, str]:
-    preferred = ("failed", "concerning")
+    preferred = ("failed", "error", "concerning")
     return (preferred.index(status) if status in preferred else len(preferred), status)
 
 

@@ -23,7 +23,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 from services_bot.core.access import EVERYTHING, Scope
-from services_bot.core.client import ListParams, ModelArtsClient, validate_service_id
+from services_bot.core.client import ListParams, validate_service_id
 from services_bot.core.errors import (
     AmbiguousServiceError,
     ApiError,
@@ -33,6 +33,7 @@ from services_bot.core.errors import (
     ServiceNotFoundError,
     ServicesBotError,
 )
+from services_bot.core.generations import TargetClient
 from services_bot.core.glob import compile_glob
 from services_bot.core.limits import (
     MAX_CURSOR_CHARS,
@@ -43,7 +44,13 @@ from services_bot.core.limits import (
     check_length,
     preview,
 )
-from services_bot.core.models import KNOWN_INFER_TYPES, KNOWN_STATUSES, UNHEALTHY_STATUSES, Service
+from services_bot.core.models import (
+    FAILED_STATUSES,
+    KNOWN_INFER_TYPES,
+    KNOWN_STATUSES,
+    UNHEALTHY_STATUSES,
+    Service,
+)
 from services_bot.core.suggest import closest, did_you_mean
 
 SortKey = Literal["changed", "published", "name"]
@@ -56,7 +63,8 @@ SORT_ALIASES: dict[str, SortKey] = {
     "name": "name",
     "service_name": "name",
 }
-STATUS_GROUPS: dict[str, frozenset[str]] = {"unhealthy": UNHEALTHY_STATUSES}
+STATUS_GROUPS: dict[str, frozenset[str]] = {"unhealthy": UNHEALTHY_STATUSES, "failed": FAILED_STATUSES}
+"""Words that stand for several statuses: ``failed`` takes v2's ``error`` with it (README, status mapping)."""
 MAX_LIMIT = 1000
 _UUID_LIKE = re.compile(
     r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$"
@@ -87,7 +95,7 @@ def parse_statuses(words: Iterable[str]) -> frozenset[str]:
             guess = did_you_mean(word, [*KNOWN_STATUSES, *STATUS_GROUPS])
             raise QueryError(
                 f"Unknown status '{preview(raw)}'." + (f" Did you mean '{guess}'?" if guess else ""),
-                hint="Valid statuses: " + ", ".join(KNOWN_STATUSES) + ", or unhealthy (failed + concerning).",
+                hint="Valid statuses: " + ", ".join(KNOWN_STATUSES) + ", or unhealthy (failed, error, concerning).",
                 suggestion=guess,
             )
     return frozenset(result)
@@ -98,7 +106,7 @@ class ServiceQuery(BaseModel):
 
     statuses: frozenset[str] = Field(default=frozenset(), description="Any of these statuses; empty = all.")
     name: str | None = Field(None, description="Name substring, or a glob when it has * ? or [ ].")
-    infer_type: str | None = Field(None, description="real-time, batch or edge.")
+    infer_type: str | None = Field(None, description="real-time, batch, edge or async-real-time.")
     workspace_id: str | None = Field(None, description="Only this workspace (default: the target's).")
     model_id: str | None = Field(None, description="Only services deploying this model (filtered by the API).")
     tags: str | None = Field(None, description="Tag filter, passed to the API verbatim.")
@@ -182,7 +190,9 @@ class ServiceQuery(BaseModel):
         """The filter in words, for answer headers ("failed or concerning, type real-time, name ocr-*")."""
         parts = []
         if self.statuses:
-            parts.append(" or ".join(sorted(self.statuses)))
+            # "failed" stands for failed and error (STATUS_GROUPS), so it is said once
+            shown = self.statuses - {"error"} if self.statuses >= FAILED_STATUSES else self.statuses
+            parts.append(" or ".join(sorted(shown)))
         for label, value in (
             ("name", self.name),
             ("type", self.infer_type),
@@ -237,11 +247,12 @@ class ListResult(BaseModel):
 
 
 class Summary(BaseModel):
-    """Counts by status and by type, and the unhealthy services (with their error messages)."""
+    """Counts by status, by type and by API generation, and the unhealthy services (with their error messages)."""
 
     total: int
     by_status: dict[str, int]
     by_infer_type: dict[str, int]
+    by_generation: dict[str, int] = Field(default_factory=dict)
     unhealthy: list[Service]
     unhealthy_total: int
     description: str
@@ -324,7 +335,7 @@ class ServiceQueries:
 
     def __init__(
         self,
-        clients: list[ModelArtsClient],
+        clients: list[TargetClient],
         *,
         cache_seconds: float = 5.0,
         detail_concurrency: int = 8,
@@ -386,6 +397,7 @@ class ServiceQueries:
             total=len(matches),
             by_status=dict(by_status.most_common()),
             by_infer_type=dict(by_type.most_common()),
+            by_generation=dict(Counter(s.generation for s in matches).most_common()),
             unhealthy=shown,
             unhealthy_total=len(unhealthy),
             description=query.describe(),
@@ -435,7 +447,7 @@ class ServiceQueries:
 
     # -- fetching ----------------------------------------------------------------------------------
 
-    def _clients(self, target: str | None) -> list[ModelArtsClient]:
+    def _clients(self, target: str | None) -> list[TargetClient]:
         if not self.clients:
             raise QueryError(
                 f"No target is visible from {self.scope.where}.",
@@ -460,7 +472,7 @@ class ServiceQueries:
             )
         return chosen
 
-    def _plans(self, query: ServiceQuery, client: ModelArtsClient) -> list[ListParams]:
+    def _plans(self, query: ServiceQuery, client: TargetClient) -> list[ListParams]:
         """The API requests one target needs: per workspace, and per status when several (Q27, Q29)."""
         workspaces: list[str | None] = (
             [query.workspace_id] if query.workspace_id else list(client.target.workspace_ids) or [None]
@@ -480,7 +492,7 @@ class ServiceQueries:
             for status in statuses
         ]
 
-    async def _listing(self, client: ModelArtsClient, params: ListParams) -> _Listing:
+    async def _listing(self, client: TargetClient, params: ListParams) -> _Listing:
         async def fetch() -> _Listing:
             try:
                 return _Listing(await client.list_all(params))
@@ -489,8 +501,8 @@ class ServiceQueries:
 
         return await self._cache.get((client.target.name, params), fetch)  # type: ignore[no-any-return]
 
-    async def _gather_listings(self, jobs: list[tuple[ModelArtsClient, ListParams]]) -> _Gathered:
-        """Run listings concurrently; one target failing is a warning as long as another answered, and a
+    async def _gather_listings(self, jobs: list[tuple[TargetClient, ListParams]]) -> _Gathered:
+        """Run listings concurrently; one target failing is a warning as long as another target answered, and a
         listing that ended short of its ``total_count`` is a warning (and ``incomplete``), never a silent gap."""
         results = await asyncio.gather(*(self._listing(c, p) for c, p in jobs), return_exceptions=True)
         services: dict[tuple[str | None, str], Service] = {}
@@ -506,8 +518,8 @@ class ServiceQueries:
                 short.append((client.target.name, result.incomplete))
             for service in result.services:
                 services.setdefault((service.target, service.service_id), service)
-        if failures and len(failures) == len(jobs):
-            raise failures[0][1]
+        if failures and {name for name, _err in failures} == {client.target.name for client, _params in jobs}:
+            raise failures[0][1]  # no target was read whole (another status's empty answer is no answer)
         warnings = sorted({f"Target {name} could not be read: {err}" for name, err in failures})
         many = len(self.clients) > 1
         warnings += sorted({f"Target {name}: {err}" if many else str(err) for name, err in short})
@@ -532,7 +544,7 @@ class ServiceQueries:
         client = next((c for c in self.clients if c.target.name == service.target), self.clients[0])
         async with self._detail_slots:
             try:
-                detail = await client.get_service(service.service_id)
+                detail = await client.get_service(service.service_id, generation=service.generation)
             except ServicesBotError:
                 return None
         if len(self._detail_cache) > 10_000:
@@ -541,14 +553,15 @@ class ServiceQueries:
         return detail
 
     async def _add_failure_causes(self, services: list[Service]) -> None:
-        """List rows carry no error_msg (Q17): fetch details for the failed ones shown, in parallel."""
-        todo = [s for s in services if s.status == "failed" and not s.error_msg]
+        """List rows carry no error_msg (Q17; v2 rows no failure_reason): fetch details for the failed (and v2
+        error) ones shown, in parallel."""
+        todo = [s for s in services if s.status in FAILED_STATUSES and not s.error_msg]
         details = await asyncio.gather(*(self._details(s) for s in todo))
         for service, detail in zip(todo, details, strict=True):
             if detail is not None and detail.error_msg:
                 service.error_msg = detail.error_msg
 
-    async def _by_id(self, service_id: str, clients: list[ModelArtsClient]) -> Service | None:
+    async def _by_id(self, service_id: str, clients: list[TargetClient]) -> Service | None:
         validate_service_id(service_id)
         results = await asyncio.gather(*(c.get_service(service_id) for c in clients), return_exceptions=True)
         errors: list[BaseException] = []
@@ -561,7 +574,7 @@ class ServiceQueries:
             raise errors[0]
         return None
 
-    async def _by_name(self, name: str, clients: list[ModelArtsClient]) -> Service | None:
+    async def _by_name(self, name: str, clients: list[TargetClient]) -> Service | None:
         """The API's ``service_name`` filter is pushed (exact or fuzzy, Q28); exactness is checked here."""
         jobs = [
             (c, ListParams(service_name=name, workspace_id=ws))
@@ -587,11 +600,11 @@ class ServiceQueries:
             )
         client = next(c for c in clients if c.target.name == exact[0].target)
         try:
-            return await client.get_service(exact[0].service_id)
+            return await client.get_service(exact[0].service_id, generation=exact[0].generation)
         except ApiNotFoundError:
             return None
 
-    async def _closest_names(self, ref: str, clients: list[ModelArtsClient]) -> list[str]:
+    async def _closest_names(self, ref: str, clients: list[TargetClient]) -> list[str]:
         try:
             everything = await self._gather_listings([(c, p) for c in clients for p in self._plans(ServiceQuery(), c)])
         except ApiError:
@@ -614,7 +627,7 @@ def _local_filter(query: ServiceQuery, services: list[Service]) -> list[Service]
     ]
 
 
-def _names(clients: list[ModelArtsClient]) -> str:
+def _names(clients: list[TargetClient]) -> str:
     return "target " + ", ".join(c.target.name for c in clients) if clients else "no target"
 
 

@@ -34,7 +34,7 @@ failed polls in a row of one target produce one "cannot reach ModelArts" notice,
 "reachable again" notice.
 
 The diff itself (``DiffBuilder``) compares the previous snapshot with the new rows without I/O; a full listing
-feeds it a page at a time (``ModelArtsClient.iter_pages``), so the watcher holds the compact records of the
+feeds it a page at a time (``TargetClient.iter_pages``), so the watcher holds the compact records of the
 whole fleet but the parsed API rows of one page only.
 """
 
@@ -52,6 +52,7 @@ from typing import Any, Literal
 
 from services_bot.core.client import ListParams, ModelArtsClient
 from services_bot.core.errors import ApiError, ApiNotFoundError, ServicesBotError, StoreError
+from services_bot.core.generations import TargetClient
 from services_bot.core.metrics import LAST_POLL_SUCCESS, POLL_SECONDS, POLLS, TRANSITIONS
 from services_bot.core.models import UNHEALTHY_STATUSES, Service
 from services_bot.core.notifications import Notice, Transition
@@ -142,6 +143,9 @@ class TargetHealth:
     """The last scan's first page missed a known recent change: once may be a deletion, twice is the order."""
     full_listings_only: str | None = None
     """Why this target gets a full listing every poll (its newest-first answers cannot be trusted); in the store."""
+    members: dict[str, set[str]] = field(default_factory=dict)
+    """Per API generation, the ids it served in the last full listing (and scans since): with several
+    generations, what each one's scan must account for (a service both report is counted by both)."""
 
 
 def known_from(service: Service) -> KnownService:
@@ -284,12 +288,14 @@ class _OutOfOrder(_NeedsFullListing):
 
 @dataclass(frozen=True)
 class _FirstPage:
-    """The first page of one workspace's newest-first scan, to check against the known state."""
+    """The first page of one workspace's newest-first scan, to check against the known state. With several API
+    generations, ``members`` holds the ids of the generation scanned: only those can be missed by its page."""
 
     workspace_id: str | None
     ids: frozenset[str]
     oldest_ms: int | None
     full: bool
+    members: frozenset[str] | set[str] | None = None
 
     def misses(self, known: Iterable[KnownService]) -> bool:
         """Transition times only grow, so in a newest-first answer every known service of the workspace that
@@ -303,6 +309,7 @@ class _FirstPage:
             and k.transition_ms > oldest
             and k.service_id not in self.ids
             and (ws is None or k.workspace_id == ws)
+            and (self.members is None or k.service_id in self.members)
             for k in known
         )
 
@@ -312,7 +319,7 @@ class Watcher:
 
     def __init__(
         self,
-        clients: list[ModelArtsClient],
+        clients: list[TargetClient],
         store: Store,
         *,
         poll_seconds: float = 30.0,
@@ -480,7 +487,7 @@ class Watcher:
 
     # -- one target --------------------------------------------------------------------------------
 
-    async def _load(self, client: ModelArtsClient, state: TargetHealth) -> dict[str, KnownService]:
+    async def _load(self, client: TargetClient, state: TargetHealth) -> dict[str, KnownService]:
         if state.known is None:
             stored = await self.store.target_state(state.name)
             state.watermark_ms = stored.watermark_ms
@@ -492,7 +499,7 @@ class Watcher:
             state.known = await self.store.known_services(state.name)
         return state.known
 
-    async def _poll_target(self, client: ModelArtsClient, poll_id: str) -> tuple[TargetPoll, list[Transition]]:
+    async def _poll_target(self, client: TargetClient, poll_id: str) -> tuple[TargetPoll, list[Transition]]:
         state = self.targets[client.target.name]
         sent_before = client.requests_sent
         poll = TargetPoll(target=state.name, mode="full")
@@ -527,7 +534,7 @@ class Watcher:
         return poll, stored
 
     async def _poll_target_inner(
-        self, client: ModelArtsClient, state: TargetHealth, poll: TargetPoll, poll_id: str
+        self, client: TargetClient, state: TargetHealth, poll: TargetPoll, poll_id: str
     ) -> list[Transition]:
         known = await self._load(client, state)
         observed_at = datetime.now(UTC)
@@ -603,9 +610,7 @@ class Watcher:
             return frozenset()
         return frozenset(await self.store.watched_statuses())
 
-    async def _with_errors(
-        self, client: ModelArtsClient, transitions: list[Transition]
-    ) -> tuple[list[Transition], int]:
+    async def _with_errors(self, client: TargetClient, transitions: list[Transition]) -> tuple[list[Transition], int]:
         """List rows carry no ``error_msg`` (Q17): fetch details for up to ``detail_limit`` unhealthy arrivals.
         A detail that cannot be read leaves the message empty; it never fails the poll."""
         todo = [
@@ -615,8 +620,13 @@ class Watcher:
         ][: self.detail_limit]
         if not todo:
             return transitions, 0
+        state = self.targets[client.target.name]
         details = await asyncio.gather(
-            *(client.get_service(transitions[i].service_id) for i in todo), return_exceptions=True
+            *(
+                client.get_service(t.service_id, generation=_generation_of(state, t.service_id))
+                for t in (transitions[i] for i in todo)
+            ),
+            return_exceptions=True,
         )
         out = list(transitions)
         for i, detail in zip(todo, details, strict=True):
@@ -626,27 +636,32 @@ class Watcher:
                 raise detail
         return out, len(todo)
 
-    def _workspaces(self, client: ModelArtsClient) -> list[str | None]:
+    def _workspaces(self, client: TargetClient) -> list[str | None]:
         return list(client.target.workspace_ids) or [None]
 
-    async def _full_pages(self, client: ModelArtsClient) -> AsyncIterator[list[Service]]:
-        """A complete listing of every workspace of the target, a page at a time, in publish order (stable
-        while statuses move)."""
+    async def _full_pages(
+        self, client: TargetClient, members: dict[str, set[str]] | None = None
+    ) -> AsyncIterator[list[Service]]:
+        """A complete listing of every workspace of the target (every API generation it reads, each service
+        once), a page at a time, in publish order (stable while statuses move)."""
         for ws in self._workspaces(client):
             params = ListParams(workspace_id=ws, sort_by="publish_at", order="asc")
-            async with aclosing(client.iter_pages(params)) as pages:
+            async with aclosing(client.iter_pages(params, members=members)) as pages:
                 async for rows in pages:
                     yield rows
 
-    async def _list_everything(self, client: ModelArtsClient, builder: DiffBuilder) -> None:
-        """The full listing handed to ``builder`` a page at a time, so only one page of parsed rows is held."""
-        async with aclosing(self._full_pages(client)) as pages:
+    async def _list_everything(self, client: TargetClient, builder: DiffBuilder) -> None:
+        """The full listing handed to ``builder`` a page at a time, so only one page of parsed rows is held;
+        which generation served which service is kept for the scans (``TargetHealth.members``)."""
+        members: dict[str, set[str]] | None = {} if len(client.active) > 1 else None
+        async with aclosing(self._full_pages(client, members)) as pages:
             async for rows in pages:
                 builder.add(rows)
+        self.targets[client.target.name].members = members or {}
 
     # -- confirming deletions ----------------------------------------------------------------------
 
-    async def _confirm_missing(self, client: ModelArtsClient, builder: DiffBuilder, poll: TargetPoll) -> list[str]:
+    async def _confirm_missing(self, client: TargetClient, builder: DiffBuilder, poll: TargetPoll) -> list[str]:
         """The services missing from a complete listing that are really gone. Services deleted while the
         listing pages through offsets shift later rows back, so a live service can go unseen: each candidate
         is confirmed by its details (404), or, when there are more than ``confirm_limit`` or they are a mass
@@ -671,7 +686,7 @@ class Watcher:
                 return missing  # two complete listings agree; details for each would be a burst of requests
         return await self._confirm_by_details(client, builder, missing, poll)
 
-    async def _relist(self, client: ModelArtsClient, wanted: set[str]) -> list[Service]:
+    async def _relist(self, client: TargetClient, wanted: set[str]) -> list[Service]:
         """A second complete listing, keeping only the rows of ``wanted``: the services it shows are alive."""
         found: list[Service] = []
         async with aclosing(self._full_pages(client)) as pages:
@@ -680,7 +695,7 @@ class Watcher:
         return found
 
     async def _confirm_by_details(
-        self, client: ModelArtsClient, builder: DiffBuilder, candidates: list[str], poll: TargetPoll
+        self, client: TargetClient, builder: DiffBuilder, candidates: list[str], poll: TargetPoll
     ) -> list[str]:
         """Ask each candidate's details: 404 is gone; an answer is alive, and goes to the diff as its row (it
         may carry a real change); any other error keeps the service as it was until the next full listing."""
@@ -712,7 +727,7 @@ class Watcher:
         )
 
     async def _recent_rows(
-        self, client: ModelArtsClient, state: TargetHealth, known: dict[str, KnownService]
+        self, client: TargetClient, state: TargetHealth, known: dict[str, KnownService]
     ) -> list[Service]:
         """Rows changed since the watermark (minus the overlap), newest first, for every workspace."""
         if state.watermark_ms is None:
@@ -723,24 +738,37 @@ class Watcher:
         rows: list[Service] = []
         listed_total = 0
         heads: list[_FirstPage] = []
+        sources = client.active
+        several = len(sources) > 1
         try:
             if not state.order_checked:
                 await self._probe_order(client)
                 state.order_checked = True
-            for ws in self._workspaces(client):
-                params = ListParams(workspace_id=ws, sort_by="transition_at", order="desc")
-                total, head = await self._scan_workspace(client, params, floor, first, rows)
-                listed_total += total
-                heads.append(head)
+            for source in sources:
+                members = _speaks_for(state, sources, source) if several else None
+                for ws in self._workspaces(client):
+                    params = ListParams(workspace_id=ws, sort_by="transition_at", order="desc")
+                    total, head = await self._scan_workspace(source, params, floor, first, rows, members)
+                    listed_total += total
+                    heads.append(head)
         except _OutOfOrder:
             await self._distrust_order(state)
             raise
         state.recent_rows = len(rows)
         unseen = len({r.service_id for r in rows} - known.keys())
-        if listed_total != len(known) + unseen:
+        if listed_total != len(known) + _overlap(state, known) + unseen:
             raise _NeedsFullListing("service count changed")
         await self._check_heads(state, known, heads)
-        return rows
+        unique: dict[str, Service] = {}
+        first = sources[0].generation
+        for row in rows:
+            if several and row.generation != first and row.service_id in state.members.get(first, ()):
+                continue  # a service v1 reports too: its v1 row speaks for it, as in a full listing
+            unique.setdefault(row.service_id, row)
+        if several:
+            for row in rows:
+                state.members.setdefault(row.generation, set()).add(row.service_id)
+        return list(unique.values())
 
     async def _check_heads(self, state: TargetHealth, known: dict[str, KnownService], heads: list[_FirstPage]) -> None:
         """Check the first pages against what we know (``_FirstPage.misses``). A miss can also be a deleted
@@ -755,17 +783,18 @@ class Watcher:
         state.order_suspect = True
         raise _NeedsFullListing("a known recent change is missing from the newest-first page")
 
-    async def _probe_order(self, client: ModelArtsClient) -> None:
+    async def _probe_order(self, client: TargetClient) -> None:
         """Once a run, before the first scan is trusted: one page oldest-changed first must come in that order.
         The newest rows of a fleet are often newest by publish time too (services deployed and not changed
         since), so a server sorting by ``publish_at`` can give a newest-first page that looks right; the
         oldest-changed rows are where the two orders part."""
-        for ws in self._workspaces(client):
-            params = ListParams(workspace_id=ws, sort_by="transition_at", order="asc")
-            page = await client.list_page(params, offset=0, limit=self.first_page)
-            times = [m for m in (to_ms(s.transition_at) for s in page.services) if m is not None]
-            if not _newest_first(times[::-1], None):
-                raise _OutOfOrder()
+        for source in client.active:
+            for ws in self._workspaces(client):
+                params = ListParams(workspace_id=ws, sort_by="transition_at", order="asc")
+                page = await source.list_page(params, offset=0, limit=self.first_page)
+                times = [m for m in (to_ms(s.transition_at) for s in page.services) if m is not None]
+                if not _newest_first(times[::-1], None):
+                    raise _OutOfOrder()
 
     async def _distrust_order(self, state: TargetHealth) -> None:
         """From now on (and after a restart: it is kept in the store) the target gets a full listing every
@@ -781,10 +810,18 @@ class Watcher:
         )
 
     async def _scan_workspace(
-        self, client: ModelArtsClient, params: ListParams, floor: int, first: int, rows: list[Service]
+        self,
+        client: ModelArtsClient,
+        params: ListParams,
+        floor: int,
+        first: int,
+        rows: list[Service],
+        members: set[str] | None = None,
     ) -> tuple[int, _FirstPage]:
-        """Page newest first until a row is older than ``floor``; returns the listing's ``total_count`` and its
-        first page. Every page read is checked whole for newest-first order, rows past the stop included."""
+        """Page one API generation newest first (v1 ``sort_by=transition_at&order=desc``, v2
+        ``sort_key=update_at&sort_dir=DESC``) until a row is older than ``floor``; returns the listing's
+        ``total_count`` and its first page. Every page read is checked whole for newest-first order, rows past
+        the stop included."""
         limit = first
         covered = 0
         total: int | None = None
@@ -805,7 +842,8 @@ class Watcher:
             previous_ms = times[-1] if times else previous_ms
             if head is None:
                 ids = frozenset(s.service_id for s in page.services)
-                head = _FirstPage(params.workspace_id, ids, min(times, default=None), len(page.services) == limit)
+                oldest = min(times, default=None)
+                head = _FirstPage(params.workspace_id, ids, oldest, len(page.services) == limit, members)
             for service in page.services:
                 moment = to_ms(service.transition_at)
                 if moment is None:
@@ -828,6 +866,27 @@ def _newest_first(times: list[int], previous: int | None) -> bool:
     """True if ``times`` never increase, starting from ``previous`` (the last time of the page before)."""
     start = [] if previous is None else [previous]
     return all(a >= b for a, b in pairwise([*start, *times]))
+
+
+def _overlap(state: TargetHealth, known: dict[str, KnownService]) -> int:
+    """Known services that both generations report: each generation's ``total`` counts them."""
+    if len(state.members) < 2:
+        return 0
+    return len(set.intersection(*state.members.values()) & known.keys())
+
+
+def _speaks_for(state: TargetHealth, sources: list[ModelArtsClient], source: ModelArtsClient) -> set[str]:
+    """The services whose known state came from ``source``'s rows: those it reports that no generation before it
+    does (a full listing keeps the first generation's row). Only those must be on its newest-first page: a
+    shared service's time there is the other generation's."""
+    earlier = [g.generation for g in sources[: sources.index(source)]]
+    return state.members.get(source.generation, set()).difference(*(state.members.get(g, set()) for g in earlier))
+
+
+def _generation_of(state: TargetHealth, service_id: str) -> str | None:
+    """The one generation that reports a service, when only one does (its details are asked there alone)."""
+    found = [gen for gen, ids in state.members.items() if service_id in ids]
+    return found[0] if len(found) == 1 else None
 
 
 def _is_mass(missing: int, known: int) -> bool:

@@ -10,7 +10,7 @@ import re
 from datetime import datetime
 
 from services_bot.core.humanize import ago
-from services_bot.core.models import Service
+from services_bot.core.models import FAILED_STATUSES, Service
 from services_bot.core.query import ListResult, Summary
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -57,7 +57,7 @@ def render_list(result: ListResult) -> str:
         lines.append(table[0])
         for s, row_text in zip(result.services, table[1:], strict=True):
             lines.append(row_text)
-            if s.error_msg and s.status == "failed":
+            if s.error_msg and s.status in FAILED_STATUSES:
                 lines.append(f"    ↳ {clean(s.error_msg, 160)}")
     if result.next_cursor:
         lines.append(f"More: add cursor:{result.next_cursor}")
@@ -78,6 +78,7 @@ def render_summary(summary: Summary) -> str:
             "",
             "By status:  " + ", ".join(f"{clean(k, 30)} {v}" for k, v in summary.by_status.items()),
             "By type:    " + ", ".join(f"{clean(k, 30)} {v}" for k, v in summary.by_infer_type.items()),
+            "By API:     " + ", ".join(f"{clean(k, 30)} {v}" for k, v in summary.by_generation.items()),
         ]
     if summary.unhealthy_total:
         lines += ["", f"Unhealthy ({summary.unhealthy_total}):"]
@@ -112,6 +113,7 @@ def render_service(s: Service) -> str:
         ("type", s.infer_type),
         ("workspace", s.workspace_id),
         ("target", s.target),
+        ("API", s.generation),
         ("description", s.description),
         (
             "progress",
@@ -156,5 +158,10 @@ def render_service(s: Service) -> str:
                 f"    node:          {clean(n.name or n.id)}  {clean(n.instance_status or '-')}/{clean(n.state or '-')}"
                 + (f" — {clean(n.message, 100)}" if n.message else "")
             )
+    for d in s.deployments or []:
+        lines.append(
+            f"  deployment:      {clean(d.name, 60)}  {_dash(d.running_count)}/{_dash(d.count)} running"
+            f"  {clean(d.flavor or '-', 60)}  pool {clean(d.pool or '-', 40)}  [{clean(d.status or '-', 12)}]"
+        )
     lines += [f"  note:            {clean(n)}" for n in s.notes]
     return "\n".join(lines)

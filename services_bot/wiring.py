@@ -13,7 +13,9 @@ import httpx
 from services_bot.core.access import Access
 from services_bot.core.auth import AkSkSigner, Credentials, IamPasswordToken, StaticToken
 from services_bot.core.client import ModelArtsClient
+from services_bot.core.client_v2 import ModelArtsV2Client
 from services_bot.core.config import Settings, Target
+from services_bot.core.generations import TargetClient
 from services_bot.core.query import ServiceQueries
 from services_bot.core.retry import RetryPolicy
 from services_bot.core.store import Store
@@ -91,18 +93,26 @@ async def open_queries(settings: Settings) -> AsyncIterator[ServiceQueries]:
             base_seconds=settings.services_bot_retry_base_seconds,
             budget_seconds=settings.services_bot_retry_budget_seconds,
         )
-        clients = [
-            ModelArtsClient(
-                http,
-                target,
-                credentials_for(settings, target, http),
-                retry=retry,
-                page_size=settings.services_bot_page_size,
-                concurrency=concurrency,
-            )
-            for target in targets
-        ]
+        clients = [target_client(settings, target, http, retry) for target in targets]
         yield ServiceQueries(clients, cache_seconds=settings.services_bot_cache_seconds)
+
+
+def target_client(settings: Settings, target: Target, http: httpx.AsyncClient, retry: RetryPolicy) -> TargetClient:
+    """The generation clients a target's ``api_generation`` names (v1 first), sharing one set of credentials."""
+    credentials = credentials_for(settings, target, http)
+    kinds = {"v1": [ModelArtsClient], "v2": [ModelArtsV2Client], "both": [ModelArtsClient, ModelArtsV2Client]}
+    generations = [
+        kind(
+            http,
+            target,
+            credentials,
+            retry=retry,
+            page_size=settings.services_bot_page_size,
+            concurrency=settings.services_bot_concurrency,
+        )
+        for kind in kinds[target.api_generation]
+    ]
+    return TargetClient(target, generations)
 
 
 @asynccontextmanager

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from services_bot.core.client import ModelArtsClient
 from services_bot.core.config import Settings
 from services_bot.core.query import ServiceQueries
 from services_bot.emulator import EmulatorServer, EmulatorSettings
@@ -38,6 +39,13 @@ def make_settings(server: EmulatorServer, **overrides: Any) -> Settings:
 async def queries_for(server: EmulatorServer, **overrides: Any) -> AsyncIterator[ServiceQueries]:
     async with open_queries(make_settings(server, **overrides)) as queries:
         yield queries
+
+
+def v1_client(queries: ServiceQueries) -> ModelArtsClient:
+    """The first target's v1 client itself, for tests of what the v1 client does (paging, probes, auth)."""
+    client = queries.clients[0].generation("v1")
+    assert client is not None, "the target reads no v1 API"
+    return client
 
 
 class Control:

@@ -10,7 +10,7 @@ from services_bot.core.client import ListParams
 from services_bot.core.errors import AuthenticationError
 from services_bot.emulator import EmulatorServer
 
-from tests.conftest import Control, queries_for
+from tests.conftest import Control, queries_for, v1_client
 
 # a space, a plus, the query's own delimiters and non-ASCII: everything a form encoder and RFC 3986 disagree on
 AWKWARD_NAMES = ["ocr prod", "a+b & c=d", "ocr-ü/2"]
@@ -34,7 +34,7 @@ def iam_settings(server: EmulatorServer, password: str | None = None) -> dict:
 
 async def test_static_token(emulator_server: EmulatorServer, control: Control) -> None:
     async with queries_for(emulator_server) as queries:
-        assert await queries.clients[0].list_all(ListParams())
+        assert await v1_client(queries).list_all(ListParams())
 
 
 async def test_static_token_rejected_says_which_setting(
@@ -43,7 +43,7 @@ async def test_static_token_rejected_says_which_setting(
     caplog.set_level(logging.DEBUG)
     async with queries_for(emulator_server, modelarts_auth_token="expired-secret-token") as queries:
         with pytest.raises(AuthenticationError) as caught:
-            await queries.clients[0].list_all(ListParams())
+            await v1_client(queries).list_all(ListParams())
     assert caught.value.status == 401 and "MODELARTS_AUTH_TOKEN" in caught.value.user_text()
     assert "expired-secret-token" not in caught.value.user_text() + caplog.text
     assert control.requests()["by_route"]["list"] == 1  # a 401 with a static token is not retried
@@ -51,7 +51,7 @@ async def test_static_token_rejected_says_which_setting(
 
 async def test_iam_password_token_is_fetched_once_and_reused(emulator_server: EmulatorServer, control: Control) -> None:
     async with queries_for(emulator_server, **iam_settings(emulator_server)) as queries:
-        client = queries.clients[0]
+        client = v1_client(queries)
         for _ in range(3):
             assert await client.list_all(ListParams())
         await client.get_service((await client.list_all(ListParams()))[0].service_id)
@@ -63,7 +63,7 @@ async def test_iam_token_expired_server_side_is_refreshed_once(
     emulator_server: EmulatorServer, control: Control
 ) -> None:
     async with queries_for(emulator_server, **iam_settings(emulator_server)) as queries:
-        client = queries.clients[0]
+        client = v1_client(queries)
         await client.list_all(ListParams())
         control.post("/tokens/expire")
         assert await client.list_all(ListParams())  # 401 → new token → success
@@ -73,7 +73,7 @@ async def test_iam_token_expired_server_side_is_refreshed_once(
 async def test_iam_token_is_refreshed_before_it_expires(emulator_server: EmulatorServer, control: Control) -> None:
     control.faults(token_ttl_seconds=60)  # shorter than the 5-minute refresh margin
     async with queries_for(emulator_server, **iam_settings(emulator_server)) as queries:
-        client = queries.clients[0]
+        client = v1_client(queries)
         await client.list_all(ListParams())
         await client.list_all(ListParams())
         assert isinstance(client.credentials, IamPasswordToken) and client.credentials.logins == 2
@@ -86,7 +86,7 @@ async def test_wrong_iam_password_is_explained_and_not_leaked(
     caplog.set_level(logging.DEBUG)
     async with queries_for(emulator_server, **iam_settings(emulator_server, password="Wr0ng-Secret!")) as queries:
         with pytest.raises(AuthenticationError) as caught:
-            await queries.clients[0].list_all(ListParams())
+            await v1_client(queries).list_all(ListParams())
     text = caught.value.user_text()
     assert "HUAWEICLOUD_IAM_PASSWORD" in text and "demo" in text
     assert "Wr0ng-Secret!" not in text + caplog.text
@@ -94,7 +94,7 @@ async def test_wrong_iam_password_is_explained_and_not_leaked(
 
 async def test_aksk_signed_requests_are_accepted(emulator_server: EmulatorServer, control: Control) -> None:
     async with queries_for(emulator_server, **aksk_settings(emulator_server)) as queries:
-        client = queries.clients[0]
+        client = v1_client(queries)
         services = await client.list_all(ListParams(status="running", sort_by="service_name"))
         assert services
         assert (await client.get_service(services[0].service_id)).service_id == services[0].service_id
@@ -104,7 +104,7 @@ async def test_aksk_signed_requests_are_accepted(emulator_server: EmulatorServer
 async def test_wrong_secret_key_is_refused(emulator_server: EmulatorServer, control: Control) -> None:
     async with queries_for(emulator_server, **aksk_settings(emulator_server, sk="not-the-secret")) as queries:
         with pytest.raises(AuthenticationError) as caught:
-            await queries.clients[0].list_all(ListParams())
+            await v1_client(queries).list_all(ListParams())
     assert "not-the-secret" not in caught.value.user_text()
     assert "clock" in caught.value.user_text()
 
@@ -112,7 +112,7 @@ async def test_wrong_secret_key_is_refused(emulator_server: EmulatorServer, cont
 async def test_iam_briefly_unavailable_is_retried(emulator_server: EmulatorServer, control: Control) -> None:
     control.faults(error_status=503, error_count=1, paths=["/v3/"])
     async with queries_for(emulator_server, **iam_settings(emulator_server)) as queries:
-        assert await queries.clients[0].list_all(ListParams())
+        assert await v1_client(queries).list_all(ListParams())
     assert control.requests()["by_route"]["iam"] == 2
 
 

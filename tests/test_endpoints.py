@@ -7,7 +7,7 @@ from services_bot.core.client import ListParams
 from services_bot.core.errors import ApiNotFoundError, BadRequestError, QueryError
 from services_bot.emulator import EmulatorServer
 
-from tests.conftest import Control, queries_for
+from tests.conftest import Control, queries_for, v1_client
 
 
 def oracle(control: Control, server: EmulatorServer, **params: str) -> list[dict]:
@@ -27,7 +27,7 @@ def oracle(control: Control, server: EmulatorServer, **params: str) -> list[dict
 async def test_list_parameters_reach_the_api(emulator_server: EmulatorServer, control: Control, params: dict) -> None:
     control.clear_requests()
     async with queries_for(emulator_server) as queries:
-        services = await queries.clients[0].list_all(ListParams(**params))
+        services = await v1_client(queries).list_all(ListParams(**params))
     sent = control.requests()["log"][0]["query"]
     for key, value in params.items():
         assert f"{key}={value}" in sent
@@ -41,7 +41,7 @@ async def test_filter_by_workspace_service_id_name_model_and_tags(
         service_name="ocr-invoice-special", workspace_id="ws-test", model_id="model-xyz", tags={"team": "ocr"}
     )
     async with queries_for(emulator_server) as queries:
-        client = queries.clients[0]
+        client = v1_client(queries)
         assert await client.list_all(ListParams(service_name="ocr-invoice-special")) == []  # default workspace only
         by_ws = await client.list_all(ListParams(workspace_id="ws-test"))
         assert [s.service_id for s in by_ws] == [created["service_id"]]
@@ -59,7 +59,7 @@ async def test_details_have_config_and_failure_cause(emulator_server: EmulatorSe
     service_id = oracle(control, emulator_server)[0]["service_id"]
     control.set_status(service_id, "failed", "Image pull failed: manifest unknown")
     async with queries_for(emulator_server) as queries:
-        service = await queries.clients[0].get_service(service_id)
+        service = await v1_client(queries).get_service(service_id)
     assert service.detail == "details"
     assert service.status == "failed" and service.error_msg == "Image pull failed: manifest unknown"
     assert service.config and service.config[0].model_id
@@ -69,7 +69,7 @@ async def test_details_have_config_and_failure_cause(emulator_server: EmulatorSe
 async def test_unknown_service_id_is_a_404_error(emulator_server: EmulatorServer, control: Control) -> None:
     async with queries_for(emulator_server) as queries:
         with pytest.raises(ApiNotFoundError) as caught:
-            await queries.clients[0].get_service("00000000-0000-0000-0000-000000000000")
+            await v1_client(queries).get_service("00000000-0000-0000-0000-000000000000")
     assert caught.value.status == 404 and caught.value.request_id
     assert caught.value.error_code
 
@@ -81,7 +81,7 @@ async def test_malformed_service_id_is_refused_before_any_request(
     control.clear_requests()
     async with queries_for(emulator_server) as queries:
         with pytest.raises(QueryError):
-            await queries.clients[0].get_service(bad)
+            await v1_client(queries).get_service(bad)
     assert control.requests()["total"] == 0
 
 
@@ -89,15 +89,15 @@ async def test_api_rejection_of_a_parameter_is_not_retried(emulator_server: Emul
     control.clear_requests()
     async with queries_for(emulator_server) as queries:
         with pytest.raises(BadRequestError) as caught:
-            await queries.clients[0].list_page(ListParams(status="faild"))
+            await v1_client(queries).list_page(ListParams(status="faild"))
     assert caught.value.status == 400 and "faild" in (caught.value.error_msg or "")
     assert control.requests()["by_route"]["list"] == 1
 
 
 async def test_legacy_list_is_normalised_to_the_same_model(emulator_server: EmulatorServer, control: Control) -> None:
     async with queries_for(emulator_server) as queries:
-        legacy = await queries.clients[0].list_legacy()
-        current = await queries.clients[0].list_all(ListParams())
+        legacy = await v1_client(queries).list_legacy()
+        current = await v1_client(queries).list_all(ListParams())
     assert {s.service_id for s in legacy} == {s.service_id for s in current}
     sample = legacy[0]
     assert sample.detail == "legacy" and isinstance(sample.invocation_times, int) and sample.publish_at is not None
@@ -109,7 +109,7 @@ async def test_legacy_failure_with_http_200_is_an_error(emulator_server: Emulato
     control.quirks(legacy_error_200=True)
     async with queries_for(emulator_server, modelarts_auth_token="wrong-token") as queries:
         with pytest.raises(AuthenticationError) as caught:
-            await queries.clients[0].list_legacy()
+            await v1_client(queries).list_legacy()
     assert "wrong-token" not in caught.value.user_text()
 
 
@@ -118,5 +118,5 @@ async def test_wrong_project_is_forbidden_with_a_hint(emulator_server: EmulatorS
 
     async with queries_for(emulator_server, modelarts_project_id="someone-elses-project") as queries:
         with pytest.raises(ForbiddenError) as caught:
-            await queries.clients[0].list_all(ListParams())
+            await v1_client(queries).list_all(ListParams())
     assert "MODELARTS_PROJECT_ID" in caught.value.user_text()

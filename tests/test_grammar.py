@@ -26,13 +26,18 @@ def test_empty_or_help_gives_help(text: str) -> None:
 
 
 def test_one_status_and_several_statuses() -> None:
-    assert listing("failed").query.statuses == {"failed"}
-    assert listing("failed,concerning").query.statuses == {"failed", "concerning"}
-    assert listing("failed stopped").query.statuses == {"failed", "stopped"}
+    assert listing("running").query.statuses == {"running"}
+    assert listing("running,concerning").query.statuses == {"running", "concerning"}
+    assert listing("upgrading stopped").query.statuses == {"upgrading", "stopped"}
 
 
-def test_unhealthy_means_failed_and_concerning() -> None:
-    assert listing("unhealthy").query.statuses == {"failed", "concerning"}
+def test_failed_takes_the_v2_error_status_with_it() -> None:
+    assert listing("failed").query.statuses == {"failed", "error"}
+    assert listing("error").query.statuses == {"error"}
+
+
+def test_unhealthy_means_failed_error_and_concerning() -> None:
+    assert listing("unhealthy").query.statuses == {"failed", "concerning", "error"}
 
 
 def test_filters_sort_order_limit_and_public() -> None:

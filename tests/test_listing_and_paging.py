@@ -8,7 +8,7 @@ import pytest
 from services_bot.core.client import ListParams
 from services_bot.emulator import EmulatorServer
 
-from tests.conftest import Control, queries_for
+from tests.conftest import Control, queries_for, v1_client
 
 
 @pytest.mark.parametrize("mode", ["page", "record"])
@@ -22,7 +22,7 @@ async def test_every_service_listed_exactly_once(
     assert oracle["total_count"] == size
     flat_control.clear_requests()
     async with queries_for(flat_server) as queries:
-        client = queries.clients[0]
+        client = v1_client(queries)
         services = await client.list_all(ListParams())
     ids = [s.service_id for s in services]
     assert len(ids) == len(set(ids)) == size
@@ -39,8 +39,8 @@ async def test_25000_services_in_both_offset_modes(
     flat_control.reset(services=25_000, seed=11)
     flat_control.quirks(offset_mode=mode)
     async with queries_for(flat_server) as queries:
-        services = await queries.clients[0].list_all(ListParams())
-        assert queries.clients[0].offset_mode == mode
+        services = await v1_client(queries).list_all(ListParams())
+        assert v1_client(queries).offset_mode == mode
     ids = {s.service_id for s in services}
     assert len(services) == len(ids) == 25_000
 
@@ -55,7 +55,7 @@ async def test_remaining_pages_are_fetched_concurrently(flat_server: EmulatorSer
     for concurrency in (1, 8):
         async with queries_for(flat_server, services_bot_concurrency=concurrency, services_bot_page_size=500) as q:
             started = time.monotonic()
-            services = await q.clients[0].list_all(ListParams())
+            services = await v1_client(q).list_all(ListParams())
             timings[concurrency] = time.monotonic() - started
         assert len({s.service_id for s in services}) == 5_000
     assert timings[8] < 0.5 * timings[1], f"pages were not fetched concurrently: {timings}"
@@ -66,7 +66,7 @@ async def test_page_size_is_configurable(flat_server: EmulatorServer, flat_contr
     flat_control.reset(services=57, seed=2)
     flat_control.clear_requests()
     async with queries_for(flat_server, services_bot_page_size=10) as queries:
-        services = await queries.clients[0].list_all(ListParams())
+        services = await v1_client(queries).list_all(ListParams())
     assert len({s.service_id for s in services}) == 57
     queries_sent = [entry["query"] for entry in flat_control.requests()["log"]]
     probes = [q for q in queries_sent if "limit=5&" in q or q.endswith("limit=5")]
@@ -78,7 +78,7 @@ async def test_missing_count_field_is_tolerated(flat_server: EmulatorServer, fla
     flat_control.reset(services=1500, seed=9)
     flat_control.quirks(missing_count=True)
     async with queries_for(flat_server) as queries:
-        services = await queries.clients[0].list_all(ListParams())
+        services = await v1_client(queries).list_all(ListParams())
     assert len({s.service_id for s in services}) == 1500
 
 
@@ -89,7 +89,7 @@ async def test_without_total_count_paging_reads_on_until_a_short_page(
     flat_control.reset(services=2500, seed=4)
     flat_control.quirks(missing_total_count=True, missing_count=True, offset_mode=mode)
     async with queries_for(flat_server) as queries:
-        services = await queries.clients[0].list_all(ListParams())
+        services = await v1_client(queries).list_all(ListParams())
     assert len(services) == len({s.service_id for s in services}) == 2500
 
 
@@ -101,7 +101,7 @@ async def test_iter_pages_yields_the_listing_a_page_at_a_time(
     flat_control.reset(services=2_345, seed=6)
     flat_control.quirks(offset_mode=mode)
     async with queries_for(flat_server, services_bot_page_size=500) as queries:
-        client = queries.clients[0]
+        client = v1_client(queries)
         batches = [rows async for rows in client.iter_pages(ListParams(sort_by="service_name"))]
         listed = await client.list_all(ListParams(sort_by="service_name"))
     assert [len(rows) for rows in batches] == [500, 500, 500, 500, 345]
@@ -122,7 +122,7 @@ async def test_iter_pages_reads_ahead_only_a_few_pages_and_stops_when_closed(
     flat_control.clear_requests()
     async with queries_for(flat_server, services_bot_page_size=100, services_bot_concurrency=2) as queries:
         before = len(asyncio.all_tasks())
-        async with aclosing(queries.clients[0].iter_pages(ListParams())) as pages:
+        async with aclosing(v1_client(queries).iter_pages(ListParams())) as pages:
             taken = [await anext(pages) for _ in range(3)]
             for _ in range(100):  # the pages read ahead arrive (up to 5 s)
                 if flat_control.requests()["by_route"]["list"] >= 6:

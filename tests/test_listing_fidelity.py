@@ -21,7 +21,7 @@ from services_bot.core.watcher import Watcher
 from services_bot.emulator import EmulatorServer
 from services_bot.workspace import WorkspaceClient
 
-from tests.conftest import Control, queries_for
+from tests.conftest import Control, queries_for, v1_client
 from tests.test_cli import assert_no_traceback, env_for, run
 from tests.test_mcp_tools import server_for
 from tests.test_slack_app import ask
@@ -69,7 +69,7 @@ async def test_a_capped_listing_is_complete_and_the_cap_is_remembered(
     expected = failed_fleet(flat_control, 2_345)
     flat_control.quirks(offset_mode="record", max_limit=500, offset_multiple_of_limit=True)
     async with queries_for(flat_server) as queries:
-        client = queries.clients[0]
+        client = v1_client(queries)
         first = await client.list_all(ListParams())
         assert {s.service_id for s in first} == expected and len(first) == len(expected)
         assert client.page_limit == 500 and client.offset_mode == "record"
@@ -90,8 +90,8 @@ async def test_the_offset_probe_is_valid_where_offset_must_be_a_multiple_of_limi
     flat_control.quirks(offset_mode=mode, offset_multiple_of_limit=mode == "record")
     flat_control.clear_requests()
     async with queries_for(flat_server) as queries:
-        listed = await queries.clients[0].list_all(ListParams())
-        assert queries.clients[0].offset_mode == mode
+        listed = await v1_client(queries).list_all(ListParams())
+        assert v1_client(queries).offset_mode == mode
     assert {s.service_id for s in listed} == expected
     statuses = {entry["status"] for entry in flat_control.requests()["log"]}
     assert statuses == {200}, "no request of the listing was refused"
@@ -106,8 +106,8 @@ async def test_a_refused_probe_is_information_not_a_failed_listing(
     flat_control.quirks(offset_mode="page", offset_past_end_400=True)
     flat_control.clear_requests()
     async with queries_for(flat_server) as queries:
-        listed = await queries.clients[0].list_all(ListParams())
-        assert queries.clients[0].offset_mode == "page"
+        listed = await v1_client(queries).list_all(ListParams())
+        assert v1_client(queries).offset_mode == "page"
     assert {s.service_id for s in listed} == expected
     assert [entry["status"] for entry in flat_control.requests()["log"]].count(400) == 1
 
@@ -119,7 +119,7 @@ async def test_a_listing_that_stops_short_of_total_count_is_an_incomplete_answer
     flat_control.quirks(offset_mode="record", result_window=500)
     async with queries_for(flat_server) as queries:
         with pytest.raises(IncompleteListingError) as caught:
-            await queries.clients[0].list_all(ListParams())
+            await v1_client(queries).list_all(ListParams())
         assert (caught.value.served, caught.value.total) == (500, FAILED)
         assert len(caught.value.services) == 500
         assert "ModelArts returned 500 of 1,200 services and stopped paging" in caught.value.message
@@ -172,7 +172,7 @@ async def test_one_bad_200_is_retried_and_the_answer_is_whole(
     expected = failed_fleet(flat_control, 50)
     flat_control.faults(listing_body=body, listing_body_count=1)
     async with queries_for(flat_server) as queries:
-        listed = await queries.clients[0].list_all(ListParams())
+        listed = await v1_client(queries).list_all(ListParams())
     assert {s.service_id for s in listed} == expected
 
 
@@ -183,10 +183,10 @@ async def test_the_v2_shape_and_error_envelope_are_named_in_the_error(
     async with queries_for(flat_server, services_bot_max_retries=0) as queries:
         flat_control.faults(listing_body="v2_shape", listing_body_count=1)
         with pytest.raises(MalformedResponseError) as v2:
-            await queries.clients[0].list_all(ListParams())
+            await v1_client(queries).list_all(ListParams())
         flat_control.faults(listing_body="error_envelope", listing_body_count=1)
         with pytest.raises(ApiError) as envelope:
-            await queries.clients[0].list_all(ListParams())
+            await v1_client(queries).list_all(ListParams())
     assert "v2-style listing" in v2.value.message and "MODELARTS_ENDPOINT" in v2.value.hint
     assert envelope.value.error_code == "ModelArts.0010" and "Internal error." in envelope.value.message
 
@@ -235,7 +235,7 @@ async def test_errors_read_the_body_request_id_and_error_message_spelling(
     control.quirks(request_id_in_body=True, error_message_key=True)
     async with queries_for(emulator_server) as queries:
         with pytest.raises(ApiError) as caught:
-            await queries.clients[0].get_service("00000000-0000-0000-0000-000000000000")
+            await v1_client(queries).get_service("00000000-0000-0000-0000-000000000000")
     assert caught.value.status == 404 and caught.value.request_id and len(caught.value.request_id) == 32
     assert caught.value.error_msg and "does not exist" in caught.value.error_msg
     assert caught.value.error_code == "ModelArts.3502"
@@ -257,7 +257,7 @@ async def test_hints_follow_the_error_code_not_only_the_http_status(
     control.faults(error_status=status, error_code=code, error_count=1)
     async with queries_for(emulator_server) as queries:
         with pytest.raises(ApiError) as caught:
-            await queries.clients[0].list_all(ListParams())
+            await v1_client(queries).list_all(ListParams())
     assert caught.value.status == status and caught.value.error_code == code
     assert expect in caught.value.user_text()
     if code == "ModelArts.0206":
@@ -291,5 +291,5 @@ async def test_a_count_that_is_the_page_size_is_not_taken_for_a_truncated_page(
     expected = failed_fleet(flat_control, 2_500)
     flat_control.quirks(count_is_page_size=True)
     async with queries_for(flat_server, services_bot_max_retries=0) as queries:
-        listed = await queries.clients[0].list_all(ListParams())
+        listed = await v1_client(queries).list_all(ListParams())
     assert {s.service_id for s in listed} == expected

@@ -147,7 +147,7 @@ async def test_watch_filters_route_to_the_right_channels(
     assert {"ocr-receipts", "fraud-scorer"} <= {m["text"].split(":")[0] for m in bot_messages(alerts)}
     await slack.command("watches", GENERAL)
     listing = await slack.wait_for_messages(lambda m: "This channel is told about" in json.dumps(m), channel=GENERAL)
-    assert "failed · name:ocr-*" in json.dumps(listing, ensure_ascii=False)
+    assert "failed, error · name:ocr-*" in json.dumps(listing, ensure_ascii=False)
 
 
 async def test_a_burst_becomes_one_grouped_message(

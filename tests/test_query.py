@@ -30,8 +30,9 @@ async def test_failed_services_are_listed_with_their_error(emulator_server: Emul
 
 
 async def test_several_statuses_make_one_request_each(emulator_server: EmulatorServer, control: Control) -> None:
+    """Per generation read: the target is pinned to v1 here (v2 is asked once per status too, test_v2)."""
     control.clear_requests()
-    async with queries_for(emulator_server) as queries:
+    async with queries_for(emulator_server, modelarts_api_generation="v1") as queries:
         result = await queries.list(ServiceQuery.build(statuses="unhealthy", limit=1000))
     queries_sent = sorted(e["query"] for e in control.requests()["log"] if e["path"].endswith("/services"))
     assert len(queries_sent) == 2

@@ -6,7 +6,7 @@ import pytest
 from services_bot.core.client import ListParams
 from services_bot.emulator import EmulatorServer
 
-from tests.conftest import Control, queries_for
+from tests.conftest import Control, queries_for, v1_client
 
 QUIRKS = [
     "numbers_as_strings",
@@ -23,7 +23,7 @@ QUIRKS = [
 
 async def snapshot(server: EmulatorServer) -> dict[str, tuple]:
     async with queries_for(server) as queries:
-        client = queries.clients[0]
+        client = v1_client(queries)
         services = await client.list_all(ListParams())
         first = await client.get_service(sorted(s.service_id for s in services)[0])
     rows = {
@@ -56,8 +56,8 @@ async def test_unknown_status_is_shown_not_rejected(emulator_server: EmulatorSer
     row = control.list_raw(emulator_server.settings.project_id, emulator_server.settings.token)["services"][0]
     control.set_status(row["service_id"], "upgrading")
     async with queries_for(emulator_server) as queries:
-        services = await queries.clients[0].list_all(ListParams())
-        detail = await queries.clients[0].get_service(row["service_id"])
+        services = await v1_client(queries).list_all(ListParams())
+        detail = await v1_client(queries).get_service(row["service_id"])
     assert {s.service_id: s.status for s in services}[row["service_id"]] == "upgrading"
     assert detail.status == "upgrading"
 
@@ -65,5 +65,5 @@ async def test_unknown_status_is_shown_not_rejected(emulator_server: EmulatorSer
 async def test_unknown_fields_are_kept_for_json_output(emulator_server: EmulatorServer, control: Control) -> None:
     control.quirks(unknown_fields=True)
     async with queries_for(emulator_server) as queries:
-        services = await queries.clients[0].list_all(ListParams())
+        services = await v1_client(queries).list_all(ListParams())
     assert any(s.extra_fields() for s in services)

@@ -54,14 +54,14 @@ def known(service_id: str, status: str = "running") -> KnownService:
 def test_watch_args_take_statuses_groups_and_filters() -> None:
     fields = parse_watch_args(["failed,concerning", "name:ocr-*", "type:Real-Time", "ws:0", "target:prod"])
     assert fields == {
-        "statuses": frozenset({"failed", "concerning"}),
+        "statuses": frozenset({"failed", "error", "concerning"}),  # failed takes v2's error with it
         "name_glob": "ocr-*",
         "infer_type": "real-time",
         "workspace_id": "0",
         "target": "prod",
     }
-    assert parse_watch_args(["unhealthy", "stopped"])["statuses"] == {"failed", "concerning", "stopped"}
-    assert parse_watch_args(["name:ocr"])["statuses"] == {"failed", "concerning"}  # default: unhealthy
+    assert parse_watch_args(["unhealthy", "stopped"])["statuses"] == {"failed", "error", "concerning", "stopped"}
+    assert parse_watch_args(["name:ocr"])["statuses"] == {"failed", "error", "concerning"}  # default: unhealthy
 
 
 @pytest.mark.parametrize(

@@ -69,7 +69,8 @@ async def watch(store: Store, channel: str, *words: str) -> None:
 async def test_the_first_poll_is_a_silent_baseline_and_a_quiet_poll_costs_one_request(
     server: EmulatorServer, ctl: Control, tmp_path: Path
 ) -> None:
-    async with watching(server, tmp_path / "w.db") as (watcher, store):
+    """On a target pinned to v1; one that reads both generations pays the same once per generation (test_v2)."""
+    async with watching(server, tmp_path / "w.db", {"modelarts_api_generation": "v1"}) as (watcher, store):
         first = await watcher.poll_once()
         assert [t.mode for t in first.targets] == ["baseline"] and first.ok
         assert first.transitions == [] and await store.deliveries() == []

@@ -20,16 +20,17 @@ from services_bot.core.limits import (
     MAX_SERVICE_REF_CHARS,
     MAX_TAGS_CHARS,
 )
-from services_bot.core.models import KNOWN_INFER_TYPES, KNOWN_STATUSES, Service
+from services_bot.core.models import FAILED_STATUSES, KNOWN_INFER_TYPES, KNOWN_STATUSES, Service
 from services_bot.core.query import ServiceQuery
 from services_bot.tools.conventions import answer, at_most, register, tool_error
 from services_bot.tools.rendering import compact_json, paging_line, table, warning_lines
 from services_bot.tools.state import ToolState
 
 StatusName = Literal[
-    "running", "deploying", "concerning", "failed", "stopped", "finished", "stopping", "deleting", "pending", "waiting"
-]
-InferType = Literal["real-time", "batch", "edge"]
+    "running", "deploying", "concerning", "failed", "stopped", "finished", "stopping", "deleting", "pending", "waiting",
+    "error", "upgrading", "interrupting", "init",
+]  # fmt: skip
+InferType = Literal["real-time", "batch", "edge", "async-real-time"]
 Detail = Literal["compact", "full"]
 assert set(StatusName.__args__) == set(KNOWN_STATUSES) and set(InferType.__args__) == set(KNOWN_INFER_TYPES)  # type: ignore[attr-defined]
 
@@ -60,8 +61,9 @@ class ServiceRow(BaseModel):
     transition_at: datetime | None = Field(None, description="When the status last changed (UTC).")
     invocation_times: int | None = None
     failed_times: int | None = None
-    error_msg: str | None = Field(None, description="Failure cause; only for failed services.")
+    error_msg: str | None = Field(None, description="Failure cause; only for failed (and v2 error) services.")
     target: str | None = None
+    generation: str = Field("v1", description="API generation the service came from: v1 or v2.")
     description: str | None = Field(None, description="detail=full only, as are the fields below.")
     publish_at: datetime | None = None
     progress: int | None = None
@@ -95,12 +97,15 @@ class ServiceRow(BaseModel):
             transition_at=s.transition_at,
             invocation_times=s.invocation_times,
             failed_times=s.failed_times,
-            error_msg=s.error_msg if s.status == "failed" else None,
+            error_msg=s.error_msg if s.status in FAILED_STATUSES else None,
             target=s.target,
+            generation=s.generation,
         )
 
 
-ROW_COLUMNS = ("service_name", "status", "infer_type", "workspace_id", "transition_at", "service_id", "target")
+ROW_COLUMNS = (
+    "service_name", "status", "infer_type", "workspace_id", "transition_at", "service_id", "target", "generation"
+)  # fmt: skip
 FULL_COLUMNS = ("publish_at", "progress", "owner", "is_shared", "shared_count", "due_time", "description")
 CAUSE_COLUMNS = ("invocation_times", "failed_times", "error_msg")
 
@@ -118,8 +123,9 @@ class ServiceSummary(BaseModel):
     total: int
     by_status: dict[str, int]
     by_infer_type: dict[str, int]
+    by_generation: dict[str, int] = Field(description="Services by the API generation they came from (v1, v2).")
     unhealthy_total: int
-    unhealthy: list[ServiceRow] = Field(description="Failed and concerning services, latest change first.")
+    unhealthy: list[ServiceRow] = Field(description="Failed, error and concerning services, latest change first.")
     warnings: list[str] = Field(default_factory=list)
     complete: bool = Field(True, description="False when ModelArts returned only part of the listing (see warnings).")
 
@@ -251,22 +257,24 @@ def register_service_tools(server: MCPServer, state: ToolState) -> None:
             total=summary.total,
             by_status=summary.by_status,
             by_infer_type=summary.by_infer_type,
+            by_generation=summary.by_generation,
             unhealthy_total=summary.unhealthy_total,
             unhealthy=unhealthy,
             warnings=summary.warnings,
             complete=summary.complete,
         )
         shown = (
-            f"unhealthy: {summary.unhealthy_total} (failed or concerning); all {len(unhealthy)} shown below"
+            f"unhealthy: {summary.unhealthy_total} (failed, error or concerning); all {len(unhealthy)} shown below"
             if len(unhealthy) == summary.unhealthy_total
-            else f"unhealthy: {summary.unhealthy_total} (failed or concerning); the latest {len(unhealthy)} shown "
-            'below, list_services {"status": ["failed", "concerning"]} lists them all'
+            else f"unhealthy: {summary.unhealthy_total} (failed, error or concerning); the latest {len(unhealthy)} "
+            'shown below, list_services {"status": ["failed", "error", "concerning"]} lists them all'
         )
         lines = [
             f"Summary of {summary.description}: {summary.total} services.",
             *warning_lines(summary.warnings, summary.complete),
             "by status: " + (", ".join(f"{k} {v}" for k, v in summary.by_status.items()) or "none"),
             "by type: " + (", ".join(f"{k} {v}" for k, v in summary.by_infer_type.items()) or "none"),
+            "by API generation: " + (", ".join(f"{k} {v}" for k, v in summary.by_generation.items()) or "none"),
             shown,
             *table(unhealthy, (*ROW_COLUMNS, *CAUSE_COLUMNS)),
         ]
