@@ -295,7 +295,7 @@ async def test_only_admins_watch_unwatch_mute_long_and_read_the_audit(
     audit = await answer(slack, "audit since:1d", GENERAL, user=ADMIN)
     assert_valid(audit["blocks"])
     lines = "\n".join(mrkdwn_texts(audit["blocks"]))
-    assert f"<@{ADMIN}> watch *failed*" in lines and f"in <#{TEAM_A}>" in lines
+    assert f"<@{ADMIN}> watch *failed, error*" in lines and f"in <#{TEAM_A}>" in lines
     assert f"<@{ALICE}> mute *ocr-a for 2h*" in lines and f"<@{LEAD}> mute *secret-b for 5h*" in lines
     assert "3 actions" in audit["text"]
 

@@ -89,6 +89,7 @@ def register_target_tools(server: MCPServer, state: ToolState) -> None:
         lines = [
             f"total: {len(rows)} targets; reachable: {len(rows) - len(down)}; not reachable: {len(down)}.",
             *table(rows, TARGET_COLUMNS),
-            *(f"{r.name}: {r.problem}" for r in rows if r.problem),
+            *(f"{r.name} is not reachable: {r.problem}" for r in down),
+            *(f"{r.name} answers, but {r.problem}" for r in rows if r.reachable and r.problem),
         ]
         return answer(TargetList(total=len(rows), targets=list(rows)), "\n".join(lines))
