@@ -314,9 +314,7 @@ def transitions_message(
     text = fallback_text(title, 200)
     if not transitions:
         return text, [{"type": "section", "text": {"type": "mrkdwn", "text": f"{escape(title, 200)}: none."}}]
-    blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text", "text": plain(title, 150)}}]
-    chunk: list[str] = []
-    shown = 0
+    lines = []
     for t in transitions:
         line = (
             f"{transition_label(t)} · *{escape(t.display_name, 100)}* {change_words(t)} · "
@@ -327,15 +325,9 @@ def transitions_message(
         who = (acks or {}).get(t.id or -1)
         if who:
             line += "\n      :eyes: acknowledged by " + ", ".join(mention(a.user) for a in who[:5])
-        if sum(len(x) + 1 for x in chunk) + len(line) > 2900:
-            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(chunk)}})
-            chunk = []
-            if len(blocks) >= 45:
-                break
-        chunk.append(line)
-        shown += 1
-    if chunk:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(chunk)}})
+        lines.append(line)
+    sections, shown = line_sections(lines)
+    blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text", "text": plain(title, 150)}}, *sections]
     left = beyond + len(transitions) - shown
     if left > 0:
         blocks.append(_context(f"{shown} shown · {left} more, older" + (": press Older" if older else "")))
@@ -390,26 +382,37 @@ def audit_message(
     title = f"Audit of {where}, last {since_words}: {total} actions"
     if not entries:
         return title, [{"type": "section", "text": {"type": "mrkdwn", "text": f"{escape(title, 200)}. None."}}]
-    blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text", "text": plain(title, 150)}}]
-    chunk: list[str] = []
-    shown = 0
+    lines = []
     for e in entries:
         place = f" in <#{e.channel}>" if every_channel and _CHANNEL_ID.match(e.channel) else ""
         about = f" *{escape(e.detail, 200)}*" if e.detail else ""
         target = f" (target {escape(e.target, 60)})" if e.target else ""
-        line = f"{when(e.at)} {mention(e.user)} {AUDIT_WORDS[e.action]}{about}{target}{place}"
-        if sum(len(x) + 1 for x in chunk) + len(line) > 2900:
-            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(chunk)}})
+        lines.append(f"{when(e.at)} {mention(e.user)} {AUDIT_WORDS[e.action]}{about}{target}{place}")
+    sections, shown = line_sections(lines)
+    blocks: list[Block] = [{"type": "header", "text": {"type": "plain_text", "text": plain(title, 150)}}, *sections]
+    if total > shown:
+        blocks.append(_context(f"{shown} shown · {total - shown} more, older: narrow it with `audit since:1d`"))
+    return fallback_text(title, 200), blocks
+
+
+def line_sections(lines: list[str], *, chars: int = 2900, most: int = 44) -> tuple[list[Block], int]:
+    """``lines`` packed into mrkdwn sections of at most ``chars`` characters (Slack allows 3000) and at most
+    ``most`` sections (a message holds 50 blocks; a header and a footer stay possible), and how many lines fit:
+    the caller says how many were left out."""
+    sections: list[Block] = []
+    chunk: list[str] = []
+    shown = 0
+    for line in lines:
+        if chunk and sum(len(x) + 1 for x in chunk) + len(line) > chars:
+            sections.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(chunk)}})
             chunk = []
-            if len(blocks) >= 45:
+            if len(sections) >= most:
                 break
         chunk.append(line)
         shown += 1
     if chunk:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(chunk)}})
-    if total > shown:
-        blocks.append(_context(f"{shown} shown · {total - shown} more, older: narrow it with `audit since:1d`"))
-    return fallback_text(title, 200), blocks
+        sections.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(chunk)}})
+    return sections, shown
 
 
 def _context(text: str) -> Block:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from services_bot.core.errors import StoreError
-from services_bot.core.notifications import Delivery, Notice, Subscription, Transition
+from services_bot.core.notifications import AlertThread, Delivery, Notice, Subscription, Transition
 from services_bot.core.store.records import from_ms
 
 
@@ -71,4 +71,17 @@ def _delivery(row: sqlite3.Row) -> Delivery:
         error=row["error"],
         first_attempt_at=from_ms(row["first_attempt_ms"]),
         check_posted=bool(row["check_posted"]),
+    )
+
+
+def _alert_thread(r: sqlite3.Row) -> AlertThread:
+    return AlertThread(
+        channel=r["channel"],
+        target=r["target"],
+        service_id=r["service_id"],
+        root_ts=r["root_ts"],
+        transition_id=r["transition_id"],
+        delivery_id=r["delivery_id"],
+        opened_at=from_ms(r["opened_ms"]),
+        resolved=bool(r["resolved"]),
     )

@@ -8,7 +8,8 @@ from typing import Any
 
 from services_bot.core.notifications import AlertThread
 from services_bot.core.store.base import StoreBase
-from services_bot.core.store.records import from_ms, to_ms
+from services_bot.core.store.records import to_ms
+from services_bot.core.store.rows import _alert_thread
 
 
 class AlertThreads(StoreBase):
@@ -23,17 +24,7 @@ class AlertThreads(StoreBase):
         )
         if not rows:
             return None
-        r = rows[0]
-        return AlertThread(
-            channel=r["channel"],
-            target=r["target"],
-            service_id=r["service_id"],
-            root_ts=r["root_ts"],
-            transition_id=r["transition_id"],
-            delivery_id=r["delivery_id"],
-            opened_at=from_ms(r["opened_ms"]),
-            resolved=bool(r["resolved"]),
-        )
+        return _alert_thread(rows[0])
 
     async def open_alert_thread(
         self,
@@ -94,17 +85,7 @@ class AlertThreads(StoreBase):
         )
         if not rows:
             return None
-        r = rows[0]
-        return AlertThread(
-            channel=r["channel"],
-            target=r["target"],
-            service_id=r["service_id"],
-            root_ts=r["root_ts"],
-            transition_id=r["transition_id"],
-            delivery_id=r["delivery_id"],
-            opened_at=from_ms(r["opened_ms"]),
-            resolved=bool(r["resolved"]),
-        )
+        return _alert_thread(rows[0])
 
     async def set_alert_thread_resolved(self, channel: str, root_ts: str, resolved: bool) -> None:
         """Resolved follows the thread's latest change: a relapse after a recovery opens it again."""
