@@ -192,6 +192,13 @@ class ServiceInsights:
 
         return await self._cache.get(key, fetch)  # type: ignore[no-any-return]
 
+    async def why(self, service: Service) -> Timeline | None:
+        """What ``show`` adds for a failed or concerning service: its latest abnormal events (at most
+        ``SHOWN_ABNORMAL``) and last update; None for a service that is not unhealthy (nothing to explain)."""
+        if not service.is_unhealthy:
+            return None
+        return await self.timeline(service, kind="abnormal", limit=SHOWN_ABNORMAL)
+
     async def load(self, service: Service) -> LoadAnswer:
         """Running against wanted instances and resource usage, whichever the generation offers."""
         client = self._events_client(service)

@@ -6,6 +6,7 @@ the client reads them through the generation the service came from, and the insi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from services_bot.core.insights import ServiceInsights, parse_events_args
 from services_bot.emulator import EmulatorServer, EmulatorSettings
 
 from tests.conftest import Control, queries_for
+from tests.test_cli import env_for, run
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +131,48 @@ def test_events_arguments_are_read_and_bad_ones_named() -> None:
         parse_events_args(["ocr-prod", "type:bad"])
     with pytest.raises(QueryError, match="No service"):
         parse_events_args(["since:2h"])
+
+
+# -- services-bot ask ---------------------------------------------------------------------------------------
+
+
+def test_ask_show_a_failed_service_prints_its_abnormal_events_and_last_update(
+    emulator_server: EmulatorServer, control: Control
+) -> None:
+    added = control.add(service_name="cli-why-failed")
+    control.set_status(new_id(added), "failed", "insufficient resources in pool")
+    proc = run(["ask", "show", "cli-why-failed"], env_for(emulator_server))
+    assert proc.returncode == 0, proc.stderr
+    assert "latest abnormal events:" in proc.stdout
+    assert "model start failed: insufficient resources in pool" in proc.stdout
+    assert "last update:" in proc.stdout and "fail" in proc.stdout
+    shown = json.loads(run(["ask", "--json", "show", "cli-why-failed"], env_for(emulator_server)).stdout)
+    assert shown["why"]["entries"] and all(e["kind"] != "normal" for e in shown["why"]["entries"])
+    assert len(shown["why"]["entries"]) <= 5
+
+
+def test_ask_show_a_running_service_adds_no_events(emulator_server: EmulatorServer, control: Control) -> None:
+    control.add(service_name="cli-why-fine")
+    proc = run(["ask", "show", "cli-why-fine"], env_for(emulator_server))
+    assert proc.returncode == 0 and "latest abnormal events" not in proc.stdout
+
+
+def test_ask_events_and_load(emulator_server: EmulatorServer, control: Control) -> None:
+    added = control.add(service_name="cli-events")
+    control.set_status(new_id(added), "concerning")
+    events = run(["ask", "events", "cli-events", "since:2d"], env_for(emulator_server))
+    assert events.returncode == 0, events.stderr
+    assert "start to deploy service" in events.stdout and "1 instance not ready" in events.stdout
+    abnormal = run(["ask", "events", "cli-events", "type:abnormal"], env_for(emulator_server))
+    assert "1 instance not ready" in abnormal.stdout and "start to deploy service" not in abnormal.stdout
+    load = run(["ask", "load", "cli-events"], env_for(emulator_server))
+    assert load.returncode == 0 and "(instances down)" in load.stdout
+
+
+def test_ask_events_of_an_unknown_service_suggests_names(emulator_server: EmulatorServer, control: Control) -> None:
+    control.add(service_name="cli-events-known")
+    proc = run(["ask", "events", "cli-events-knwn"], env_for(emulator_server))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr + proc.stdout
+    assert "cli-events-known" in proc.stdout + proc.stderr
+    bad = run(["ask", "events", "cli-events-known", "since:forever"], env_for(emulator_server))
+    assert bad.returncode != 0 and "not a duration" in bad.stdout + bad.stderr
