@@ -51,9 +51,11 @@ def timeline(s: Service) -> list[dict[str, Any]]:
     """Every event of ``s``, oldest first: ``{"at": ms, "kind": normal|warning|abnormal, "text", "count",
     "first": ms}`` (``count``/``first`` as v2 aggregates repeats; v1 shows only the last occurrence)."""
     m = _model(s)
-    start = s.publish_at or s.create_at
     steps = _DEPLOY_STEPS[:_DEPLOYING_STEPS] if s.status in ("deploying", "pending", "waiting") else _DEPLOY_STEPS
     ended = s.transition_at if s.status in ("failed", "concerning", "stopped", "stopping") else None
+    start = s.publish_at or s.create_at
+    if ended is not None and ended - start < _DEPLOY_STEPS[-1][0] * SECOND_MS:
+        start = ended - (_DEPLOY_STEPS[-1][0] + 10) * SECOND_MS  # it failed while deploying: the steps came first
     out = [
         {"at": start + sec * SECOND_MS, "kind": "normal", "text": text.format(m=m), "count": 1}
         for sec, text in steps

@@ -248,6 +248,7 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
                 else None,
                 notifications=ChannelNotifications(store, queries, permissions=permissions, client=client),
                 permissions=permissions,
+                console_host=settings.services_bot_console_host,
             )
             if mode == "http":
                 runtime.http_handler = AsyncSlackRequestHandler(runtime.slack_app)
