@@ -217,6 +217,32 @@ class ServiceInsights:
         return await self._cache.get(key, fetch)  # type: ignore[no-any-return]
 
 
+GENERIC_CAUSES = frozenset(
+    {"unknown", "unknown error", "error", "failed", "failure", "internal error", "service failed", "deploy failed",
+     "deployment failed", "failed to deploy service", "service deployment failed", "system error", "none", "null"}
+)  # fmt: skip
+"""Failure texts that name no cause: an alert then quotes the latest abnormal event instead."""
+
+
+def is_generic_cause(text: str | None) -> bool:
+    """True for an empty ``error_msg`` or one that only says that it failed."""
+    words = " ".join((text or "").lower().replace(".", " ").split())
+    return not words or words in GENERIC_CAUSES
+
+
+async def latest_abnormal_cause(client: TargetClient, service: Service) -> str | None:
+    """The newest abnormal event's text (else the newest warning's), for an alert whose ``error_msg`` says
+    nothing; None when there is none. One events request through the service's own generation."""
+    generation = client.generation(service.generation) or client.active[0]
+    page = await EventsClient(generation).events(service.service_id, EventFilter(kind="abnormal", limit=10))
+    ranked = sorted(
+        (e for e in page.events if e.abnormal and e.text.strip()),
+        key=lambda e: (e.kind == "abnormal", e.at.timestamp() if e.at else 0.0),
+        reverse=True,
+    )
+    return ranked[0].text if ranked else None
+
+
 def _kind_matches(event: Event, kind: EventKind) -> bool:
     return event.abnormal if kind == "abnormal" else event.kind == kind
 

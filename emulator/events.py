@@ -47,6 +47,18 @@ def _model(s: Service) -> str:
     return f"{name} {version}"
 
 
+_SILENT_CAUSES = (
+    "schedule resource failed: insufficient resources in the dedicated pool",
+    "pull image failed: manifest unknown",
+    "health check failed: container exited with code 137 (OOMKilled)",
+)
+
+
+def _cause(s: Service) -> str:
+    """The failure's cause: its ``error_msg``, or (a service failed with none) one the events alone tell."""
+    return s.error_msg or _SILENT_CAUSES[s.detail_seed % len(_SILENT_CAUSES)]
+
+
 def timeline(s: Service) -> list[dict[str, Any]]:
     """Every event of ``s``, oldest first: ``{"at": ms, "kind": normal|warning|abnormal, "text", "count",
     "first": ms}`` (``count``/``first`` as v2 aggregates repeats; v1 shows only the last occurrence)."""
@@ -74,7 +86,7 @@ def timeline(s: Service) -> list[dict[str, Any]]:
             }
         )
         out.append(
-            {"at": at, "kind": "abnormal", "text": f"[{m}] model start failed: {s.error_msg or 'unknown'}", "count": 1}
+            {"at": at, "kind": "abnormal", "text": f"[{m}] model start failed: {_cause(s)}", "count": 1}
         )
     elif s.status == "concerning":
         out.append(
