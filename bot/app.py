@@ -42,7 +42,7 @@ from services_bot.core.grammar import (
     SummaryCommand,
     parse_command,
 )
-from services_bot.core.insights import ServiceInsights
+from services_bot.core.insights import ServiceInsights, Timeline
 from services_bot.core.metrics import COMMAND_SECONDS
 from services_bot.core.models import Service
 from services_bot.core.query import ListResult, ServiceQueries, ServiceQuery, encode_cursor
@@ -168,8 +168,7 @@ class SlackHandlers:
                 raise ButtonValueError() from None
             queries = self._queries(channel)
             if isinstance(command, ShowCommand):
-                service = await queries.get(command.ref, target=command.target)
-                return await self._details(queries, service, public=True, command_text=text, shared_by=user)
+                return await self._show(queries, command, public=True, command_text=text, shared_by=user)
             if isinstance(command, SummaryCommand):
                 summary = await queries.summary(command.query)
                 return summary_reply(summary, public=True, command_text=text, shared_by=user)
@@ -258,16 +257,23 @@ class SlackHandlers:
             )
         return self.notifications
 
+    async def _show(self, queries: ServiceQueries, command: ShowCommand, **reply: Any) -> Reply:
+        """``show``: details and, for a failed or concerning service, its events fetched alongside them."""
+        service, why = await ServiceInsights(queries).show(command.ref, target=command.target)
+        return self._details_reply(queries, service, why, **reply)
+
     async def _details(self, queries: ServiceQueries, service: Service, **reply: Any) -> Reply:
         """Details, with the latest abnormal events of a failed or concerning service and its console link."""
-        why = await ServiceInsights(queries).why(service)
+        return self._details_reply(queries, service, await ServiceInsights(queries).why(service), **reply)
+
+    def _details_reply(self, queries: ServiceQueries, service: Service, why: Timeline | None, **reply: Any) -> Reply:
         target = next((c.target for c in queries.clients if c.target.name == service.target), None)
-        url = console_url(service, target.region if target else None, self.console_host)
+        url = console_url(service.service_id, target.region if target else None, self.console_host)
         return details_reply(service, why=why, console_url=url, **reply)
 
     async def on_timeline(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        """ "Timeline" under a service's details: its events and updates, newest first, to the clicker. The value
-        is checked like the Details button's: a target this channel may not see is refused."""
+        """The Timeline button under a service's details: its events and updates, newest first, to the clicker.
+        The value is checked like the Details button's: a target this channel may not see is refused."""
         await ack()
         channel, _user = _where(body)
 
@@ -304,8 +310,7 @@ class SlackHandlers:
     async def _reply(self, command: Command, text: str, channel: str, user: str) -> Reply:
         queries = self._queries(channel)
         if isinstance(command, ShowCommand):
-            service = await queries.get(command.ref, target=command.target)
-            return await self._details(queries, service, public=command.public, command_text=text)
+            return await self._show(queries, command, public=command.public, command_text=text)
         if isinstance(command, EventsCommand):
             service = await queries.get(command.ref, target=command.target)
             timeline = await ServiceInsights(queries).timeline(service, since=command.since, kind=command.kind)

@@ -199,6 +199,29 @@ class ServiceInsights:
             return None
         return await self.timeline(service, kind="abnormal", limit=SHOWN_ABNORMAL)
 
+    async def show(self, ref: str, *, target: str | None = None) -> tuple[Service, Timeline | None]:
+        """``show``: the service's details and, when it is failed or concerning, ``why``. Found by name, the
+        events go out with the details request (the listing row says the status); the details have the last
+        word on whether they are wanted."""
+        early: asyncio.Future[Timeline | None] | None = None
+
+        def on_row(row: Service) -> None:
+            nonlocal early
+            if row.is_unhealthy:
+                early = asyncio.ensure_future(self.why(row))
+
+        try:
+            service = await self.queries.get(ref, target=target, on_row=on_row)
+        except BaseException:
+            if early is not None:
+                early.cancel()
+            raise
+        if early is None or not service.is_unhealthy:
+            if early is not None:
+                early.cancel()
+            return service, await self.why(service)
+        return service, await early
+
     async def load(self, service: Service) -> LoadAnswer:
         """Running against wanted instances and resource usage, whichever the generation offers."""
         client = self._events_client(service)

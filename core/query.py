@@ -405,8 +405,12 @@ class ServiceQueries:
             complete=not gathered.partial,
         )
 
-    async def get(self, ref: str, *, target: str | None = None) -> Service:
-        """A service by id or exact name, with its details; ambiguous names list the candidates."""
+    async def get(
+        self, ref: str, *, target: str | None = None, on_row: Callable[[Service], None] | None = None
+    ) -> Service:
+        """A service by id or exact name, with its details; ambiguous names list the candidates. ``on_row`` is
+        told the listing row of a name found, before its details are asked, so a caller can start what needs
+        only the row (``core.insights``: the events) alongside them."""
         ref = check_length("service id or name", (ref or "").strip(), MAX_SERVICE_REF_CHARS)
         if not ref:
             raise QueryError("No service given.", hint="Give a service id or name, e.g. `show ocr-prod`.")
@@ -417,7 +421,7 @@ class ServiceQueries:
             found = await self._by_id(ref, clients)
             if found:
                 return found
-        by_name = await self._by_name(ref, clients)
+        by_name = await self._by_name(ref, clients, on_row)
         if by_name:
             return by_name
         if not _UUID_LIKE.match(ref) and _looks_like_id(ref):
@@ -574,7 +578,9 @@ class ServiceQueries:
             raise errors[0]
         return None
 
-    async def _by_name(self, name: str, clients: list[TargetClient]) -> Service | None:
+    async def _by_name(
+        self, name: str, clients: list[TargetClient], on_row: Callable[[Service], None] | None = None
+    ) -> Service | None:
         """The API's ``service_name`` filter is pushed (exact or fuzzy, Q28); exactness is checked here."""
         jobs = [
             (c, ListParams(service_name=name, workspace_id=ws))
@@ -599,6 +605,8 @@ class ServiceQueries:
                 ],
             )
         client = next(c for c in clients if c.target.name == exact[0].target)
+        if on_row is not None:
+            on_row(exact[0])
         try:
             return await client.get_service(exact[0].service_id, generation=exact[0].generation)
         except ApiNotFoundError:

@@ -12,10 +12,15 @@ host configurable for other clouds (``SERVICES_BOT_CONSOLE_HOST``) and the regio
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
+from services_bot.core.config import Target
 from services_bot.core.models import Service
+
+ConsoleLink = Callable[[str | None, str], str | None]
+"""(target name, service id) → the service's console page, or None: what alerts get from the wiring."""
 
 CONSOLE_PATH = "/modelarts/?region={region}#/model-deployment/real-time/{service_id}"
 MAX_FIELD_CHARS = 300
@@ -68,10 +73,16 @@ def hidden_fields(service: Service) -> list[tuple[str, str]]:
     return out
 
 
-def console_url(service: Service, region: str | None, host: str) -> str | None:
+def console_url(service_id: str, region: str | None, host: str) -> str | None:
     """The service's page in the ModelArts console, or None when the region is unknown (an emulator or a bare
     endpoint with no region set)."""
     if not region or not host:
         return None
-    path = CONSOLE_PATH.format(region=quote(region, safe=""), service_id=quote(service.service_id, safe=""))
+    path = CONSOLE_PATH.format(region=quote(region, safe=""), service_id=quote(service_id, safe=""))
     return f"https://{host.strip().rstrip('/')}{path}"
+
+
+def console_links(targets: Iterable[Target], host: str) -> ConsoleLink:
+    """Console links for the services of ``targets``, each in its target's region."""
+    regions = {t.name: t.region for t in targets}
+    return lambda target, service_id: console_url(service_id, regions.get(target or ""), host)

@@ -45,8 +45,7 @@ async def answer(queries: ServiceQueries, text: str, *, as_json: bool) -> str:
             hint="Use it from Slack with /services; `ask` answers queries only.",
         )
     if isinstance(command, ShowCommand):
-        service = await queries.get(command.ref, target=command.target)
-        why = await ServiceInsights(queries).why(service)
+        service, why = await ServiceInsights(queries).show(command.ref, target=command.target)
         if as_json:
             data = service.model_dump(mode="json", exclude_none=True)
             if why is not None:

@@ -1,21 +1,43 @@
 """An alert to failed or concerning names the cause the service's events give when its ``error_msg`` is empty
-or says nothing: ``serve``'s watcher sees the change in the emulator, and the alert is read at the Slack
-stand-in."""
+or says nothing, and links to the service in the console of its target's region: ``serve``'s watcher sees the
+change in the emulator, and the alert is read at the Slack stand-in."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from services_bot.emulator import EmulatorServer
 from services_bot.emulator import events as emulator_events
-from services_bot.workspace import WorkspaceClient
+from services_bot.workspace import WorkspaceClient, WorkspaceServer
 
 from services_bot.serve import BackgroundServe
 from tests import test_alert_lifecycle as lifecycle
-from tests.conftest import Control
+from tests.conftest import Control, slack_settings
 from tests.test_alert_lifecycle import first_alert, shown, wait_polls
 
-# the lifecycle module's fleet, team, bot and stand-in, as fixtures of this module too
-fleet, fleet_control, team, bot, slack = (
-    lifecycle.fleet, lifecycle.fleet_control, lifecycle.team, lifecycle.bot, lifecycle.slack
-)  # fmt: skip
+# the lifecycle module's fleet, team and stand-in, as fixtures of this module too
+fleet, fleet_control, team, slack = lifecycle.fleet, lifecycle.fleet_control, lifecycle.team, lifecycle.slack
+
+
+@pytest.fixture
+def bot(
+    fleet: EmulatorServer, fleet_control: Control, team: WorkspaceServer, tmp_path: Path
+) -> Iterator[BackgroundServe]:
+    """The lifecycle module's bot, with a region on its target (the endpoint still the emulator's)."""
+    settings = slack_settings(
+        fleet,
+        team,
+        services_bot_db=tmp_path / "store.db",
+        services_bot_poll_seconds=lifecycle.POLL,
+        services_bot_alert_channel=lifecycle.ALERTS,
+        services_bot_max_retries=0,
+        modelarts_region="eu-de",
+    )
+    with BackgroundServe(settings) as running:
+        wait_polls(running)
+        yield running
 
 
 async def test_a_failure_with_an_empty_error_names_the_events_cause(
@@ -30,6 +52,10 @@ async def test_a_failure_with_an_empty_error_names_the_events_cause(
     text = shown(alert)
     assert "model start failed:" in text
     assert any(cause in text for cause in emulator_events._SILENT_CAUSES)
+    links = [e for b in alert["blocks"] for e in b.get("elements", []) if e.get("action_id") == "open_in_console"]
+    assert links and links[0]["url"] == (
+        "https://console.huaweicloud.com/modelarts/?region=eu-de#/model-deployment/real-time/" + created["service_id"]
+    )
 
 
 async def test_a_concerning_service_alert_says_which_instance_is_not_ready(
