@@ -62,9 +62,10 @@ class ListParams:
     sort_by: str | None = None
     order: str | None = None
     tags: str | None = None
+    pool_id: str | None = None  # v2 only: the v1 list has no pool filter (core.generations skips v1 for it)
 
     def query(self) -> dict[str, str]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {k: v for k, v in asdict(self).items() if v is not None and k != "pool_id"}
 
 
 async def collect_pages(pages: AsyncIterator[list[Service]]) -> list[Service]:

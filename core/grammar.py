@@ -37,7 +37,7 @@ Usage: {USAGE}
 
 Statuses: {", ".join(KNOWN_STATUSES)}; unhealthy = failed + error + concerning; failed includes error.
 Filters: name:<text or glob>  type:{"|".join(KNOWN_INFER_TYPES)}  ws:<workspace id>  model:<model id>
-         tag:<tag>  target:<name>  sort:changed|published|name  order:asc|desc  limit:<1-1000>
+         tag:<tag>  pool:<dedicated pool id>  target:<name>  sort:changed|published|name  order:asc|desc  limit:<1-1000>
 `public` posts the answer in the channel instead of only to you.
 
 Alerts in this channel (Slack):
@@ -62,6 +62,7 @@ FILTER_KEYS: dict[str, str] = {
     "model_id": "model_id",
     "tag": "tags",
     "tags": "tags",
+    "pool": "pool",
     "sort": "sort",
     "order": "order",
     "limit": "limit",
@@ -214,7 +215,7 @@ def _apply_filter(fields: dict[str, Any], statuses: set[str], key: str, value: s
         guess = did_you_mean(key, FILTER_KEYS)
         raise QueryError(
             f"Unknown filter '{preview(key)}:'." + (f" Did you mean '{guess}:'?" if guess else ""),
-            hint="Filters: name: type: ws: model: tag: target: sort: order: limit:.",
+            hint="Filters: name: type: ws: model: tag: pool: target: sort: order: limit:.",
             suggestion=f"{guess}:" if guess else None,
         )
     if not value:

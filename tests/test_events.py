@@ -14,6 +14,7 @@ import httpx
 import pytest
 from services_bot.core.errors import QueryError
 from services_bot.core.insights import ServiceInsights, parse_events_args
+from services_bot.core.query import ServiceQuery
 from services_bot.emulator import EmulatorServer, EmulatorSettings
 
 from tests.conftest import Control, queries_for
@@ -176,3 +177,22 @@ def test_ask_events_of_an_unknown_service_suggests_names(emulator_server: Emulat
     assert "cli-events-known" in proc.stdout + proc.stderr
     bad = run(["ask", "events", "cli-events-known", "since:forever"], env_for(emulator_server))
     assert bad.returncode != 0 and "not a duration" in bad.stdout + bad.stderr
+
+
+# -- pool:<id> -------------------------------------------------------------------------------------------
+
+
+async def test_pool_filter_is_sent_to_v2_and_says_v1_is_left_out(both_server: EmulatorServer, both: Control) -> None:
+    project = both_server.settings.project_id
+    rows = raw(both_server, f"/v2/{project}/services", limit=500).json()["data"]
+    first = raw(both_server, f"/v2/{project}/services/{rows[0]['id']}").json()
+    pool = first["version"]["instance_groups"][0]["pool_id"]
+    oracle = raw(both_server, f"/v2/{project}/services", pool_id=pool, limit=500).json()["data"]
+    both.clear_requests()
+    async with queries_for(both_server, modelarts_api_generation="both") as queries:
+        result = await queries.list(ServiceQuery.build(pool=pool, limit=100))
+    assert {s.service_id for s in result.services} == {r["id"] for r in oracle} and oracle
+    assert all(s.generation == "v2" for s in result.services)
+    assert any("v1 services are left out" in w for w in result.warnings)
+    listed = [q for q in both.requests()["log"] if q["path"].endswith("/services")]
+    assert listed and all("pool_id=" in q["query"] and q["path"].startswith("/v2/") for q in listed)
