@@ -10,6 +10,7 @@ transport (credentials, retries, typed errors), so nothing here knows how a requ
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -116,12 +117,14 @@ class EventsClient:
         kinds: list[str | None] = (
             ["ABNORMAL", "WARNING"] if wanted.kind == "abnormal" else [wanted.kind.upper() if wanted.kind else None]
         )
-        pages = [
-            await self.client._request(
-                "GET", self._url(service_id, "events"), v2_event_query(wanted, kind), _parse(V2EventPage, context)
+        pages = await asyncio.gather(
+            *(
+                self.client._request(
+                    "GET", self._url(service_id, "events"), v2_event_query(wanted, kind), _parse(V2EventPage, context)
+                )
+                for kind in kinds
             )
-            for kind in kinds
-        ]
+        )
         events = [e for page in pages for e in v2_events(page)]
         events.sort(key=lambda e: e.at.timestamp() if e.at else 0.0, reverse=wanted.order == "desc")
         total = sum(page.total if page.total is not None else len(page.data) for page in pages)
@@ -146,10 +149,10 @@ class EventsClient:
             return v1_load(answer)
         context = self.client._context("load")
         paged = {"offset": "0", "limit": str(V2_MAX_EVENTS)}
-        deployments = await self.client._request(
-            "GET", self._url(service_id, "deployments"), paged, _parse(V2DeploymentList, context)
-        )
-        instances = await self.client._request(
-            "GET", self._url(service_id, "deployments/all/instances"), paged, _parse(V2InstancePage, context)
+        deployments, instances = await asyncio.gather(
+            self.client._request("GET", self._url(service_id, "deployments"), paged, _parse(V2DeploymentList, context)),
+            self.client._request(
+                "GET", self._url(service_id, "deployments/all/instances"), paged, _parse(V2InstancePage, context)
+            ),
         )
         return v2_load(deployments, instances)

@@ -13,6 +13,7 @@ command line and MCP read it the same way.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,8 @@ from services_bot.core.models import Service
 from services_bot.core.models_events import Event, EventKind, Load, UpdateLog
 from services_bot.core.notifications import MAX_HISTORY_SINCE, parse_duration
 from services_bot.core.query import ServiceQueries
+
+log = logging.getLogger("services_bot.insights")
 
 SHOWN_ABNORMAL = 5
 """How many abnormal events ``show`` adds for a failed or concerning service."""
@@ -281,4 +284,7 @@ def _update_event(log: UpdateLog) -> Event:
 
 
 def _reason(exc: BaseException) -> str:
-    return exc.user_text() if isinstance(exc, ServicesBotError) else f"{type(exc).__name__}."
+    if isinstance(exc, ServicesBotError):
+        return exc.user_text()
+    log.error("reading events failed unexpectedly", exc_info=exc)  # a bug, not ModelArts: the operator must see it
+    return f"an unexpected {type(exc).__name__}."
