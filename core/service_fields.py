@@ -2,7 +2,8 @@
 
 ``additional_properties`` is documented as ``Map<String,String>`` but read as nested objects elsewhere (quirks
 appendix: ``smn_notification.topic_urn``, ``log_report_channels[].type``), and a string value may itself be
-JSON: both readings are accepted. The surfaces render the pairs returned here; they do not dig in the details.
+JSON: both readings are accepted, and a flat ``smn_topic_urn`` too. The surfaces render the pairs returned
+here; they do not dig in the details.
 
 The console link is not documented anywhere the spec could read: it follows the pattern
 ``https://{host}/modelarts/?region={region}#/model-deployment/real-time/{service_id}`` (``CONSOLE_PATH``), with the
@@ -45,7 +46,7 @@ def hidden_fields(service: Service) -> list[tuple[str, str]]:
     each model's pool and scaling."""
     out: list[tuple[str, str]] = []
     props = service.additional_properties or {}
-    smn = _object(props.get("smn_notification"))
+    smn = _object(props.get("smn_notification") or props.get("smn_topic_urn"))
     if isinstance(smn, dict) and smn.get("topic_urn"):
         out.append(("SMN topic", _text(smn["topic_urn"])))
     elif smn:
@@ -65,7 +66,7 @@ def hidden_fields(service: Service) -> list[tuple[str, str]]:
         if config.dest_path:
             out.append((f"{name} output", _text(config.dest_path)))
         pool = config.pool_name or config.cluster_id
-        if pool or config.scaling is not None:
+        if pool or config.scaling:  # a shared pool without autoscaling is the default: nothing to point out
             parts = [f"pool {pool}" if pool else "shared pool"]
             if config.scaling is not None:
                 parts.append("autoscaling on" if config.scaling else "autoscaling off")
