@@ -10,7 +10,9 @@ until the stand-in stores that answer (the `at` stamp of its `ephemeral_posted` 
 
 Rows: each command mix N times in a row with the bot's default cache (5 s, as in production) and with no
 cache (the cold path); 10 commands at once (one per user, mixes rotating); and with every API request delayed
-(`POST /_emulator/faults {"latency_ms": ...}`), to show the ack does not wait for ModelArts.
+(`POST /_emulator/faults {"latency_ms": ...}`), to show the ack does not wait for ModelArts. `show {failed}`
+shows a failed service, which adds its latest abnormal events and last update (two more requests, sent
+together: issue 15); with the latency it runs ``--failed-repeat`` times for a p99 of its own.
 
     python benchmarks/bench_slack.py
     python benchmarks/bench_slack.py --repeat 100 --latency-ms 200
@@ -240,7 +242,7 @@ async def sequential(client: WorkspaceClient, answers: Answers, mixes: list[str]
         samples = out.setdefault(mix, Samples())
         for i in range(repeat):
             await client.reset()
-            text = mix.format(name=NAMES[i % len(NAMES)])
+            text = mix.format(name=NAMES[i % len(NAMES)], failed=FAILED[i % len(FAILED)])
             ack, answer, message = await one(client, answers, text, user)
             samples.add(ack, answer, message is None or is_error(message))
             if mix == "limit:40" and message is not None and not is_error(message):
@@ -256,7 +258,12 @@ async def concurrent(client: WorkspaceClient, answers: Answers, mixes: list[str]
     samples = Samples()
     for r in range(rounds):
         await client.reset()
-        texts = [mixes[(r + i) % len(mixes)].format(name=NAMES[(r * width + i) % len(NAMES)]) for i in range(width)]
+        texts = [
+            mixes[(r + i) % len(mixes)].format(
+                name=NAMES[(r * width + i) % len(NAMES)], failed=FAILED[(r * width + i) % len(FAILED)]
+            )
+            for i in range(width)
+        ]
         results = await asyncio.gather(*(one(client, answers, t, USERS[i]) for i, t in enumerate(texts)))
         for ack, answer, message in results:
             samples.add(ack, answer, message is None or is_error(message))
@@ -264,11 +271,13 @@ async def concurrent(client: WorkspaceClient, answers: Answers, mixes: list[str]
 
 
 NAMES: list[str] = []
-MIXES = ["failed", "unhealthy type:real-time", "summary", "show {name}", "limit:40"]
+FAILED: list[str] = []
+MIXES = ["failed", "unhealthy type:real-time", "summary", "show {name}", "show {failed}", "limit:40"]
 
 
-def unique_names(emulator_url: str, count: int) -> list[str]:
-    """Names that appear once in the fleet, so `show <name>` is never ambiguous."""
+def unique_names(emulator_url: str, count: int, status: str | None = None) -> list[str]:
+    """Names that appear once in the fleet (of services in ``status``, when given), so `show <name>` is never
+    ambiguous."""
     response = httpx.get(
         f"{emulator_url}/v1/{PROJECT}/services",
         params={"limit": 100_000},
@@ -278,9 +287,12 @@ def unique_names(emulator_url: str, count: int) -> list[str]:
     )
     response.raise_for_status()
     seen: dict[str, int] = {}
+    wanted: set[str] = set()
     for service in response.json()["services"]:
         seen[service["service_name"]] = seen.get(service["service_name"], 0) + 1
-    names = [name for name, n in seen.items() if n == 1 and " " not in name]
+        if status is None or service.get("status") == status:
+            wanted.add(service["service_name"])
+    names = [name for name, n in seen.items() if n == 1 and " " not in name and name in wanted]
     return names[:: max(1, len(names) // count)][:count]
 
 
@@ -324,6 +336,11 @@ async def bench(args: argparse.Namespace, emulator_url: str, workspace: Workspac
                         samples = await concurrent(client, answers, MIXES, args.width, args.slow_rounds)
                         rows.append(row(f"{args.width} at once", label, args.latency_ms, "rotating mixes", samples))
                         print(rows[-1], flush=True)
+                        if args.failed_repeat:
+                            runs = await sequential(client, answers, ["show {failed}"], args.failed_repeat)
+                            shown = runs["show {failed}"]
+                            rows.append(row("failed, many runs", label, args.latency_ms, "show {failed}", shown))
+                            print(rows[-1], flush=True)
                     finally:
                         (await faults.post("/faults", json={"latency_ms": 0})).raise_for_status()
             finally:
@@ -345,6 +362,9 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=200, help="added to every API request (0: skip)")
     parser.add_argument("--slow-repeat", type=int, default=10, help="runs of each command with added latency")
     parser.add_argument("--slow-rounds", type=int, default=5, help="rounds at once with added latency")
+    parser.add_argument(
+        "--failed-repeat", type=int, default=100, help="runs of `show <a failed service>` with added latency"
+    )
     parser.add_argument("--no-watch", action="store_true", help="serve without the watcher (serve --no-watch)")
     args = parser.parse_args()
     python = f"{platform.python_implementation()} {platform.python_version()}"
@@ -356,6 +376,7 @@ def main() -> None:
     workspace = WorkspaceServer(WorkspaceSettings(users=users))
     try:
         NAMES.extend(unique_names(emulator_url, 100))
+        FAILED.extend(unique_names(emulator_url, 100, status="failed"))
         workspace.start()
         with tempfile.TemporaryDirectory() as logdir:
             print(

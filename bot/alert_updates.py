@@ -14,6 +14,7 @@ import logging
 from services_bot.bot.alerts import alert_message, batch_metadata, grouped_message, metadata, updated_metadata
 from services_bot.bot.slack_errors import NETWORK_ERRORS, failure_of
 from services_bot.core.notifications import Acknowledgement
+from services_bot.core.service_fields import ConsoleLink
 from services_bot.core.store import Store
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -21,7 +22,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 log = logging.getLogger(__name__)
 
 
-async def refresh_alert(store: Store, client: AsyncWebClient, channel: str, transition_id: int) -> bool:
+async def refresh_alert(
+    store: Store, client: AsyncWebClient, channel: str, transition_id: int, console_link: ConsoleLink | None = None
+) -> bool:
     """Re-render the message that carried this transition in ``channel``; True when Slack took the update."""
     posted = await store.thread_of_transition(channel, transition_id)
     t = await store.transition(transition_id)
@@ -31,7 +34,8 @@ async def refresh_alert(store: Store, client: AsyncWebClient, channel: str, tran
     thread = await store.thread_rooted_at(channel, t.id)
     later = await store.thread_transitions(channel, t.target, t.service_id, t.id) if thread is not None else []
     acks = _once_each(await store.acknowledgements([t.id, *(x.id for x in later if x.id is not None)], channel))
-    text, blocks = alert_message(t, channel=channel, later=later, acks=acks)
+    link = console_link(t.target, t.service_id) if console_link else None
+    text, blocks = alert_message(t, channel=channel, later=later, acks=acks, console_url=link)
     meta = updated_metadata(t, later, acks) if (later or acks) else metadata(t)
     if not await _update(client, channel, ts, text=text, blocks=blocks, metadata=meta):
         return False

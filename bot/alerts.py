@@ -130,10 +130,12 @@ def alert_message(
     channel: str | None = None,
     later: list[Transition] | None = None,
     acks: list[Acknowledgement] | None = None,
+    console_url: str | None = None,
 ) -> tuple[str, list[Block]]:
-    """The alert for one transition. A first alert being updated gets ``later`` (the changes in its thread since:
-    it then shows whether that resolved, relapsed or where it stands) and ``acks`` (who is on it); ``channel``
-    goes into the Acknowledge button so a click can be checked against the channel it came from."""
+    """The alert for one transition, with an Open in console link when ``console_url`` is known. A first alert
+    being updated gets ``later`` (the changes in its thread since: it then shows whether that resolved, relapsed
+    or where it stands) and ``acks`` (who is on it); ``channel`` goes into the Acknowledge button so a click can
+    be checked against the channel it came from."""
     line = f"{transition_label(t)} · *{escape(t.display_name, 150)}* {change_words(t)}"
     blocks: list[Block] = []
     state = thread_state(later or [])
@@ -154,6 +156,9 @@ def alert_message(
         buttons.append(_button("Acknowledge", "acknowledge_alert", {"c": channel, "x": t.id}))
     if not resolved:
         buttons.append(_button("Mute 1h", "mute_service", {"id": t.service_id, "t": t.target, "n": t.service_name}))
+    if console_url and t.kind != "deleted":
+        link = {"type": "button", "text": {"type": "plain_text", "text": "Open in console"}}
+        buttons.append({**link, "action_id": "open_in_console", "url": console_url[:3000]})
     if buttons:
         blocks.append({"type": "actions", "elements": buttons})
     # change_words is escaped mrkdwn already: only bounded here, not escaped twice

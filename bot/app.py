@@ -24,21 +24,29 @@ from services_bot.bot.replies import (
     error_reply,
     help_reply,
     list_reply,
+    load_reply,
     summary_reply,
+    timeline_reply,
     unexpected_reply,
 )
+from services_bot.core.config import DEFAULT_CONSOLE_HOST
 from services_bot.core.errors import QueryError, ServicesBotError
 from services_bot.core.grammar import (
     Command,
+    EventsCommand,
     HelpCommand,
     ListCommand,
+    LoadCommand,
     NotificationCommand,
     ShowCommand,
     SummaryCommand,
     parse_command,
 )
+from services_bot.core.insights import ServiceInsights, Timeline
 from services_bot.core.metrics import COMMAND_SECONDS
+from services_bot.core.models import Service
 from services_bot.core.query import ListResult, ServiceQueries, ServiceQuery, encode_cursor
+from services_bot.core.service_fields import console_url
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -82,11 +90,13 @@ class SlackHandlers:
         *,
         answer_timeout: float,
         permissions: Permissions | None = None,
+        console_host: str = DEFAULT_CONSOLE_HOST,
     ) -> None:
         self.queries = queries
         self.notifications = notifications
         self.answer_timeout = answer_timeout
         self.permissions = permissions
+        self.console_host = console_host
         self._running: set[asyncio.Task[bool]] = set()
 
     def _queries(self, channel: str) -> ServiceQueries:
@@ -119,7 +129,7 @@ class SlackHandlers:
             if target is not None and (not isinstance(target, str) or not queries.scope.allows(target)):
                 raise ButtonValueError()
             service = await queries.get(str(value.get("id") or ""), target=target)
-            return details_reply(service)
+            return await self._details(queries, service)
 
         self._later(self._answer(respond, "details", reply, replace_original=False))
 
@@ -158,8 +168,7 @@ class SlackHandlers:
                 raise ButtonValueError() from None
             queries = self._queries(channel)
             if isinstance(command, ShowCommand):
-                service = await queries.get(command.ref, target=command.target)
-                return details_reply(service, public=True, command_text=text, shared_by=user)
+                return await self._show(queries, command, public=True, command_text=text, shared_by=user)
             if isinstance(command, SummaryCommand):
                 summary = await queries.summary(command.query)
                 return summary_reply(summary, public=True, command_text=text, shared_by=user)
@@ -176,7 +185,7 @@ class SlackHandlers:
         self._later(share())
 
     async def on_mute(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        """"Mute 1h" under an alert: silence that service in that channel, and say so in the channel. The
+        """ "Mute 1h" under an alert: silence that service in that channel, and say so in the channel. The
         button's value is not trusted: a service that does not exist is refused to the clicker, nothing stored."""
         await ack()
         channel, user = _where(body)
@@ -192,7 +201,7 @@ class SlackHandlers:
         self._later(self._answer(respond, "mute", reply, replace_original=False))
 
     async def on_unmute(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        """"Unmute" on a mute's note or in ``mutes``: lifts the mute and says so in the channel."""
+        """ "Unmute" on a mute's note or in ``mutes``: lifts the mute and says so in the channel."""
         await ack()
         channel, user = _where(body)
 
@@ -202,7 +211,7 @@ class SlackHandlers:
         self._later(self._answer(respond, "unmute", reply, replace_original=False))
 
     async def on_acknowledge(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        """"Acknowledge" under an alert: recorded, and the alert itself updated to show who and when."""
+        """ "Acknowledge" under an alert: recorded, and the alert itself updated to show who and when."""
         await ack()
         channel, user = _where(body)
 
@@ -212,7 +221,7 @@ class SlackHandlers:
         self._later(self._answer(respond, "acknowledge", reply, replace_original=False))
 
     async def on_history_older(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        """"Older" under ``history``: the next transitions, replacing a private answer in place."""
+        """ "Older" under ``history``: the next transitions, replacing a private answer in place."""
         await ack()
         channel, _user = _where(body)
         ephemeral = bool((body.get("container") or {}).get("is_ephemeral"))
@@ -223,7 +232,7 @@ class SlackHandlers:
         self._later(self._answer(respond, "history_older", reply, replace_original=ephemeral))
 
     async def on_show_transitions(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        """"Show all" under a grouped alert: every transition of that burst, to the clicker."""
+        """ "Show all" under a grouped alert: every transition of that burst, to the clicker."""
         await ack()
         channel, _user = _where(body)
 
@@ -248,6 +257,47 @@ class SlackHandlers:
             )
         return self.notifications
 
+    async def _show(self, queries: ServiceQueries, command: ShowCommand, **reply: Any) -> Reply:
+        """``show``: details and, for a failed or concerning service, its events fetched alongside them."""
+        service, why = await ServiceInsights(queries).show(command.ref, target=command.target)
+        return self._details_reply(queries, service, why, **reply)
+
+    async def _details(self, queries: ServiceQueries, service: Service, **reply: Any) -> Reply:
+        """Details, with the latest abnormal events of a failed or concerning service and its console link."""
+        return self._details_reply(queries, service, await ServiceInsights(queries).why(service), **reply)
+
+    def _details_reply(self, queries: ServiceQueries, service: Service, why: Timeline | None, **reply: Any) -> Reply:
+        target = next((c.target for c in queries.clients if c.target.name == service.target), None)
+        url = console_url(service.service_id, target.region if target else None, self.console_host)
+        return details_reply(service, why=why, console_url=url, **reply)
+
+    async def on_timeline(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        """The Timeline button under a service's details: its events and updates, newest first, to the clicker.
+        The value is checked like the Details button's: a target this channel may not see is refused."""
+        await ack()
+        channel, _user = _where(body)
+
+        async def reply() -> Reply:
+            value = _button_value(body)
+            queries = self._queries(channel)
+            target = value.get("t")
+            if target is not None and (not isinstance(target, str) or not queries.scope.allows(target)):
+                raise ButtonValueError()
+            try:
+                command = parse_command(str(value.get("q") or ""))
+            except QueryError:
+                raise ButtonValueError() from None
+            if not isinstance(command, EventsCommand):
+                raise ButtonValueError()
+            service = await queries.get(command.ref, target=target)
+            return timeline_reply(service, await ServiceInsights(queries).timeline(service))
+
+        self._later(self._answer(respond, "timeline", reply, replace_original=False))
+
+    async def on_link(self, ack: AsyncAck) -> None:
+        """A link button (Open in console) opens in the browser; Slack still reports the click, which needs an ack."""
+        await ack()
+
     async def _list(self, query: ServiceQuery, channel: str) -> ListResult:
         """A Slack page lists at most ``SLACK_PAGE`` services, so paging never skips what a message cannot hold."""
         queries = self._queries(channel)
@@ -260,8 +310,14 @@ class SlackHandlers:
     async def _reply(self, command: Command, text: str, channel: str, user: str) -> Reply:
         queries = self._queries(channel)
         if isinstance(command, ShowCommand):
+            return await self._show(queries, command, public=command.public, command_text=text)
+        if isinstance(command, EventsCommand):
             service = await queries.get(command.ref, target=command.target)
-            return details_reply(service, public=command.public, command_text=text)
+            timeline = await ServiceInsights(queries).timeline(service, since=command.since, kind=command.kind)
+            return timeline_reply(service, timeline, public=command.public)
+        if isinstance(command, LoadCommand):
+            service = await queries.get(command.ref, target=command.target)
+            return load_reply(service, await ServiceInsights(queries).load(service), public=command.public)
         if isinstance(command, SummaryCommand):
             return summary_reply(await queries.summary(command.query), public=command.public, command_text=text)
         if isinstance(command, ListCommand):
@@ -364,6 +420,7 @@ def create_slack_app(
     notifications: NotificationCommands | None = None,
     answer_timeout: float = 60.0,
     permissions: Permissions | None = None,
+    console_host: str = DEFAULT_CONSOLE_HOST,
 ) -> AsyncApp:
     """The bolt app. ``signing_secret`` None means Socket Mode, where Slack's websocket replaces signatures."""
     app = AsyncApp(
@@ -373,11 +430,15 @@ def create_slack_app(
         process_before_response=True,  # listeners only ack and hand the answer to a task (SlackHandlers._later)
         logger=logging.getLogger("bot.slack"),
     )
-    handlers = SlackHandlers(queries, notifications, answer_timeout=answer_timeout, permissions=permissions)
+    handlers = SlackHandlers(
+        queries, notifications, answer_timeout=answer_timeout, permissions=permissions, console_host=console_host
+    )
     app.command(COMMAND)(handlers.on_command)
     app.action("service_details")(handlers.on_details)
     app.action(re.compile(r"^page_(previous|next)$"))(handlers.on_page)
     app.action("share_in_channel")(handlers.on_share)
+    app.action("service_timeline")(handlers.on_timeline)
+    app.action("open_in_console")(handlers.on_link)
     app.action("mute_service")(handlers.on_mute)
     app.action("show_transitions")(handlers.on_show_transitions)
     app.action("unmute_service")(handlers.on_unmute)

@@ -65,6 +65,7 @@ from services_bot.bot.reconcile import (
 from services_bot.bot.slack_errors import NETWORK_ERRORS, SlackFailure, failure_of
 from services_bot.core.metrics import DELIVERIES, OLDEST_UNDELIVERED, SLACK_ERRORS, UNDELIVERED
 from services_bot.core.notifications import AlertThread, Delivery, Notice, Transition
+from services_bot.core.service_fields import ConsoleLink
 from services_bot.core.store import Store
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -101,8 +102,10 @@ class AlertDelivery:
         alert_channel: str | None = None,
         history_per_minute: float = TIER3_PER_MINUTE,
         history_page_size: int = HISTORY_PAGE_SIZE,
+        console_link: ConsoleLink | None = None,
     ) -> None:
         self.store = store
+        self.console_link = console_link  # each alert's Open in console link, from its target's region
         self.client = client
         self.group_threshold = group_threshold
         self.tick_seconds = tick_seconds
@@ -223,7 +226,8 @@ class AlertDelivery:
         t = delivery.transition
         assert t is not None
         thread = await self._thread_of(delivery)
-        text, blocks = alert_message(t, channel=delivery.channel)
+        link = self.console_link(t.target, t.service_id) if self.console_link else None
+        text, blocks = alert_message(t, channel=delivery.channel, console_url=link)
         if thread is None:
             opens = t if t.kind != "deleted" else None
             await self._post([delivery], text=text, blocks=blocks, metadata=metadata(t), opens=opens)
@@ -238,7 +242,7 @@ class AlertDelivery:
             reply_broadcast=reopened,
         )
         if ts and thread.transition_id is not None:
-            await refresh_alert(self.store, self.client, delivery.channel, thread.transition_id)
+            await refresh_alert(self.store, self.client, delivery.channel, thread.transition_id, self.console_link)
 
     async def _notice_thread(self, channel: str, notice: Notice) -> dict[str, Any]:
         """A notice about one service (its mute ended) goes into that service's alert thread, if it has one."""
@@ -403,7 +407,7 @@ class AlertDelivery:
             opens = _opened(delivery, t, ts)
         await self.store.mark_done([delivery.id], ts, root if reply else None, opens)
         if reply and t is not None and thread is not None and thread.transition_id is not None:
-            await refresh_alert(self.store, self.client, delivery.channel, thread.transition_id)
+            await refresh_alert(self.store, self.client, delivery.channel, thread.transition_id, self.console_link)
 
     # -- health --------------------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from services_bot.core.notifications import (
     parse_watch_args,
 )
 from services_bot.core.query import ServiceQueries
+from services_bot.core.service_fields import ConsoleLink
 from services_bot.core.store import Store
 from services_bot.core.suggest import did_you_mean
 from slack_sdk.web.async_client import AsyncWebClient
@@ -59,9 +60,11 @@ class ChannelNotifications:
         *,
         permissions: Permissions | None = None,
         client: AsyncWebClient | None = None,
+        console_link: ConsoleLink | None = None,
     ) -> None:
         self.store = store
         self.queries = queries
+        self.console_link = console_link
         self.permissions = permissions or Permissions(Access([c.target for c in queries.clients]), client)
         self.client = client
 
@@ -247,12 +250,12 @@ class ChannelNotifications:
                 detail=transition.display_name,
             )
         if self.client is not None:
-            await refresh_alert(self.store, self.client, channel, transition.id)
+            await refresh_alert(self.store, self.client, channel, transition.id, self.console_link)
             thread = await self.store.alert_thread(
                 channel, transition.target, transition.service_id, datetime.fromtimestamp(0, UTC)
             )
             if thread is not None and thread.transition_id not in (None, transition.id):
-                await refresh_alert(self.store, self.client, channel, thread.transition_id)  # type: ignore[arg-type]
+                await refresh_alert(self.store, self.client, channel, thread.transition_id, self.console_link)  # type: ignore[arg-type]
         return None
 
     # -- listings ----------------------------------------------------------------------------------------

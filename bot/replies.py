@@ -20,6 +20,7 @@ from services_bot.bot.views import (
     mention,
     summary_view,
 )
+from services_bot.bot.views_events import hidden_blocks, load_view, service_actions, timeline_view, why_blocks
 from services_bot.core.errors import (
     ApiError,
     AuthenticationError,
@@ -32,6 +33,7 @@ from services_bot.core.errors import (
     UnavailableError,
 )
 from services_bot.core.grammar import HELP_TEXT, USAGE
+from services_bot.core.insights import LoadAnswer, Timeline
 from services_bot.core.models import Service
 from services_bot.core.query import ListResult, Summary
 
@@ -90,16 +92,44 @@ def summary_reply(
 
 
 def details_reply(
-    service: Service, *, public: bool = False, command_text: str | None = None, shared_by: str | None = None
+    service: Service,
+    *,
+    public: bool = False,
+    command_text: str | None = None,
+    shared_by: str | None = None,
+    why: Timeline | None = None,
+    console_url: str | None = None,
 ) -> Reply:
     """A service's details; a private answer to ``show`` carries "Share in channel" (the Details button's
-    answer, having no command, does not)."""
-    blocks = details_view(service)
+    answer, having no command, does not). ``why`` adds a failed or concerning service's latest abnormal events
+    and last update; every answer carries the Timeline button and, when the region is known, Open in console."""
+    blocks = [*details_view(service), *hidden_blocks(service)]
+    if why is not None:
+        blocks += why_blocks(why)
+    blocks = [*blocks[: MAX_BLOCKS - 2], service_actions(service, console_url)]
     if command_text is not None:
         blocks = _shareable(blocks, command_text, public, shared_by)
     return Reply(
         text=f"{fallback_text(service.display_name, 150)}: {fallback_text(service.status or 'unknown', 20)}",
         blocks=blocks,
+        public=public,
+    )
+
+
+def timeline_reply(service: Service, timeline: Timeline, *, public: bool = False) -> Reply:
+    return Reply(
+        text=f"{fallback_text(service.display_name, 150)}: {timeline.total} event(s) and update(s)",
+        blocks=timeline_view(service, timeline),
+        public=public,
+    )
+
+
+def load_reply(service: Service, answer: LoadAnswer, *, public: bool = False) -> Reply:
+    load = answer.load
+    counts = f"{load.running}/{load.wanted} running" if load and load.wanted is not None else "load"
+    return Reply(
+        text=f"{fallback_text(service.display_name, 150)}: {fallback_text(counts, 40)}",
+        blocks=load_view(service, answer),
         public=public,
     )
 

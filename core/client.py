@@ -62,9 +62,10 @@ class ListParams:
     sort_by: str | None = None
     order: str | None = None
     tags: str | None = None
+    pool_id: str | None = None  # v2 only: the v1 list has no pool filter (core.generations skips v1 for it)
 
     def query(self) -> dict[str, str]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {k: v for k, v in asdict(self).items() if v is not None and k != "pool_id"}
 
 
 async def collect_pages(pages: AsyncIterator[list[Service]]) -> list[Service]:
@@ -357,13 +358,21 @@ class ModelArtsClient:
 
 
 def _route(path: str) -> str:
-    """A bounded label for a request path: the three v1 endpoints and the two v2 ones (``list_v2``, ``show_v2``)."""
+    """A bounded label for a request path: the three v1 endpoints, the two v2 ones (``list_v2``, ``show_v2``) and a
+    service's events, monitor, logs, deployments and instances."""
     suffix = "_v2" if "/v2/" in path else ""
     if path.endswith("/infer-services"):
         return "legacy"
     if path.endswith("/services"):
         return "list" + suffix
+    tail = path.rsplit("/", 1)[-1]
+    if "/services/" in path and tail in _SERVICE_PARTS:
+        return tail + suffix
     return ("show" + suffix) if "/services/" in path else "other"
+
+
+_SERVICE_PARTS = frozenset({"events", "monitor", "logs", "deployments", "instances"})
+"""The sub-resources of a service (``core.client_events``), each its own route label."""
 
 
 @dataclass

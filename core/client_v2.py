@@ -62,6 +62,8 @@ def v2_query(params: ListParams) -> dict[str, str]:
         query["asset_id"] = params.model_id  # "services that use this asset (an asset or model id)"
     if params.tags:
         query["tags"] = params.tags
+    if params.pool_id:
+        query["pool_id"] = params.pool_id
     if params.sort_by in _SORT_KEYS:
         query["sort_key"] = _SORT_KEYS[params.sort_by]
         if params.order:

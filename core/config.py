@@ -22,6 +22,10 @@ ApiGeneration = Literal["v1", "v2", "both"]
 API_GENERATIONS: tuple[str, ...] = ("v1", "v2", "both")
 
 
+DEFAULT_CONSOLE_HOST = "console.huaweicloud.com"
+"""Where "Open in console" links point (``core.service_fields.console_url``); other clouds set their own."""
+
+
 def region_endpoint(region: str) -> str:
     """The documented regional endpoint pattern."""
     return f"https://modelarts.{region}.myhuaweicloud.com"
@@ -106,6 +110,12 @@ class Settings(BaseSettings):
         None, description="IAM endpoint (default from the region, else the ModelArts endpoint)."
     )
     services_bot_config: Path | None = Field(None, description="TOML file listing several targets.")
+    services_bot_console_host: str = Field(
+        DEFAULT_CONSOLE_HOST,
+        description='Host of the ModelArts console that "Open in console" links to: '
+        "`https://{host}/modelarts/?region={region}#/model-deployment/real-time/{service_id}` (the region from the "
+        "target; a target without a region gets no link). Set it for another cloud, e.g. `console.otc.t-systems.com`.",
+    )
     services_bot_host: str = Field("127.0.0.1", description="Address `serve` and `mcp --transport http` listen on.")
     services_bot_port: int = Field(3000, ge=0, le=65535, description="Port of `serve` and `mcp --transport http`.")
     services_bot_mcp_token: SecretStr | None = Field(

@@ -28,9 +28,12 @@ log = logging.getLogger("services_bot.generations")
 
 
 def _v1_accepts(params: ListParams) -> bool:
-    """v1 knows no v2-only status (``error``, ``upgrading``, ...) or type (``async-real-time``)."""
-    return (params.status is None or params.status in V1_STATUSES) and (
-        params.infer_type is None or params.infer_type in V1_INFER_TYPES
+    """v1 knows no v2-only status (``error``, ``upgrading``, ...) or type (``async-real-time``), and cannot filter
+    by pool."""
+    return (
+        (params.status is None or params.status in V1_STATUSES)
+        and (params.infer_type is None or params.infer_type in V1_INFER_TYPES)
+        and params.pool_id is None
     )
 
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 import difflib
 import shlex
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from services_bot.core.errors import QueryError
+from services_bot.core.insights import parse_events_args
 from services_bot.core.limits import MAX_COMMAND_CHARS, MAX_SERVICE_REF_CHARS, check_length, preview
 from services_bot.core.models import KNOWN_INFER_TYPES, KNOWN_STATUSES
+from services_bot.core.models_events import EventKind
 from services_bot.core.query import STATUS_GROUPS, ServiceQuery, parse_statuses
 from services_bot.core.suggest import did_you_mean
 
@@ -27,12 +30,14 @@ Usage: {USAGE}
   /services failed,concerning name:ocr-*
   /services ocr                    services whose name contains "ocr"
   /services summary                counts by status and type, and what is unhealthy
-  /services show <service id|name> details of one service
+  /services show <service id|name> details of one service (a failed one: its latest abnormal events)
+  /services events <service> [since:2h] [type:abnormal]   its events and updates, newest first
+  /services load <service>         running against wanted instances, CPU, memory, GPU/NPU, calls
   /services help                   this text
 
 Statuses: {", ".join(KNOWN_STATUSES)}; unhealthy = failed + error + concerning; failed includes error.
 Filters: name:<text or glob>  type:{"|".join(KNOWN_INFER_TYPES)}  ws:<workspace id>  model:<model id>
-         tag:<tag>  target:<name>  sort:changed|published|name  order:asc|desc  limit:<1-1000>
+         tag:<tag>  pool:<dedicated pool id>  target:<name>  sort:changed|published|name  order:asc|desc  limit:<1-1000>
 `public` posts the answer in the channel instead of only to you.
 
 Alerts in this channel (Slack):
@@ -57,6 +62,7 @@ FILTER_KEYS: dict[str, str] = {
     "model_id": "model_id",
     "tag": "tags",
     "tags": "tags",
+    "pool": "pool",
     "sort": "sort",
     "order": "order",
     "limit": "limit",
@@ -65,7 +71,7 @@ FILTER_KEYS: dict[str, str] = {
     "cursor": "cursor",
 }
 NOTIFICATION_VERBS = ("watch", "unwatch", "watches", "history", "mute", "unmute", "mutes", "audit")
-COMMAND_WORDS = ("help", "summary", "show", "list", "all", "public", *NOTIFICATION_VERBS)
+COMMAND_WORDS = ("help", "summary", "show", "events", "load", "list", "all", "public", *NOTIFICATION_VERBS)
 _QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
 
 
@@ -94,6 +100,26 @@ class ShowCommand:
 
 
 @dataclass(frozen=True)
+class EventsCommand:
+    """``events <service> [since:2h] [type:abnormal]``: the service's timeline."""
+
+    ref: str
+    since: timedelta | None = None
+    kind: EventKind | None = None
+    target: str | None = None
+    public: bool = False
+
+
+@dataclass(frozen=True)
+class LoadCommand:
+    """``load <service>``: running against wanted instances and resource usage."""
+
+    ref: str
+    target: str | None = None
+    public: bool = False
+
+
+@dataclass(frozen=True)
 class NotificationCommand:
     """``watch``/``unwatch``/``watches``/``history``/``mute``/``unmute``/``mutes``/``audit``: parsed here,
     carried out by the notifier."""
@@ -103,7 +129,7 @@ class NotificationCommand:
     public: bool = False
 
 
-Command = HelpCommand | ListCommand | SummaryCommand | ShowCommand | NotificationCommand
+Command = HelpCommand | ListCommand | SummaryCommand | ShowCommand | EventsCommand | LoadCommand | NotificationCommand
 
 
 def tokenize(text: str) -> list[str]:
@@ -132,6 +158,14 @@ def parse_command(text: str, *, default_limit: int = 20) -> Command:
         return NotificationCommand(verb=verb, args=tokens[1:], public=public)
     if verb == "show":
         return _parse_show(tokens[1:], public)
+    if verb == "events":
+        target, rest = _take_target(tokens[1:])
+        ref, since, kind = parse_events_args(rest)
+        ref = check_length("service id or name", ref, MAX_SERVICE_REF_CHARS)
+        return EventsCommand(ref=ref, since=since, kind=kind, target=target, public=public)
+    if verb == "load":
+        show = _parse_show(tokens[1:], public)
+        return LoadCommand(ref=show.ref, target=show.target, public=public)
     if verb == "summary":
         return SummaryCommand(query=_parse_query(tokens[1:], default_limit), public=public)
     if verb in ("list", "all"):
@@ -139,7 +173,7 @@ def parse_command(text: str, *, default_limit: int = 20) -> Command:
     return ListCommand(query=_parse_query(tokens, default_limit), public=public)
 
 
-def _parse_show(tokens: list[str], public: bool) -> ShowCommand:
+def _take_target(tokens: list[str]) -> tuple[str | None, list[str]]:
     target = None
     rest: list[str] = []
     for token in tokens:
@@ -148,6 +182,11 @@ def _parse_show(tokens: list[str], public: bool) -> ShowCommand:
             target = value
         else:
             rest.append(token)
+    return target, rest
+
+
+def _parse_show(tokens: list[str], public: bool) -> ShowCommand:
+    target, rest = _take_target(tokens)
     if not rest:
         raise QueryError("`show` needs a service id or name.", hint="e.g. /services show ocr-invoice-prod")
     ref = check_length("service id or name", " ".join(rest), MAX_SERVICE_REF_CHARS)
@@ -176,7 +215,7 @@ def _apply_filter(fields: dict[str, Any], statuses: set[str], key: str, value: s
         guess = did_you_mean(key, FILTER_KEYS)
         raise QueryError(
             f"Unknown filter '{preview(key)}:'." + (f" Did you mean '{guess}:'?" if guess else ""),
-            hint="Filters: name: type: ws: model: tag: target: sort: order: limit:.",
+            hint="Filters: name: type: ws: model: tag: pool: target: sort: order: limit:.",
             suggestion=f"{guess}:" if guess else None,
         )
     if not value:

@@ -66,6 +66,7 @@ SORT_ALIASES: dict[str, SortKey] = {
 STATUS_GROUPS: dict[str, frozenset[str]] = {"unhealthy": UNHEALTHY_STATUSES, "failed": FAILED_STATUSES}
 """Words that stand for several statuses: ``failed`` takes v2's ``error`` with it (README, status mapping)."""
 MAX_LIMIT = 1000
+POOL_V1_NOTE = "pool: filters v2 services only: v1 listings carry no pool, so v1 services are left out"
 _UUID_LIKE = re.compile(
     r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32})$"
 )
@@ -74,6 +75,7 @@ FIELD_LIMITS: dict[str, tuple[str, int, str]] = {
     "workspace_id": ("workspace id", MAX_ID_CHARS, "Give one workspace id, e.g. ws:0."),
     "model_id": ("model id", MAX_ID_CHARS, "Give one model id."),
     "tags": ("tag filter", MAX_TAGS_CHARS, "Give fewer or shorter tags."),
+    "pool": ("pool id", MAX_ID_CHARS, "Give one dedicated pool (cluster) id."),
     "target": ("target name", MAX_ID_CHARS, "Give the name of one configured target."),
     "cursor": ("cursor", MAX_CURSOR_CHARS, "Pass next_cursor from the previous answer unchanged, or drop it."),
 }
@@ -110,6 +112,7 @@ class ServiceQuery(BaseModel):
     workspace_id: str | None = Field(None, description="Only this workspace (default: the target's).")
     model_id: str | None = Field(None, description="Only services deploying this model (filtered by the API).")
     tags: str | None = Field(None, description="Tag filter, passed to the API verbatim.")
+    pool: str | None = Field(None, description="Only services in this dedicated pool (filtered by the v2 API).")
     target: str | None = Field(None, description="Only this target (project/region) by name.")
     sort: SortKey = Field("changed", description="changed (status change time), published or name.")
     order: Literal["asc", "desc"] | None = Field(None, description="Default: desc for times, asc for names.")
@@ -167,7 +170,7 @@ class ServiceQuery(BaseModel):
             check_length(what, value, limit, hint=hint)
         return value
 
-    @field_validator("name", "workspace_id", "model_id", "tags", "target")
+    @field_validator("name", "workspace_id", "model_id", "tags", "target", "pool")
     @classmethod
     def _non_blank(cls, value: str | None) -> str | None:
         if value is None:
@@ -199,6 +202,7 @@ class ServiceQuery(BaseModel):
             ("workspace", self.workspace_id),
             ("model", self.model_id),
             ("tags", self.tags),
+            ("pool", self.pool),
             ("target", self.target),
         ):
             if value:
@@ -405,8 +409,12 @@ class ServiceQueries:
             complete=not gathered.partial,
         )
 
-    async def get(self, ref: str, *, target: str | None = None) -> Service:
-        """A service by id or exact name, with its details; ambiguous names list the candidates."""
+    async def get(
+        self, ref: str, *, target: str | None = None, on_row: Callable[[Service], None] | None = None
+    ) -> Service:
+        """A service by id or exact name, with its details; ambiguous names list the candidates. ``on_row`` is
+        told the listing row of a name found, before its details are asked, so a caller can start what needs
+        only the row (``core.insights``: the events) alongside them."""
         ref = check_length("service id or name", (ref or "").strip(), MAX_SERVICE_REF_CHARS)
         if not ref:
             raise QueryError("No service given.", hint="Give a service id or name, e.g. `show ocr-prod`.")
@@ -417,7 +425,7 @@ class ServiceQueries:
             found = await self._by_id(ref, clients)
             if found:
                 return found
-        by_name = await self._by_name(ref, clients)
+        by_name = await self._by_name(ref, clients, on_row)
         if by_name:
             return by_name
         if not _UUID_LIKE.match(ref) and _looks_like_id(ref):
@@ -485,6 +493,7 @@ class ServiceQueries:
                 infer_type=query.infer_type,
                 model_id=query.model_id,
                 tags=query.tags,
+                pool_id=query.pool,
                 sort_by="publish_at",
                 order="asc",
             )
@@ -532,6 +541,8 @@ class ServiceQueries:
         between them instead of waiting for the whole fleet."""
         jobs = [(c, p) for c in self._clients(query.target) for p in self._plans(query, c)]
         gathered = await self._gather_listings(jobs)
+        if query.pool and any(c.generation("v1") for c, _p in jobs):
+            gathered.warnings.append(POOL_V1_NOTE)
         if query.name and len(gathered.services) > self.inline_match_rows:
             return await asyncio.to_thread(_local_filter, query, gathered.services), gathered
         return _local_filter(query, gathered.services), gathered
@@ -574,7 +585,9 @@ class ServiceQueries:
             raise errors[0]
         return None
 
-    async def _by_name(self, name: str, clients: list[TargetClient]) -> Service | None:
+    async def _by_name(
+        self, name: str, clients: list[TargetClient], on_row: Callable[[Service], None] | None = None
+    ) -> Service | None:
         """The API's ``service_name`` filter is pushed (exact or fuzzy, Q28); exactness is checked here."""
         jobs = [
             (c, ListParams(service_name=name, workspace_id=ws))
@@ -599,6 +612,8 @@ class ServiceQueries:
                 ],
             )
         client = next(c for c in clients if c.target.name == exact[0].target)
+        if on_row is not None:
+            on_row(exact[0])
         try:
             return await client.get_service(exact[0].service_id, generation=exact[0].generation)
         except ApiNotFoundError:

@@ -53,6 +53,7 @@ from typing import Any, Literal
 from services_bot.core.client import ListParams, ModelArtsClient
 from services_bot.core.errors import ApiError, ApiNotFoundError, ServicesBotError, StoreError
 from services_bot.core.generations import TargetClient
+from services_bot.core.insights import is_generic_cause, latest_abnormal_cause
 from services_bot.core.metrics import LAST_POLL_SUCCESS, POLL_SECONDS, POLLS, TRANSITIONS
 from services_bot.core.models import UNHEALTHY_STATUSES, Service
 from services_bot.core.notifications import Notice, Transition
@@ -634,7 +635,17 @@ class Watcher:
                 out[i] = out[i].model_copy(update={"error_msg": detail.error_msg})
             elif isinstance(detail, BaseException) and not isinstance(detail, ServicesBotError):
                 raise detail
-        return out, len(todo)
+        # an empty or generic error: the latest abnormal event names the cause, within the same request budget
+        vague = [
+            (i, d)
+            for i, d in zip(todo, details, strict=True)
+            if isinstance(d, Service) and is_generic_cause(d.error_msg)
+        ][: max(0, self.detail_limit - len(todo))]
+        causes = await asyncio.gather(*(latest_abnormal_cause(client, d) for _, d in vague), return_exceptions=True)
+        for (i, _), cause in zip(vague, causes, strict=True):
+            if isinstance(cause, str):  # an events call that fails leaves the alert as it was
+                out[i] = out[i].model_copy(update={"error_msg": cause})
+        return out, len(todo) + len(vague)
 
     def _workspaces(self, client: TargetClient) -> list[str | None]:
         return list(client.target.workspace_ids) or [None]

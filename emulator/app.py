@@ -7,7 +7,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
-from services_bot.emulator import api, control
+from services_bot.emulator import api, api_events, control
 from services_bot.emulator.settings import EmulatorSettings
 from services_bot.emulator.state import EmulatorState
 from starlette.applications import Starlette
@@ -63,7 +63,17 @@ def create_app(settings: EmulatorSettings | None = None) -> Starlette:
         Route("/v1/{project_id}/services", api.list_services, methods=["GET"]),
         Route("/v1/{project_id}/services/{service_id}", api.show_service, methods=["GET"]),
         Route("/v1/{project_id}/infer-services", api.legacy_services, methods=["GET"]),
+        Route("/v1/{project_id}/services/{service_id}/events", api_events.events_v1, methods=["GET"]),
+        Route("/v1/{project_id}/services/{service_id}/monitor", api_events.monitor_v1, methods=["GET"]),
+        Route("/v1/{project_id}/services/{service_id}/logs", api_events.logs_v1, methods=["GET"]),
         Route("/v2/{project_id}/services", api.list_services_v2, methods=["GET"]),
+        Route("/v2/{project_id}/services/{service_id}/events", api_events.events_v2, methods=["GET"]),
+        Route("/v2/{project_id}/services/{service_id}/deployments", api_events.deployments_v2, methods=["GET"]),
+        Route(
+            "/v2/{project_id}/services/{service_id}/deployments/{name}/instances",
+            api_events.instances_v2,
+            methods=["GET"],
+        ),
         Route("/v2/{project_id}/services/{service_id}", api.show_service_v2, methods=["GET"]),
         Route("/v3/auth/tokens", api.iam_tokens, methods=["POST"]),
         Route("/_emulator/healthz", control.healthz, methods=["GET"]),

@@ -120,8 +120,9 @@ def _handled(fn: Any) -> Any:
 async def set_status(request: Request) -> Response:
     """``POST /_emulator/services/{id}/status`` ``{"status", "error_msg"?, "progress"?}``: any status string
     is accepted on purpose (Q08), in either vocabulary and any case (read for the service's generation,
-    ``generations.py``); ``error_msg`` is a v2 service's ``failure_reason``; ``transition_at`` and
-    ``update_at`` become now. Answers ``service_view``."""
+    ``generations.py``); ``error_msg`` is a v2 service's ``failure_reason``, and ``""`` fails the service with
+    no message at all (its events still say why, ``events.py``); ``transition_at`` and ``update_at`` become now.
+    Answers ``service_view``."""
     emu = _emu(request)
     s = emu.fleet.get(request.path_params["service_id"])
     if s is None:
@@ -130,10 +131,14 @@ async def set_status(request: Request) -> Response:
     status = _opt_str(body, "status")
     if status is None:
         raise BadRequest("status is required")
-    error_msg = _opt_str(body, "error_msg")
+    silent = body.get("error_msg") == ""
+    error_msg = None if silent else _opt_str(body, "error_msg")
     progress = _opt_int(body, "progress", 0, 100)
     at = now_ms()
     old = emu.fleet.set_status(s, status, at, error_msg=error_msg, progress=progress, rng=emu.churn.rng)
+    if silent:
+        s.error_msg = None
+        emu.fleet.changed(s)
     emu.churn.record(s, old, shown_status(s), at)
     return JSONResponse(service_view(s, tag_v1=False))
 

@@ -9,14 +9,17 @@ from typing import Any
 from services_bot.core.errors import ServicesBotError
 from services_bot.core.grammar import (
     HELP_TEXT,
+    EventsCommand,
     HelpCommand,
     ListCommand,
+    LoadCommand,
     NotificationCommand,
     ShowCommand,
     parse_command,
 )
+from services_bot.core.insights import ServiceInsights
 from services_bot.core.query import ServiceQueries
-from services_bot.text import render_list, render_service, render_summary
+from services_bot.text import render_list, render_load, render_service, render_summary, render_timeline
 
 
 class Answer(str):
@@ -42,8 +45,25 @@ async def answer(queries: ServiceQueries, text: str, *, as_json: bool) -> str:
             hint="Use it from Slack with /services; `ask` answers queries only.",
         )
     if isinstance(command, ShowCommand):
+        service, why = await ServiceInsights(queries).show(command.ref, target=command.target)
+        if as_json:
+            data = service.model_dump(mode="json", exclude_none=True)
+            if why is not None:
+                data["why"] = why.model_dump(mode="json", exclude_none=True)
+            return dumps_json(data)
+        return render_service(service, why)
+    if isinstance(command, EventsCommand):
         service = await queries.get(command.ref, target=command.target)
-        return dumps_json(service.model_dump(mode="json", exclude_none=True)) if as_json else render_service(service)
+        timeline = await ServiceInsights(queries).timeline(service, since=command.since, kind=command.kind)
+        return (
+            dumps_json(timeline.model_dump(mode="json", exclude_none=True))
+            if as_json
+            else render_timeline(service, timeline)
+        )
+    if isinstance(command, LoadCommand):
+        service = await queries.get(command.ref, target=command.target)
+        load = await ServiceInsights(queries).load(service)
+        return dumps_json(load.model_dump(mode="json", exclude_none=True)) if as_json else render_load(service, load)
     if isinstance(command, ListCommand):
         result = await queries.list(command.query)
         shown = dumps_json(result.model_dump(mode="json", exclude_none=True)) if as_json else render_list(result)
@@ -55,5 +75,3 @@ async def answer(queries: ServiceQueries, text: str, *, as_json: bool) -> str:
 
 def dumps_json(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False)
-
-

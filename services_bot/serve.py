@@ -51,6 +51,7 @@ from services_bot.core.config import Settings
 from services_bot.core.errors import CannotListenError, ConfigError, QueryError, StoreError
 from services_bot.core.lease import StoreLease, lock_path, read_record
 from services_bot.core.query import ServiceQueries, parse_statuses
+from services_bot.core.service_fields import ConsoleLink, console_links
 from services_bot.core.store import Store
 from services_bot.core.version import USER_AGENT
 from services_bot.core.watcher import Watcher
@@ -240,14 +241,18 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
             await store.ensure_default_subscription(settings.services_bot_alert_channel, statuses)
             client = slack_web_client(settings)
             permissions = Permissions(access, client)
+            links = _console_link(settings, queries)
             runtime.slack_app = create_slack_app(
                 queries,
                 client=client,
                 signing_secret=settings.slack_signing_secret.get_secret_value()
                 if mode == "http" and settings.slack_signing_secret
                 else None,
-                notifications=ChannelNotifications(store, queries, permissions=permissions, client=client),
+                notifications=ChannelNotifications(
+                    store, queries, permissions=permissions, client=client, console_link=links
+                ),
                 permissions=permissions,
+                console_host=settings.services_bot_console_host,
             )
             if mode == "http":
                 runtime.http_handler = AsyncSlackRequestHandler(runtime.slack_app)
@@ -302,6 +307,7 @@ def _start_watching(runtime: Runtime, store: Store, client: AsyncWebClient, bus:
         alert_channel=settings.services_bot_alert_channel,
         history_per_minute=settings.services_bot_slack_history_per_minute,
         history_page_size=settings.services_bot_slack_history_page_size,
+        console_link=_console_link(settings, runtime.queries),
     )
     runtime.watcher.add_listener(runtime.delivery.wake)
     runtime.watcher.add_listener(resource_updates(bus))
@@ -309,6 +315,11 @@ def _start_watching(runtime: Runtime, store: Store, client: AsyncWebClient, bus:
         asyncio.create_task(runtime.watcher.run(), name="watcher"),
         asyncio.create_task(runtime.delivery.run(), name="delivery"),
     ]
+
+
+def _console_link(settings: Settings, queries: ServiceQueries) -> ConsoleLink:
+    """Alerts' Open in console links: each target's region, the configured console host."""
+    return console_links([c.target for c in queries.clients], settings.services_bot_console_host)
 
 
 async def _stop(tasks: list[asyncio.Task[None]]) -> None:

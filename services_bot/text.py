@@ -10,8 +10,11 @@ import re
 from datetime import datetime
 
 from services_bot.core.humanize import ago
+from services_bot.core.insights import LoadAnswer, Timeline
 from services_bot.core.models import FAILED_STATUSES, Service
+from services_bot.core.models_events import Event
 from services_bot.core.query import ListResult, Summary
+from services_bot.core.service_fields import hidden_fields
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -104,7 +107,7 @@ def _when(value: datetime | None) -> str:
     return f"{value:%Y-%m-%d %H:%M:%S} UTC ({ago(value)})" if value else "-"
 
 
-def render_service(s: Service) -> str:
+def render_service(s: Service, timeline: Timeline | None = None) -> str:
     lines = [
         f"{clean(s.display_name, 100)}  [{clean(s.status or 'unknown', 20)}]",
         f"  id:              {clean(s.service_id)}",
@@ -163,5 +166,77 @@ def render_service(s: Service) -> str:
             f"  deployment:      {clean(d.name, 60)}  {_dash(d.running_count)}/{_dash(d.count)} running"
             f"  {clean(d.flavor or '-', 60)}  pool {clean(d.pool or '-', 40)}  [{clean(d.status or '-', 12)}]"
         )
+    lines += [f"  {clean(label, 40) + ':':<17}{clean(value)}" for label, value in hidden_fields(s)]
     lines += [f"  note:            {clean(n)}" for n in s.notes]
+    if timeline is not None:
+        lines += _why(timeline)
+    return "\n".join(lines)
+
+
+def _event_line(e: Event) -> str:
+    repeat = f" (x{e.count})" if e.count > 1 else ""
+    mark = "!" if e.abnormal else " "
+    return f"  {mark} {_when(e.at) if e.at else '-':<30} {clean(e.kind, 8):<8} {clean(e.text, 300)}{repeat}"
+
+
+def _why(timeline: Timeline) -> list[str]:
+    """What ``show`` adds for a failed or concerning service: the latest abnormal events and the last update."""
+    lines = []
+    if timeline.abnormal:
+        lines.append("  latest abnormal events:")
+        lines += [_event_line(e) for e in timeline.abnormal]
+    if timeline.last_update is not None:
+        u = timeline.last_update
+        lines.append(f"  last update:     {_when(u.at) if u.at else '-'}  {clean(u.result, 20)}")
+    lines += [f"  note:            {clean(n)}" for n in timeline.notes]
+    return lines
+
+
+def render_timeline(s: Service, timeline: Timeline) -> str:
+    head = (
+        f"{clean(s.display_name, 100)}  [{clean(s.status or 'unknown', 20)}]: {timeline.total} event(s) and update(s)"
+    )
+    if timeline.total > len(timeline.entries):
+        head += f" (showing the newest {len(timeline.entries)})"
+    lines = [head, *(_event_line(e) for e in timeline.entries)]
+    if not timeline.entries and not timeline.notes:
+        lines.append("  (none in this window)")
+    lines += [f"  note: {clean(n)}" for n in timeline.notes]
+    return "\n".join(lines)
+
+
+def _pair(pair: tuple[float | None, float | None] | None, unit: str = "") -> str | None:
+    if pair is None:
+        return None
+    used, total = pair
+    return (
+        f"{_dash(used if used is None else round(used, 2))}/{_dash(total if total is None else round(total, 2))}{unit}"
+    )
+
+
+def render_load(s: Service, answer: LoadAnswer) -> str:
+    lines = [f"{clean(s.display_name, 100)}  [{clean(s.status or 'unknown', 20)}]"]
+    load = answer.load
+    if load is not None:
+        instances = f"{_dash(load.running)}/{_dash(load.wanted)} running" + ("  (instances down)" if load.short else "")
+        lines.append(f"  instances:       {instances}")
+        if load.requests_per_minute is not None:
+            lines.append(f"  requests/min:    {load.requests_per_minute}")
+        for m in load.models:
+            parts = [f"{_dash(m.running)}/{_dash(m.wanted)} running"]
+            for label, pair, unit in (
+                ("CPU", m.cpu_cores, " cores"),
+                ("memory", m.memory_mb, " MB"),
+                ("GPU", m.gpus, ""),
+                ("NPU", m.npus, ""),
+            ):
+                shown = _pair(pair, unit)
+                if shown:
+                    parts.append(f"{label} {shown}")
+            if m.calls is not None:
+                parts.append(f"calls {m.failed_calls or 0} failed/{m.calls}")
+            if m.status:
+                parts.append(f"[{clean(m.status, 12)}]")
+            lines.append(f"  {clean(m.name, 60)}:  " + "  ".join(parts))
+    lines += [f"  note:            {clean(n)}" for n in answer.notes]
     return "\n".join(lines)

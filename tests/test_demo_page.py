@@ -136,8 +136,10 @@ async def _walk_through(page: Any, workspace: WorkspaceServer, control: Control,
     await row.get_by_role("button", name="Details").click()
     details = page.locator("article.msg", has=page.locator(".bk-header", has_text="ocr-prod (failed)"))
     await expect(details).to_have_count(1)
-    await expect(details.locator(".bk-fields")).to_contain_text("Service id")
+    await expect(details.locator(".bk-fields").first).to_contain_text("Service id")
     await expect(details).to_contain_text("OOMKilled: container exceeded 8Gi")
+    await expect(details).to_contain_text("Latest abnormal events")  # a failed service says why (issue 15)
+    await expect(details.get_by_role("button", name="Timeline")).to_have_count(1)
     await details.scroll_into_view_if_needed()
     await page.screenshot(path=str(browser.ARTIFACTS / "demo-page-2-details.png"))
 

@@ -30,7 +30,10 @@ from tests.conftest import Control
 
 INTEROP = Path(__file__).parent / "interop"
 NODE = shutil.which("node")
-TOOLS = {"list_services", "get_service", "summarize_services", "list_transitions", "list_targets"}
+TOOLS = {
+    "list_services", "get_service", "summarize_services", "list_transitions", "list_targets",
+    "get_service_events", "get_service_load",
+}  # fmt: skip
 
 PACKAGES = {"1": "sdk", "2": "client"}
 """The SDK line (MCP_SDK for client.mjs) and its npm package under @modelcontextprotocol."""

@@ -19,7 +19,10 @@ from services_bot.tools.server import create_mcp_server
 from services_bot.wiring import open_queries
 from tests.conftest import Control, make_settings
 
-TOOLS = {"list_services", "get_service", "summarize_services", "list_transitions", "list_targets"}
+TOOLS = {
+    "list_services", "get_service", "summarize_services", "list_transitions", "list_targets",
+    "get_service_events", "get_service_load",
+}  # fmt: skip
 
 
 def server_for(emulator_server: EmulatorServer):  # type: ignore[no-untyped-def]

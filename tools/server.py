@@ -35,6 +35,7 @@ from services_bot.core.store import Store
 from services_bot.core.suggest import did_you_mean
 from services_bot.core.version import VERSION
 from services_bot.tools.arguments import ArgumentError, explain, normalise
+from services_bot.tools.events import register_event_tools
 from services_bot.tools.services import register_service_tools
 from services_bot.tools.state import ToolState
 from services_bot.tools.subscriptions import HandshakeSubscriptions
@@ -191,6 +192,7 @@ def create_mcp_server(
         HandshakeSubscriptions(bus).install(lowlevel)
 
     register_service_tools(server, state)
+    register_event_tools(server, state)
     register_transition_tools(server, state)
     register_target_tools(server, state)
 
@@ -217,10 +219,13 @@ def create_mcp_server(
         return (
             f"Triage the unhealthy ModelArts inference services{scope}.\n"
             "1. Call summarize_services to see counts by status and the failed/concerning services.\n"
-            "2. For each unhealthy service (at most 5, latest status change first), call get_service and read "
-            "error_msg, the models' status (notReady means an instance is not serving), instance counts, "
-            "flavor, and edge nodes' instance_status and message.\n"
-            "3. Group services that fail for the same reason (image pull, out of memory, insufficient pool "
+            "2. For each unhealthy service (at most 5, latest status change first), call get_service_events "
+            'with {"event_type": "abnormal"} and read the abnormal and warning events (their text, count and '
+            "times) and the last update and its result: they say why it failed and what changed before.\n"
+            "3. Call get_service_load for it: instances running against wanted, and CPU, memory, GPU or NPU in "
+            "use. Call get_service when you need error_msg, the models' status (notReady means an instance is not "
+            "serving), flavor, pool, or edge nodes' instance_status and message.\n"
+            "4. Group services that fail for the same reason (image pull, out of memory, insufficient pool "
             "resources, health check) and say what an engineer should check first for each group.\n"
             "Quote error messages exactly; do not guess causes the data does not show."
         )

@@ -161,6 +161,14 @@ def register_service_tools(server: MCPServer, state: ToolState) -> None:
                 json_schema_extra=at_most(MAX_TAGS_CHARS),
             ),
         ] = None,
+        pool: Annotated[
+            str | None,
+            Field(
+                description=f"Only services in this dedicated pool (its id); v2 services only, since v1 listings "
+                f"carry no pool. At most {MAX_ID_CHARS} characters.",
+                json_schema_extra=at_most(MAX_ID_CHARS),
+            ),
+        ] = None,
         target: TargetArg = None,
         sort_by: Annotated[Literal["changed", "published", "name"], Field(description="Sort key.")] = "changed",
         order: Annotated[
@@ -186,7 +194,8 @@ def register_service_tools(server: MCPServer, state: ToolState) -> None:
         try:
             query = ServiceQuery.build(
                 statuses=list(status or []), name=name, infer_type=infer_type, workspace_id=workspace_id,
-                model_id=model_id, tags=tags, target=target, sort=sort_by, order=order, limit=limit, cursor=cursor,
+                model_id=model_id, tags=tags, pool=pool, target=target, sort=sort_by, order=order, limit=limit,
+                cursor=cursor,
             )  # fmt: skip
             result = await state.ready_queries.list(query)
         except ServicesBotError as exc:

@@ -38,7 +38,9 @@ const { tools } = await client.listTools();
 report.tools = {};
 const examples = {
   list_services: { limit: 5 },
-  get_service: null, // filled from a listed service
+  get_service: null, // filled from a listed service, as are the two below
+  get_service_events: null,
+  get_service_load: null,
   summarize_services: {},
   list_transitions: { since: "1h", limit: 5 },
   list_targets: {},
@@ -46,7 +48,7 @@ const examples = {
 for (const tool of tools) {
   const validate = tool.outputSchema ? ajv.compile(tool.outputSchema) : null;
   let args = examples[tool.name] ?? {};
-  if (tool.name === "get_service") {
+  if (["get_service", "get_service_events", "get_service_load"].includes(tool.name)) {
     const first = await client.callTool({ name: "list_services", arguments: { limit: 1 } });
     args = { service: first.structuredContent.services[0].service_id };
   }
