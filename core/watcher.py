@@ -56,6 +56,7 @@ from services_bot.core.generations import TargetClient
 from services_bot.core.metrics import LAST_POLL_SUCCESS, POLL_SECONDS, POLLS, TRANSITIONS
 from services_bot.core.models import UNHEALTHY_STATUSES, Service
 from services_bot.core.notifications import Notice, Transition
+from services_bot.core.read_model import FleetCards, ServiceCard
 from services_bot.core.store import KnownService, Store, from_ms, to_ms
 
 log = logging.getLogger("services_bot.watcher")
@@ -189,6 +190,8 @@ class DiffBuilder:
         self.diff = Diff()
         self.seen: set[str] = set()
         self.rows = 0
+        self.cards: dict[str, ServiceCard] = {}
+        """What answers show of every row added (``core.read_model``), for the fleet cards once committed."""
         self.newest_ms: int | None = None
         """The newest ``transition_at`` (epoch ms) of every row added, changed or not."""
 
@@ -202,6 +205,7 @@ class DiffBuilder:
             if row.service_id in self.seen:
                 continue
             self.seen.add(row.service_id)
+            self.cards[row.service_id] = ServiceCard.of(row, self.target)
             now = known_from(row)
             before = self.known.get(row.service_id)
             if before == now:
@@ -351,6 +355,13 @@ class Watcher:
         self.last_poll: PollResult | None = None
         self._listeners: list[Listener] = []
         self._last_prune = 0.0
+        self.fleet = FleetCards()
+        """What answers show of every known service, as of the last committed poll (``core.read_model``)."""
+        self._inflight: asyncio.Future[PollResult] | None = None
+        self._inflight_started = float("-inf")
+        self._queued: asyncio.Future[PollResult] | None = None
+        self._last_started = float("-inf")
+        """When the last poll that ended had started (monotonic): the moment the state it left is as of."""
 
     # -- health ------------------------------------------------------------------------------------
 
@@ -408,6 +419,9 @@ class Watcher:
                     self._last_prune = started
                     await self.store.prune()
             except asyncio.CancelledError:
+                for pending in (self._queued, self._inflight):
+                    if pending is not None:
+                        pending.cancel()  # stopping: no poll of ours goes on writing
                 raise
             except Exception:
                 self.errors += 1
@@ -415,7 +429,42 @@ class Watcher:
             await asyncio.sleep(max(0.0, self.poll_seconds - (time.monotonic() - started)))
 
     async def poll_once(self) -> PollResult:
-        """Poll every target concurrently; each target commits on its own, so one failing spoils no other."""
+        """Poll every target concurrently; each target commits on its own, so one failing spoils no other. A call
+        while a poll is under way shares it: the loop's poll and answers' on-demand polls are one at a time."""
+        return await asyncio.shield(self._shared_poll())
+
+    def poll_if_older(self, seconds: float) -> asyncio.Future[PollResult] | None:
+        """A poll that started at most ``seconds`` ago, to wait for (None: the last one did, nothing to wait for).
+        What an answer stands on (``core.read_model``): the poll under way if it started late enough, else the
+        one after it, each shared by every asker, so a flood of questions costs one poll at a time."""
+        floor = time.monotonic() - seconds
+        if self._inflight is None:
+            return None if self._last_started >= floor else self._shared_poll()
+        if self._inflight_started >= floor:
+            return self._inflight
+        if self._queued is None:
+            self._queued = asyncio.ensure_future(self._poll_after(self._inflight))
+        return self._queued
+
+    async def _poll_after(self, current: asyncio.Future[PollResult]) -> PollResult:
+        await asyncio.wait({current})
+        self._queued = None
+        return await asyncio.shield(self._shared_poll())
+
+    def _shared_poll(self) -> asyncio.Future[PollResult]:
+        if self._inflight is None:
+            self._inflight_started = time.monotonic()
+            self._inflight = asyncio.ensure_future(self._poll_all())
+            self._inflight.add_done_callback(self._poll_done)
+        return self._inflight
+
+    def _poll_done(self, task: asyncio.Future[PollResult]) -> None:
+        self._inflight = None
+        self._last_started = self._inflight_started
+        if not task.cancelled():
+            task.exception()  # retrieved: the loop's own call counts and logs a crash; an answer only waits
+
+    async def _poll_all(self) -> PollResult:
         started_at = datetime.now(UTC)
         clock = time.monotonic()
         self.polls += 1
@@ -589,6 +638,10 @@ class Watcher:
             known[k.service_id] = k
         for service_id in diff.deletions:
             known.pop(service_id, None)
+        causes = {t.service_id: t.error_msg for t in transitions if t.error_msg}
+        self.fleet.apply(
+            state.name, builder.cards, complete=complete, deletions=diff.deletions, known=known, causes=causes
+        )
         state.watermark_ms = watermark
         state.baselined = True
         if complete:
