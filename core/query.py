@@ -401,7 +401,9 @@ class ServiceQueries:
 
     async def list(self, query: ServiceQuery) -> ListResult:
         matches, gathered = await self._matching(query)
-        matches.sort(key=_sort_key(query.sort), reverse=query.effective_order == "desc")
+        await self._off_loop(
+            len(matches), matches.sort, key=_sort_key(query.sort), reverse=query.effective_order == "desc"
+        )
         fingerprint = query.fingerprint()
         offset = decode_cursor(query.cursor, fingerprint) if query.cursor else 0
         page = _services(matches[offset : offset + query.limit])
@@ -421,16 +423,15 @@ class ServiceQueries:
     async def summary(self, query: ServiceQuery | None = None) -> Summary:
         query = query or ServiceQuery()
         matches, gathered = await self._matching(query)
-        unhealthy = sorted((s for s in matches if s.is_unhealthy), key=_sort_key("changed"), reverse=True)
-        shown = _services(unhealthy[: self._unhealthy_details])
+        counts = await self._off_loop(len(matches), _counts, matches)
+        shown = _services(counts.unhealthy[: self._unhealthy_details])
         await self._add_failure_causes(shown)
-        by_status = Counter(s.status or "unknown" for s in matches)
-        by_type = Counter(s.infer_type or "unknown" for s in matches)
+        unhealthy = counts.unhealthy
         return Summary(
             total=len(matches),
-            by_status=dict(by_status.most_common()),
-            by_infer_type=dict(by_type.most_common()),
-            by_generation=dict(Counter(s.generation for s in matches).most_common()),
+            by_status=counts.by_status,
+            by_infer_type=counts.by_infer_type,
+            by_generation=counts.by_generation,
             unhealthy=shown,
             unhealthy_total=len(unhealthy),
             description=query.describe(),
@@ -474,6 +475,14 @@ class ServiceQueries:
                 f"'{preview(ref)}' is not visible from {self.scope.where}.",
                 hint=f"{self.scope.where.capitalize()} sees {_names(self.clients)}; ask where its target is bound.",
             )
+
+    async def _off_loop(self, rows: int, work: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``work`` over ``rows`` services in a worker thread when there are many: a sort or a count over a large
+        fleet is a long stretch of Python, and acks, polls and /healthz should not wait for it (the thread gives
+        the GIL back every few milliseconds)."""
+        if rows > self.inline_match_rows:
+            return await asyncio.to_thread(work, *args, **kwargs)
+        return work(*args, **kwargs)
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -569,9 +578,7 @@ class ServiceQueries:
             gathered = remembered
         else:
             gathered = await self._gather_listings([(c, p) for c in clients for p in self._plans(query, c)])
-        if query.name and len(gathered.services) > self.inline_match_rows:
-            return await asyncio.to_thread(_local_filter, query, gathered.services), gathered
-        return _local_filter(query, gathered.services), gathered
+        return await self._off_loop(len(gathered.services), _local_filter, query, gathered.services), gathered
 
     def _answers_from_memory(self, query: ServiceQuery | None, clients: list[TargetClient]) -> bool:
         """The watcher's cards hold every service of each target's workspaces, without model ids or tags."""
@@ -706,6 +713,31 @@ def _local_filter(query: ServiceQuery, services: list[Any]) -> list[Any]:
         and (not query.workspace_id or s.workspace_id in (None, query.workspace_id))
         and (name_ok is None or name_ok(s.service_name or ""))
     ]
+
+
+class _Counts(NamedTuple):
+    by_status: dict[str, int]
+    by_infer_type: dict[str, int]
+    by_generation: dict[str, int]
+    unhealthy: list[Any]
+
+
+def _counts(matches: list[Any]) -> _Counts:
+    """What a summary counts, in one pass over the services (or cards) it covers; unhealthy ones latest first."""
+    by_status: Counter[str] = Counter()
+    by_type: Counter[str] = Counter()
+    by_generation: Counter[str] = Counter()
+    unhealthy = []
+    for s in matches:
+        by_status[s.status or "unknown"] += 1
+        by_type[s.infer_type or "unknown"] += 1
+        by_generation[s.generation] += 1
+        if s.status in UNHEALTHY_STATUSES:
+            unhealthy.append(s)
+    unhealthy.sort(key=_sort_key("changed"), reverse=True)
+    return _Counts(
+        dict(by_status.most_common()), dict(by_type.most_common()), dict(by_generation.most_common()), unhealthy
+    )
 
 
 def _services(rows: list[Any]) -> list[Service]:

@@ -431,7 +431,7 @@ class Watcher:
     async def poll_once(self) -> PollResult:
         """Poll every target concurrently; each target commits on its own, so one failing spoils no other. A call
         while a poll is under way shares it: the loop's poll and answers' on-demand polls are one at a time."""
-        return await asyncio.shield(self._shared_poll())
+        return await asyncio.shield(self._shared_poll(scheduled=True))
 
     def poll_if_older(self, seconds: float) -> asyncio.Future[PollResult] | None:
         """A poll that started at most ``seconds`` ago, to wait for (None: the last one did, nothing to wait for).
@@ -451,10 +451,12 @@ class Watcher:
         self._queued = None
         return await asyncio.shield(self._shared_poll())
 
-    def _shared_poll(self) -> asyncio.Future[PollResult]:
+    def _shared_poll(self, *, scheduled: bool = False) -> asyncio.Future[PollResult]:
+        """The poll under way, or a new one. Only a ``scheduled`` poll (the loop's, or a caller's ``poll_once``)
+        moves the resync count: answers asking for polls must not make full listings come sooner."""
         if self._inflight is None:
             self._inflight_started = time.monotonic()
-            self._inflight = asyncio.ensure_future(self._poll_all())
+            self._inflight = asyncio.ensure_future(self._poll_all(scheduled))
             self._inflight.add_done_callback(self._poll_done)
         return self._inflight
 
@@ -464,12 +466,12 @@ class Watcher:
         if not task.cancelled():
             task.exception()  # retrieved: the loop's own call counts and logs a crash; an answer only waits
 
-    async def _poll_all(self) -> PollResult:
+    async def _poll_all(self, scheduled: bool = True) -> PollResult:
         started_at = datetime.now(UTC)
         clock = time.monotonic()
         self.polls += 1
         poll_id = f"{to_ms(started_at):x}-{self.polls}"
-        results = await asyncio.gather(*(self._poll_target(c, poll_id) for c in self.clients))
+        results = await asyncio.gather(*(self._poll_target(c, poll_id, scheduled) for c in self.clients))
         transitions = [t for _poll, stored in results for t in stored]
         notices: list[Notice] = []
         for client, (poll, _stored) in zip(self.clients, results, strict=True):
@@ -548,12 +550,14 @@ class Watcher:
             state.known = await self.store.known_services(state.name)
         return state.known
 
-    async def _poll_target(self, client: TargetClient, poll_id: str) -> tuple[TargetPoll, list[Transition]]:
+    async def _poll_target(
+        self, client: TargetClient, poll_id: str, scheduled: bool = True
+    ) -> tuple[TargetPoll, list[Transition]]:
         state = self.targets[client.target.name]
         sent_before = client.requests_sent
         poll = TargetPoll(target=state.name, mode="full")
         try:
-            stored = await self._poll_target_inner(client, state, poll, poll_id)
+            stored = await self._poll_target_inner(client, state, poll, poll_id, scheduled)
         except StoreError as exc:  # our disk, not ModelArts: no outage notice; the next poll finds it all again
             self.errors += 1
             poll.ok = False
@@ -583,7 +587,7 @@ class Watcher:
         return poll, stored
 
     async def _poll_target_inner(
-        self, client: TargetClient, state: TargetHealth, poll: TargetPoll, poll_id: str
+        self, client: TargetClient, state: TargetHealth, poll: TargetPoll, poll_id: str, scheduled: bool = True
     ) -> list[Transition]:
         known = await self._load(client, state)
         observed_at = datetime.now(UTC)
@@ -594,7 +598,7 @@ class Watcher:
             poll.reason = "start"
         elif state.full_listings_only:
             poll.reason = state.full_listings_only
-        elif state.polls_since_full + 1 >= self.resync_polls:
+        elif scheduled and state.polls_since_full + 1 >= self.resync_polls:
             poll.reason = "resync"
         else:
             try:
@@ -647,7 +651,7 @@ class Watcher:
         if complete:
             state.force_full = False
             state.polls_since_full = 0
-        else:
+        elif scheduled:
             state.polls_since_full += 1
         poll.transitions = len(stored)
         if stored or poll.mode != "incremental":
