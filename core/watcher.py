@@ -801,13 +801,29 @@ class Watcher:
             if not state.order_checked:
                 await self._probe_order(client)
                 state.order_checked = True
-            for source in sources:
-                members = _speaks_for(state, sources, source) if several else None
-                for ws in self._workspaces(client):
-                    params = ListParams(workspace_id=ws, sort_by="transition_at", order="desc")
-                    total, head = await self._scan_workspace(source, params, floor, first, rows, members)
-                    listed_total += total
-                    heads.append(head)
+            # every generation and workspace is scanned at once, so a poll (and an answer waiting for one) costs
+            # one API round trip, not one per scan; results are taken in order, as a sequential scan would
+            scans = [
+                (source, ListParams(workspace_id=ws, sort_by="transition_at", order="desc"), [])
+                for source in sources
+                for ws in self._workspaces(client)
+            ]
+            results = await asyncio.gather(
+                *(
+                    self._scan_workspace(
+                        source, params, floor, first, found, _speaks_for(state, sources, source) if several else None
+                    )
+                    for source, params, found in scans
+                ),
+                return_exceptions=True,
+            )
+            for (_source, _params, found), result in zip(scans, results, strict=True):
+                if isinstance(result, BaseException):
+                    raise result
+                total, head = result
+                rows += found
+                listed_total += total
+                heads.append(head)
         except _OutOfOrder:
             await self._distrust_order(state)
             raise
