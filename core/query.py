@@ -368,11 +368,13 @@ class ServiceQueries:
         detail_concurrency: int = 8,
         unhealthy_details: int = 25,
         inline_match_rows: int = 2000,
+        inline_sort_rows: int = 20_000,
     ) -> None:
         if not clients:
             raise ValueError("at least one target is needed")
         self.clients = clients
         self.inline_match_rows = inline_match_rows  # name-matched on the event loop up to this many rows (< 20 ms)
+        self.inline_sort_rows = inline_sort_rows  # sorted, filtered by status and counted on the loop up to this many
         self._cache = _TtlCache(cache_seconds)
         self._detail_cache: dict[tuple[str, str, Any], Service] = {}
         self._detail_slots = asyncio.Semaphore(detail_concurrency)
@@ -476,11 +478,14 @@ class ServiceQueries:
                 hint=f"{self.scope.where.capitalize()} sees {_names(self.clients)}; ask where its target is bound.",
             )
 
-    async def _off_loop(self, rows: int, work: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """``work`` over ``rows`` services in a worker thread when there are many: a sort or a count over a large
-        fleet is a long stretch of Python, and acks, polls and /healthz should not wait for it (the thread gives
-        the GIL back every few milliseconds)."""
-        if rows > self.inline_match_rows:
+    async def _off_loop(
+        self, rows: int, work: Callable[..., Any], *args: Any, limit: int | None = None, **kwargs: Any
+    ) -> Any:
+        """``work`` over ``rows`` services in a worker thread when there are more than ``limit`` (default
+        ``inline_sort_rows``): a sort or a count over 100 000 services is a stretch of Python of about 100 ms,
+        and acks, polls and /healthz should not wait for it (the thread gives the GIL back every few ms). Below
+        that it runs here: ten answers at once at 10 000 services acked no faster with threads (docs/benchmarks.md)."""
+        if rows > (self.inline_sort_rows if limit is None else limit):
             return await asyncio.to_thread(work, *args, **kwargs)
         return work(*args, **kwargs)
 
@@ -578,7 +583,10 @@ class ServiceQueries:
             gathered = remembered
         else:
             gathered = await self._gather_listings([(c, p) for c in clients for p in self._plans(query, c)])
-        return await self._off_loop(len(gathered.services), _local_filter, query, gathered.services), gathered
+        limit = self.inline_match_rows if query.name else None  # a name pattern costs more per row than a status
+        return await self._off_loop(
+            len(gathered.services), _local_filter, query, gathered.services, limit=limit
+        ), gathered
 
     def _answers_from_memory(self, query: ServiceQuery | None, clients: list[TargetClient]) -> bool:
         """The watcher's cards hold every service of each target's workspaces, without model ids or tags."""
