@@ -156,6 +156,14 @@ def incomplete_blocks(warnings: list[str], complete: bool) -> list[Block]:
     return [{"type": "section", "text": {"type": "mrkdwn", "text": text[:SECTION_TEXT]}}]
 
 
+def notes_blocks(warnings: list[str]) -> list[Block]:
+    """A complete answer's notes (how old an answer from the watcher's state is, and why), under its header."""
+    if not warnings:
+        return []
+    text = "  ·  ".join(f":hourglass: {escape(w, 300)}" for w in warnings[:5])
+    return [{"type": "context", "elements": [{"type": "mrkdwn", "text": text[:3000]}]}]
+
+
 def summary_view(summary: Summary, *, now: datetime | None = None) -> list[Block]:
     header = f"{summary.total} services: {summary.description}"
     by_status = "\n".join(f"{status_label(k)}: *{v}*" for k, v in summary.by_status.items()) or "none"
@@ -171,7 +179,7 @@ def summary_view(summary: Summary, *, now: datetime | None = None) -> list[Block
         },
         {"type": "divider"},
     ]
-    blocks[1:1] = incomplete_blocks(summary.warnings, summary.complete)
+    blocks[1:1] = incomplete_blocks(summary.warnings, summary.complete) or notes_blocks(summary.warnings)
     if not summary.unhealthy_total:
         nothing = "Nothing is failed or concerning." if summary.complete else "Nothing failed or concerning was seen."
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": nothing}})

@@ -165,6 +165,13 @@ class Settings(BaseSettings):
     services_bot_cache_seconds: float = Field(
         5.0, ge=0, description="How long a listing is reused for repeated queries (0 = never)."
     )
+    services_bot_answer_fresh_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="In `serve`, an answer stands on the watcher's state brought up to now by its incremental "
+        "poll, unless a poll started less than this long ago (0 = always poll first).",
+    )
     slack_bot_token: SecretStr | None = Field(None, description="Slack bot token (xoxb-…).")
     slack_signing_secret: SecretStr | None = Field(
         None, description="Slack signing secret; every HTTP request from Slack is verified with it."

@@ -4,6 +4,12 @@ It decides what the API filters and what we filter here: the API takes one statu
 a model id and tags; names (substring or glob), several statuses and sorting across targets are done
 locally. Listings are cached briefly and shared between concurrent identical requests, so paging through
 an answer in Slack does not list the fleet again.
+
+Where a watcher runs (``serve``), a ``ReadModel`` (``core.read_model``) answers instead: list, summary, ``show``
+by name and paging are read from the watcher's cards of every service, brought up to now by its incremental poll
+first, so an answer costs that poll (one small request) plus the details of the failed services it shows, at
+any fleet size. Queries the cards cannot answer (``model:``, ``tags:``, a workspace the target does not list) and
+targets the watcher has not read yet take the live listing, as ``ask`` and stdio ``mcp`` always do.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
 from services_bot.core.access import EVERYTHING, Scope
@@ -51,6 +57,7 @@ from services_bot.core.models import (
     UNHEALTHY_STATUSES,
     Service,
 )
+from services_bot.core.read_model import ServiceCard
 from services_bot.core.suggest import closest, did_you_mean
 
 SortKey = Literal["changed", "published", "name"]
@@ -264,6 +271,26 @@ class Summary(BaseModel):
     complete: bool = True
 
 
+class ReadModel(Protocol):
+    """What the query layer reads the watcher's state through (``core.read_model.WatcherReadModel``)."""
+
+    def has(self, target: str) -> bool:
+        """True once the watcher has committed a poll of ``target``: its cards can answer."""
+        ...
+
+    def cards(self, target: str) -> list[ServiceCard]:
+        """Every known service of ``target``, as a list this caller owns."""
+        ...
+
+    async def refresh(self) -> None:
+        """Bring the cards up to now (an incremental poll, shared, bounded in time); never raises for the API."""
+        ...
+
+    def staleness(self, targets: Iterable[str]) -> list[str]:
+        """A warning per target whose cards are older than a few seconds, with why when the API is failing."""
+        ...
+
+
 class _TtlCache:
     """Listings by key for a few seconds; concurrent callers of one key share one fetch."""
 
@@ -345,17 +372,25 @@ class ServiceQueries:
         detail_concurrency: int = 8,
         unhealthy_details: int = 25,
         inline_match_rows: int = 2000,
+        inline_sort_rows: int = 20_000,
     ) -> None:
         if not clients:
             raise ValueError("at least one target is needed")
         self.clients = clients
         self.inline_match_rows = inline_match_rows  # name-matched on the event loop up to this many rows (< 20 ms)
+        self.inline_sort_rows = inline_sort_rows  # sorted, filtered by status and counted on the loop up to this many
         self._cache = _TtlCache(cache_seconds)
         self._detail_cache: dict[tuple[str, str, Any], Service] = {}
         self._detail_slots = asyncio.Semaphore(detail_concurrency)
         self._unhealthy_details = unhealthy_details
         self.scope: Scope = EVERYTHING
         self._whole: ServiceQueries | None = None
+        self.read_model: ReadModel | None = None
+        """Set by ``serve`` while its watcher runs; None answers from live listings."""
+
+    def use_read_model(self, model: ReadModel | None) -> None:
+        """Answer from ``model`` (the watcher's state) from now on, or, with None, from live listings again."""
+        self.read_model = model
 
     def scoped(self, scope: Scope) -> ServiceQueries:
         """The same layer (clients, caches, detail slots shared) limited to the targets ``scope`` allows: what a
@@ -372,10 +407,12 @@ class ServiceQueries:
 
     async def list(self, query: ServiceQuery) -> ListResult:
         matches, gathered = await self._matching(query)
-        matches.sort(key=_sort_key(query.sort), reverse=query.effective_order == "desc")
+        await self._off_loop(
+            len(matches), matches.sort, key=_sort_key(query.sort), reverse=query.effective_order == "desc"
+        )
         fingerprint = query.fingerprint()
         offset = decode_cursor(query.cursor, fingerprint) if query.cursor else 0
-        page = matches[offset : offset + query.limit]
+        page = _services(matches[offset : offset + query.limit])
         await self._add_failure_causes(page)
         end = offset + len(page)
         return ListResult(
@@ -392,16 +429,15 @@ class ServiceQueries:
     async def summary(self, query: ServiceQuery | None = None) -> Summary:
         query = query or ServiceQuery()
         matches, gathered = await self._matching(query)
-        unhealthy = sorted((s for s in matches if s.is_unhealthy), key=_sort_key("changed"), reverse=True)
-        shown = unhealthy[: self._unhealthy_details]
+        counts = await self._off_loop(len(matches), _counts, matches)
+        shown = _services(counts.unhealthy[: self._unhealthy_details])
         await self._add_failure_causes(shown)
-        by_status = Counter(s.status or "unknown" for s in matches)
-        by_type = Counter(s.infer_type or "unknown" for s in matches)
+        unhealthy = counts.unhealthy
         return Summary(
             total=len(matches),
-            by_status=dict(by_status.most_common()),
-            by_infer_type=dict(by_type.most_common()),
-            by_generation=dict(Counter(s.generation for s in matches).most_common()),
+            by_status=counts.by_status,
+            by_infer_type=counts.by_infer_type,
+            by_generation=counts.by_generation,
             unhealthy=shown,
             unhealthy_total=len(unhealthy),
             description=query.describe(),
@@ -449,6 +485,17 @@ class ServiceQueries:
                 f"'{preview(ref)}' is not visible from {self.scope.where}.",
                 hint=f"{self.scope.where.capitalize()} sees {_names(self.clients)}; ask where its target is bound.",
             )
+
+    async def _off_loop(
+        self, rows: int, work: Callable[..., Any], *args: Any, limit: int | None = None, **kwargs: Any
+    ) -> Any:
+        """``work`` over ``rows`` services in a worker thread when there are more than ``limit`` (default
+        ``inline_sort_rows``): a sort or a count over 100 000 services is a stretch of Python of about 100 ms,
+        and acks, polls and /healthz should not wait for it (the thread gives the GIL back every few ms). Below
+        that it runs here: ten answers at once at 10 000 services acked no faster with threads (docs/benchmarks.md)."""
+        if rows > (self.inline_sort_rows if limit is None else limit):
+            return await asyncio.to_thread(work, *args, **kwargs)
+        return work(*args, **kwargs)
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -535,17 +582,56 @@ class ServiceQueries:
         incomplete = short[0][1] if short else None
         return _Gathered(list(services.values()), warnings, incomplete, partial=bool(failures) or bool(short))
 
-    async def _matching(self, query: ServiceQuery) -> tuple[list[Service], _Gathered]:
-        """The listed services that pass the local filters. Matching a name pattern against a large fleet runs
-        in a worker thread: each match is short, so the event loop (acks, the watcher, /healthz) gets the GIL
-        between them instead of waiting for the whole fleet."""
-        jobs = [(c, p) for c in self._clients(query.target) for p in self._plans(query, c)]
-        gathered = await self._gather_listings(jobs)
-        if query.pool and any(c.generation("v1") for c, _p in jobs):
-            gathered.warnings.append(POOL_V1_NOTE)
-        if query.name and len(gathered.services) > self.inline_match_rows:
-            return await asyncio.to_thread(_local_filter, query, gathered.services), gathered
-        return _local_filter(query, gathered.services), gathered
+    async def _matching(self, query: ServiceQuery) -> tuple[list[Any], _Gathered]:
+        """The listed services (or the watcher's cards of them) that pass the local filters. Matching a name
+        pattern against a large fleet runs in a worker thread: each match is short, so the event loop (acks,
+        the watcher, /healthz) gets the GIL between them instead of waiting for the whole fleet."""
+        clients = self._clients(query.target)
+        remembered = await self._remembered(query, clients)
+        if remembered is not None:
+            gathered = remembered
+        else:
+            gathered = await self._gather_listings([(c, p) for c in clients for p in self._plans(query, c)])
+            if query.pool and any(c.generation("v1") for c in clients):
+                gathered.warnings.append(POOL_V1_NOTE)
+        limit = self.inline_match_rows if query.name else None  # a name pattern costs more per row than a status
+        return await self._off_loop(
+            len(gathered.services), _local_filter, query, gathered.services, limit=limit
+        ), gathered
+
+    def _answers_from_memory(self, query: ServiceQuery | None, clients: list[TargetClient]) -> bool:
+        """The watcher's cards hold every service of each target's workspaces, without model ids or tags."""
+        model = self.read_model
+        if model is None or not all(model.has(c.target.name) for c in clients):
+            return False
+        if query is None:
+            return True
+        if query.model_id or query.tags or query.pool:
+            return False  # the cards hold no model ids, tags or pools
+        ws = query.workspace_id
+        return ws is None or all(not c.target.workspace_ids or ws in c.target.workspace_ids for c in clients)
+
+    async def _remembered(self, query: ServiceQuery | None, clients: list[TargetClient]) -> _Gathered | None:
+        """The cards of ``clients``' services, brought up to now by the watcher's poll; None when the read model
+        cannot answer ``query`` (then the live listing does). Never fails for the API: an answer from memory
+        that is more than a few seconds old says how old, and why when ModelArts is not answering."""
+        if not self._answers_from_memory(query, clients):
+            return None
+        model = self.read_model
+        assert model is not None
+        await model.refresh()
+        if not all(model.has(c.target.name) for c in clients):
+            return None  # stopped watching while the poll ran
+        cards = [card for c in clients for card in model.cards(c.target.name)]
+        if query is not None and (query.infer_type or query.workspace_id):
+            cards = [
+                card
+                for card in cards
+                if (not query.infer_type or card.infer_type == query.infer_type)
+                and (not query.workspace_id or card.workspace_id == query.workspace_id)
+            ]
+        warnings = model.staleness(c.target.name for c in clients)
+        return _Gathered(cards, warnings, None, partial=False)  # type: ignore[arg-type]
 
     async def _details(self, service: Service) -> Service | None:
         """Details of a listed service, cached per status change (the cause of a failure does not move)."""
@@ -588,13 +674,18 @@ class ServiceQueries:
     async def _by_name(
         self, name: str, clients: list[TargetClient], on_row: Callable[[Service], None] | None = None
     ) -> Service | None:
-        """The API's ``service_name`` filter is pushed (exact or fuzzy, Q28); exactness is checked here."""
-        jobs = [
-            (c, ListParams(service_name=name, workspace_id=ws))
-            for c in clients
-            for ws in (list(c.target.workspace_ids) or [None])
-        ]
-        gathered = await self._gather_listings(jobs)
+        """The API's ``service_name`` filter is pushed (exact or fuzzy, Q28); exactness is checked here. With the
+        watcher's state, the names are looked up in its cards and only the details are asked."""
+        remembered = await self._remembered(None, clients)
+        if remembered is not None:
+            gathered = remembered
+        else:
+            jobs = [
+                (c, ListParams(service_name=name, workspace_id=ws))
+                for c in clients
+                for ws in (list(c.target.workspace_ids) or [None])
+            ]
+            gathered = await self._gather_listings(jobs)
         found = gathered.services
         exact = [s for s in found if s.service_name == name] or [
             s for s in found if (s.service_name or "").lower() == name.lower()
@@ -613,7 +704,8 @@ class ServiceQueries:
             )
         client = next(c for c in clients if c.target.name == exact[0].target)
         if on_row is not None:
-            on_row(exact[0])
+            row = exact[0]
+            on_row(row.to_service() if isinstance(row, ServiceCard) else row)  # a card of the watcher's state
         try:
             return await client.get_service(exact[0].service_id, generation=exact[0].generation)
         except ApiNotFoundError:
@@ -621,7 +713,9 @@ class ServiceQueries:
 
     async def _closest_names(self, ref: str, clients: list[TargetClient]) -> list[str]:
         try:
-            everything = await self._gather_listings([(c, p) for c in clients for p in self._plans(ServiceQuery(), c)])
+            everything = await self._remembered(None, clients) or await self._gather_listings(
+                [(c, p) for c in clients for p in self._plans(ServiceQuery(), c)]
+            )
         except ApiError:
             return []
         names = {s.service_name for s in everything.services if s.service_name}
@@ -629,8 +723,11 @@ class ServiceQueries:
         return list(dict.fromkeys([*closest(ref, names, n=3), *contains]))[:5]
 
 
-def _local_filter(query: ServiceQuery, services: list[Service]) -> list[Service]:
-    """What the API could not filter: several statuses, the name, and rows that ignored a pushed-down filter."""
+def _local_filter(query: ServiceQuery, services: list[Any]) -> list[Any]:
+    """What the API could not filter: several statuses, the name, and rows that ignored a pushed-down filter.
+    ``services`` are ``Service`` rows or the watcher's ``ServiceCard``s, which carry the same attributes."""
+    if not (query.statuses or query.infer_type or query.workspace_id or query.name):
+        return list(services)
     name_ok = name_matcher(query.name) if query.name else None
     return [
         s
@@ -640,6 +737,37 @@ def _local_filter(query: ServiceQuery, services: list[Service]) -> list[Service]
         and (not query.workspace_id or s.workspace_id in (None, query.workspace_id))
         and (name_ok is None or name_ok(s.service_name or ""))
     ]
+
+
+class _Counts(NamedTuple):
+    by_status: dict[str, int]
+    by_infer_type: dict[str, int]
+    by_generation: dict[str, int]
+    unhealthy: list[Any]
+
+
+def _counts(matches: list[Any]) -> _Counts:
+    """What a summary counts, in one pass over the services (or cards) it covers; unhealthy ones latest first."""
+    by_status: Counter[str] = Counter()
+    by_type: Counter[str] = Counter()
+    by_generation: Counter[str] = Counter()
+    unhealthy = []
+    for s in matches:
+        by_status[s.status or "unknown"] += 1
+        by_type[s.infer_type or "unknown"] += 1
+        by_generation[s.generation] += 1
+        if s.status in UNHEALTHY_STATUSES:
+            unhealthy.append(s)
+    unhealthy.sort(key=_sort_key("changed"), reverse=True)
+    return _Counts(
+        dict(by_status.most_common()), dict(by_type.most_common()), dict(by_generation.most_common()), unhealthy
+    )
+
+
+def _services(rows: list[Any]) -> list[Service]:
+    """The rows to show as ``Service``s: a listing's already are; the watcher's cards are made into rows here,
+    only for the page shown (a whole fleet of them would cost more than the answer)."""
+    return [row.to_service() if isinstance(row, ServiceCard) else row for row in rows]
 
 
 def _names(clients: list[TargetClient]) -> str:

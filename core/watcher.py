@@ -57,6 +57,7 @@ from services_bot.core.insights import is_generic_cause, latest_abnormal_cause
 from services_bot.core.metrics import LAST_POLL_SUCCESS, POLL_SECONDS, POLLS, TRANSITIONS
 from services_bot.core.models import UNHEALTHY_STATUSES, Service
 from services_bot.core.notifications import Notice, Transition
+from services_bot.core.read_model import FleetCards, ServiceCard
 from services_bot.core.store import KnownService, Store, from_ms, to_ms
 
 log = logging.getLogger("services_bot.watcher")
@@ -190,6 +191,8 @@ class DiffBuilder:
         self.diff = Diff()
         self.seen: set[str] = set()
         self.rows = 0
+        self.cards: dict[str, ServiceCard] = {}
+        """What answers show of every row added (``core.read_model``), for the fleet cards once committed."""
         self.newest_ms: int | None = None
         """The newest ``transition_at`` (epoch ms) of every row added, changed or not."""
 
@@ -203,6 +206,7 @@ class DiffBuilder:
             if row.service_id in self.seen:
                 continue
             self.seen.add(row.service_id)
+            self.cards[row.service_id] = ServiceCard.of(row, self.target)
             now = known_from(row)
             before = self.known.get(row.service_id)
             if before == now:
@@ -352,6 +356,13 @@ class Watcher:
         self.last_poll: PollResult | None = None
         self._listeners: list[Listener] = []
         self._last_prune = 0.0
+        self.fleet = FleetCards()
+        """What answers show of every known service, as of the last committed poll (``core.read_model``)."""
+        self._inflight: asyncio.Future[PollResult] | None = None
+        self._inflight_started = float("-inf")
+        self._queued: asyncio.Future[PollResult] | None = None
+        self._last_started = float("-inf")
+        """When the last poll that ended had started (monotonic): the moment the state it left is as of."""
 
     # -- health ------------------------------------------------------------------------------------
 
@@ -409,6 +420,9 @@ class Watcher:
                     self._last_prune = started
                     await self.store.prune()
             except asyncio.CancelledError:
+                for pending in (self._queued, self._inflight):
+                    if pending is not None:
+                        pending.cancel()  # stopping: no poll of ours goes on writing
                 raise
             except Exception:
                 self.errors += 1
@@ -416,12 +430,49 @@ class Watcher:
             await asyncio.sleep(max(0.0, self.poll_seconds - (time.monotonic() - started)))
 
     async def poll_once(self) -> PollResult:
-        """Poll every target concurrently; each target commits on its own, so one failing spoils no other."""
+        """Poll every target concurrently; each target commits on its own, so one failing spoils no other. A call
+        while a poll is under way shares it: the loop's poll and answers' on-demand polls are one at a time."""
+        return await asyncio.shield(self._shared_poll(scheduled=True))
+
+    def poll_if_older(self, seconds: float) -> asyncio.Future[PollResult] | None:
+        """A poll that started at most ``seconds`` ago, to wait for (None: the last one did, nothing to wait for).
+        What an answer stands on (``core.read_model``): the poll under way if it started late enough, else the
+        one after it, each shared by every asker, so a flood of questions costs one poll at a time."""
+        floor = time.monotonic() - seconds
+        if self._inflight is None:
+            return None if self._last_started >= floor else self._shared_poll()
+        if self._inflight_started >= floor:
+            return self._inflight
+        if self._queued is None:
+            self._queued = asyncio.ensure_future(self._poll_after(self._inflight))
+        return self._queued
+
+    async def _poll_after(self, current: asyncio.Future[PollResult]) -> PollResult:
+        await asyncio.wait({current})
+        self._queued = None
+        return await asyncio.shield(self._shared_poll())
+
+    def _shared_poll(self, *, scheduled: bool = False) -> asyncio.Future[PollResult]:
+        """The poll under way, or a new one. Only a ``scheduled`` poll (the loop's, or a caller's ``poll_once``)
+        moves the resync count: answers asking for polls must not make full listings come sooner."""
+        if self._inflight is None:
+            self._inflight_started = time.monotonic()
+            self._inflight = asyncio.ensure_future(self._poll_all(scheduled))
+            self._inflight.add_done_callback(self._poll_done)
+        return self._inflight
+
+    def _poll_done(self, task: asyncio.Future[PollResult]) -> None:
+        self._inflight = None
+        self._last_started = self._inflight_started
+        if not task.cancelled():
+            task.exception()  # retrieved: the loop's own call counts and logs a crash; an answer only waits
+
+    async def _poll_all(self, scheduled: bool = True) -> PollResult:
         started_at = datetime.now(UTC)
         clock = time.monotonic()
         self.polls += 1
         poll_id = f"{to_ms(started_at):x}-{self.polls}"
-        results = await asyncio.gather(*(self._poll_target(c, poll_id) for c in self.clients))
+        results = await asyncio.gather(*(self._poll_target(c, poll_id, scheduled) for c in self.clients))
         transitions = [t for _poll, stored in results for t in stored]
         notices: list[Notice] = []
         for client, (poll, _stored) in zip(self.clients, results, strict=True):
@@ -500,12 +551,14 @@ class Watcher:
             state.known = await self.store.known_services(state.name)
         return state.known
 
-    async def _poll_target(self, client: TargetClient, poll_id: str) -> tuple[TargetPoll, list[Transition]]:
+    async def _poll_target(
+        self, client: TargetClient, poll_id: str, scheduled: bool = True
+    ) -> tuple[TargetPoll, list[Transition]]:
         state = self.targets[client.target.name]
         sent_before = client.requests_sent
         poll = TargetPoll(target=state.name, mode="full")
         try:
-            stored = await self._poll_target_inner(client, state, poll, poll_id)
+            stored = await self._poll_target_inner(client, state, poll, poll_id, scheduled)
         except StoreError as exc:  # our disk, not ModelArts: no outage notice; the next poll finds it all again
             self.errors += 1
             poll.ok = False
@@ -535,7 +588,7 @@ class Watcher:
         return poll, stored
 
     async def _poll_target_inner(
-        self, client: TargetClient, state: TargetHealth, poll: TargetPoll, poll_id: str
+        self, client: TargetClient, state: TargetHealth, poll: TargetPoll, poll_id: str, scheduled: bool = True
     ) -> list[Transition]:
         known = await self._load(client, state)
         observed_at = datetime.now(UTC)
@@ -546,7 +599,7 @@ class Watcher:
             poll.reason = "start"
         elif state.full_listings_only:
             poll.reason = state.full_listings_only
-        elif state.polls_since_full + 1 >= self.resync_polls:
+        elif scheduled and state.polls_since_full + 1 >= self.resync_polls:
             poll.reason = "resync"
         else:
             try:
@@ -590,12 +643,16 @@ class Watcher:
             known[k.service_id] = k
         for service_id in diff.deletions:
             known.pop(service_id, None)
+        causes = {t.service_id: t.error_msg for t in transitions if t.error_msg}
+        self.fleet.apply(
+            state.name, builder.cards, complete=complete, deletions=diff.deletions, known=known, causes=causes
+        )
         state.watermark_ms = watermark
         state.baselined = True
         if complete:
             state.force_full = False
             state.polls_since_full = 0
-        else:
+        elif scheduled:
             state.polls_since_full += 1
         poll.transitions = len(stored)
         if stored or poll.mode != "incremental":
@@ -755,13 +812,29 @@ class Watcher:
             if not state.order_checked:
                 await self._probe_order(client)
                 state.order_checked = True
-            for source in sources:
-                members = _speaks_for(state, sources, source) if several else None
-                for ws in self._workspaces(client):
-                    params = ListParams(workspace_id=ws, sort_by="transition_at", order="desc")
-                    total, head = await self._scan_workspace(source, params, floor, first, rows, members)
-                    listed_total += total
-                    heads.append(head)
+            # every generation and workspace is scanned at once, so a poll (and an answer waiting for one) costs
+            # one API round trip, not one per scan; results are taken in order, as a sequential scan would
+            scans = [
+                (source, ListParams(workspace_id=ws, sort_by="transition_at", order="desc"), [])
+                for source in sources
+                for ws in self._workspaces(client)
+            ]
+            results = await asyncio.gather(
+                *(
+                    self._scan_workspace(
+                        source, params, floor, first, found, _speaks_for(state, sources, source) if several else None
+                    )
+                    for source, params, found in scans
+                ),
+                return_exceptions=True,
+            )
+            for (_source, _params, found), result in zip(scans, results, strict=True):
+                if isinstance(result, BaseException):
+                    raise result
+                total, head = result
+                rows += found
+                listed_total += total
+                heads.append(head)
         except _OutOfOrder:
             await self._distrust_order(state)
             raise

@@ -51,6 +51,7 @@ from services_bot.core.config import Settings
 from services_bot.core.errors import CannotListenError, ConfigError, QueryError, StoreError
 from services_bot.core.lease import StoreLease, lock_path, read_record
 from services_bot.core.query import ServiceQueries, parse_statuses
+from services_bot.core.read_model import WatcherReadModel
 from services_bot.core.service_fields import ConsoleLink, console_links
 from services_bot.core.store import Store
 from services_bot.core.version import USER_AGENT
@@ -311,6 +312,8 @@ def _start_watching(runtime: Runtime, store: Store, client: AsyncWebClient, bus:
     )
     runtime.watcher.add_listener(runtime.delivery.wake)
     runtime.watcher.add_listener(resource_updates(bus))
+    read_model = WatcherReadModel(runtime.watcher, fresh_seconds=settings.services_bot_answer_fresh_seconds)
+    runtime.queries.use_read_model(read_model)  # answers stand on the watcher's state
     runtime.tasks += [
         asyncio.create_task(runtime.watcher.run(), name="watcher"),
         asyncio.create_task(runtime.delivery.run(), name="delivery"),
@@ -357,6 +360,8 @@ async def _stop_watching(runtime: Runtime) -> None:
     tasks = [t for t in runtime.tasks if t.get_name() in ("watcher", "delivery")]
     for task in tasks:
         runtime.tasks.remove(task)
+    if runtime.queries is not None:
+        runtime.queries.use_read_model(None)  # a standby answers from live listings
     await _stop(tasks)
     runtime.watcher = runtime.delivery = None
 

@@ -31,6 +31,7 @@ def make_settings(server: EmulatorServer, **overrides: Any) -> Settings:
         "services_bot_retry_budget_seconds": 5.0,
         "services_bot_timeout_seconds": 5.0,
         "services_bot_cache_seconds": 0.0,
+        "services_bot_answer_fresh_seconds": 0.0,  # tests change the fleet and ask at once
     }
     return local_settings(server.url, server.settings.project_id, server.settings.token, **{**fast, **overrides})
 

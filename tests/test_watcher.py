@@ -472,3 +472,28 @@ async def test_a_recent_change_missing_from_the_newest_page_gets_a_full_listing_
         assert watcher.health()["targets"]["default"]["full_listings_only"] is None  # once may be a deletion
         assert (await watcher.poll_once()).targets[0].reason == IGNORES_SORT_BY
         assert watcher.health()["targets"]["default"]["full_listings_only"] == IGNORES_SORT_BY
+
+
+async def test_answers_polls_are_shared_and_do_not_bring_the_resync_sooner(
+    server: EmulatorServer, ctl: Control, tmp_path: Path
+) -> None:
+    """Polls asked for by answers (``poll_if_older``): one at a time however many ask, none when the last one is
+    recent enough, and never a full listing for coming in numbers (the resync counts the watcher's own polls)."""
+    async with watching(server, tmp_path / "w.db", resync_polls=2) as (watcher, _store):
+        await watcher.poll_once()  # the baseline
+        await asyncio.sleep(0.6)
+        asked = [watcher.poll_if_older(0.5) for _ in range(10)]
+        assert asked[0] is not None and all(poll is asked[0] for poll in asked), "ten askers at once share one poll"
+        await asked[0]
+        strict = [watcher.poll_if_older(0.0) for _ in range(10)]
+        assert len({id(poll) for poll in strict}) == 2, "asking for a poll started after the question: at most one more"
+        await asyncio.gather(*(p for p in strict if p is not None))
+        for _ in range(5):
+            poll = watcher.poll_if_older(0.0)
+            assert poll is not None
+            result = await poll
+            assert [t.mode for t in result.targets] == ["incremental"], result.targets[0].reason
+        assert watcher.poll_if_older(60.0) is None, "a poll that started under a minute ago is not repeated"
+        scheduled = await watcher.poll_once()
+        assert scheduled.targets[0].mode == "incremental"
+        assert (await watcher.poll_once()).targets[0].reason == "resync", "the watcher's own polls still resync"
