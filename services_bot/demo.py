@@ -59,6 +59,9 @@ def run_demo(*, port: int, services: int, churn: float, once: bool, poll: float 
             services_bot_alert_channel=ALERTS_CHANNEL,
             services_bot_alert_statuses="failed,concerning",
             services_bot_mcp_token=None,
+            # the region the fleet plays (its messages name cn-north-4): `show` and alerts then carry Open in
+            # console, leading where it would for a real fleet; the endpoint stays the emulator's
+            modelarts_region="cn-north-4",
         )
         with BackgroundServe(settings) as bot:
             workspace.settings.app_url = f"{bot.url}/slack/events"
