@@ -4,8 +4,9 @@
 ``target``, ``requests_sent``), so ``core/query.py`` does not know how many generations stand behind a target;
 the watcher, which pages and checks order itself, asks ``active`` for the generation clients and scans each.
 
-``both`` lists v1 first, then v2, and keeps a service's first occurrence (de-duplicated by id), so a service
-both generations report stays a v1 service, as it was before v2 was read. A generation whose *list* path
+``both`` lists the generations at once (``list_all``; the watcher's page-at-a-time ``iter_pages`` goes one
+after the other) and keeps v1's row of a service both report (de-duplicated by id), so such a service stays a
+v1 service, as it was before v2 was read. A generation whose *list* path
 answers 404 in that region (the gateway's "API not found": no ModelArts error code, since an unknown service
 cannot be the reason on a list) is skipped from then on for the life of the process, with one log line. With
 ``v1`` or ``v2`` that 404 is an error: the target says it must be read that way.
@@ -21,7 +22,7 @@ from contextlib import aclosing
 from services_bot.core.client import ListParams, ModelArtsClient, collect_pages
 from services_bot.core.client_v2 import accepts as v2_accepts
 from services_bot.core.config import Target
-from services_bot.core.errors import ApiError, ApiNotFoundError, ServicesBotError
+from services_bot.core.errors import ApiError, ApiNotFoundError, IncompleteListingError, ServicesBotError
 from services_bot.core.models import V1_INFER_TYPES, V1_STATUSES, Service
 
 log = logging.getLogger("services_bot.generations")
@@ -112,8 +113,34 @@ class TargetClient:
                     raise
 
     async def list_all(self, params: ListParams) -> list[Service]:
-        """All of ``iter_pages`` in one list; an ``IncompleteListingError`` carries the rows that did arrive."""
-        return await collect_pages(self.iter_pages(params))
+        """Every matching service of every active generation in one list, each id once (v1's row first), as
+        ``iter_pages`` gives them, but with the generations listed at once: a cold answer on a target read
+        both ways pays one round trip of first pages, not two. An ``IncompleteListingError`` (of either
+        generation) carries the rows that did arrive from both."""
+        clients = [c for c in self.active if self._accepts(c, params)]
+        results = await asyncio.gather(*(collect_pages(c.iter_pages(params)) for c in clients), return_exceptions=True)
+        merged: list[Service] = []
+        seen: set[str] = set()
+        incomplete: IncompleteListingError | None = None
+        for client, result in zip(clients, results, strict=True):
+            if isinstance(result, IncompleteListingError):
+                incomplete = incomplete or result
+                rows = [s for s in result.services if isinstance(s, Service)]
+            elif isinstance(result, ApiError):
+                if self._skip_if_absent(client, result):
+                    continue
+                raise result
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                rows = result
+            fresh = [s for s in rows if s.service_id not in seen]
+            seen.update(s.service_id for s in fresh)
+            merged += fresh
+        if incomplete is not None:
+            incomplete.services = list(merged)
+            raise incomplete
+        return merged
 
     async def probe(self, params: ListParams, seconds: float) -> dict[str, str | None]:
         """Each active generation's answer to a one-row listing, at once: None where it answered, else the

@@ -295,6 +295,22 @@ async def test_a_generation_not_published_in_the_region_is_skipped_after_one_pro
     assert len(notes) == 1 and getattr(notes[0], "generation", None) == "v2"
 
 
+async def test_an_incomplete_v1_listing_of_a_mixed_target_still_carries_every_v2_service(
+    mixed_server: EmulatorServer, mixed_control: Control
+) -> None:
+    """Both generations are listed at once: when v1's listing ends short, the partial answer still holds what
+    v2 served (listed one after the other, v1's error ended the listing before v2 was asked)."""
+    v1 = v1_ids(mixed_control, mixed_server)
+    only_v2 = {r["id"] for r in v2_rows(mixed_server)} - v1
+    mixed_control.quirks(result_window=10)  # v1 stops serving after 10 rows while its total counts them all
+    async with queries_for(mixed_server, services_bot_page_size=10, services_bot_max_retries=0) as queries:
+        result = await queries.list(ServiceQuery.build(limit=1000))
+    shown = {s.service_id for s in result.services}
+    assert not result.complete and result.warnings
+    assert only_v2 <= shown, "the v2 services are in the partial answer"
+    assert shown & v1, "and what v1 served before it stopped"
+
+
 async def test_a_target_pinned_to_a_missing_generation_says_so(
     mixed_server: EmulatorServer, mixed_control: Control
 ) -> None:
