@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import weakref
 from datetime import UTC, datetime, timedelta
-from typing import Any, get_args
+from typing import get_args
 
 from pydantic import BaseModel, Field
 from services_bot.core.client_events import EventFilter, EventsClient
@@ -28,6 +27,7 @@ from services_bot.core.models import Service
 from services_bot.core.models_events import Event, EventKind, Load, UpdateLog
 from services_bot.core.notifications import MAX_HISTORY_SINCE, parse_duration
 from services_bot.core.query import ServiceQueries
+from services_bot.core.ttl_cache import TtlCache
 
 log = logging.getLogger("services_bot.insights")
 
@@ -92,32 +92,7 @@ def parse_events_args(args: list[str]) -> tuple[str, timedelta | None, EventKind
     return service, since, kind
 
 
-class _Cache:
-    """Answers by key for a few seconds; concurrent callers of one key share one fetch."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._entries: dict[Any, tuple[float, Any]] = {}
-        self._inflight: dict[Any, asyncio.Future[Any]] = {}
-
-    async def get(self, key: Any, fetch: Any) -> Any:
-        entry = self._entries.get(key)
-        if entry and time.monotonic() - entry[0] < self.seconds:
-            return entry[1]
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.ensure_future(fetch())
-            self._inflight[key] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
-        value = await asyncio.shield(task)
-        if self.seconds > 0:
-            if len(self._entries) > 2000:
-                self._entries.clear()
-            self._entries[key] = (time.monotonic(), value)
-        return value
-
-
-_CACHES: weakref.WeakKeyDictionary[ServiceQueries, _Cache] = weakref.WeakKeyDictionary()
+_CACHES: weakref.WeakKeyDictionary[ServiceQueries, TtlCache] = weakref.WeakKeyDictionary()
 
 
 class ServiceInsights:
@@ -128,7 +103,7 @@ class ServiceInsights:
         root = queries._whole or queries
         cache = _CACHES.get(root)
         if cache is None:
-            cache = _CACHES[root] = _Cache(root._cache.seconds)
+            cache = _CACHES[root] = TtlCache(root._cache.seconds, max_entries=2000)
         self._cache = cache
 
     def _events_client(self, service: Service) -> EventsClient:

@@ -21,9 +21,8 @@ import functools
 import hashlib
 import json
 import re
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, Protocol
 
@@ -59,6 +58,7 @@ from services_bot.core.models import (
 )
 from services_bot.core.read_model import ServiceCard
 from services_bot.core.suggest import closest, did_you_mean
+from services_bot.core.ttl_cache import TtlCache
 
 SortKey = Literal["changed", "published", "name"]
 SORT_ALIASES: dict[str, SortKey] = {
@@ -291,32 +291,6 @@ class ReadModel(Protocol):
         ...
 
 
-class _TtlCache:
-    """Listings by key for a few seconds; concurrent callers of one key share one fetch."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._entries: dict[Any, tuple[float, Any]] = {}
-        self._inflight: dict[Any, asyncio.Task[Any]] = {}
-
-    async def get(self, key: Any, fetch: Callable[[], Awaitable[Any]]) -> Any:
-        entry = self._entries.get(key)
-        if entry and time.monotonic() - entry[0] < self.seconds:
-            return entry[1]
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.ensure_future(fetch())
-            self._inflight[key] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
-        value = await asyncio.shield(task)
-        if self.seconds > 0:
-            self._entries[key] = (time.monotonic(), value)
-        return value
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-
 def encode_cursor(offset: int, fingerprint: str) -> str:
     raw = json.dumps({"o": offset, "f": fingerprint}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -379,7 +353,7 @@ class ServiceQueries:
         self.clients = clients
         self.inline_match_rows = inline_match_rows  # name-matched on the event loop up to this many rows (< 20 ms)
         self.inline_sort_rows = inline_sort_rows  # sorted, filtered by status and counted on the loop up to this many
-        self._cache = _TtlCache(cache_seconds)
+        self._cache = TtlCache(cache_seconds)
         self._detail_cache: dict[tuple[str, str, Any], Service] = {}
         self._detail_slots = asyncio.Semaphore(detail_concurrency)
         self._unhealthy_details = unhealthy_details
