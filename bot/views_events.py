@@ -105,9 +105,7 @@ def timeline_view(service: Service, timeline: Timeline) -> list[Block]:
     return blocks[:MAX_BLOCKS]
 
 
-def _pair(pair: tuple[float | None, float | None] | None, unit: str = "") -> str | None:
-    if pair is None:
-        return None
+def _pair(pair: tuple[float | None, float | None], unit: str = "") -> str:
     used, total = pair
     show = lambda v: "-" if v is None else f"{v:g}"  # noqa: E731
     return f"{show(used)}/{show(total)}{unit}"
@@ -128,15 +126,7 @@ def load_view(service: Service, answer: LoadAnswer) -> list[Block]:
         )
         for m in load.models[:20]:
             parts = [f"{count(m.running)}/{count(m.wanted)} running"]
-            for label, pair, unit in (
-                ("CPU", m.cpu_cores, " cores"),
-                ("memory", m.memory_mb, " MB"),
-                ("GPU", m.gpus, ""),
-                ("NPU", m.npus, ""),
-            ):
-                shown = _pair(pair, unit)
-                if shown:
-                    parts.append(f"{label} {shown}")
+            parts += [f"{label} {_pair(pair, unit)}" for label, pair, unit in m.usage()]
             if m.calls is not None:
                 parts.append(f"{m.failed_calls or 0:,} failed of {m.calls:,} calls")
             if m.status:

@@ -202,6 +202,12 @@ class ModelLoad(BaseModel):
     calls: int | None = None
     failed_calls: int | None = None
 
+    def usage(self) -> list[tuple[str, tuple[float | None, float | None], str]]:
+        """The resources this model reports, as (label, (used, total), unit), in the order answers show them."""
+        offered = (("CPU", self.cpu_cores, " cores"), ("memory", self.memory_mb, " MB"), ("GPU", self.gpus, ""),
+                   ("NPU", self.npus, ""))  # fmt: skip
+        return [(label, pair, unit) for label, pair, unit in offered if pair is not None]
+
 
 class Load(BaseModel):
     """How loaded a service is: running against wanted instances and what each model uses."""

@@ -205,9 +205,7 @@ def render_timeline(s: Service, timeline: Timeline) -> str:
     return "\n".join(lines)
 
 
-def _pair(pair: tuple[float | None, float | None] | None, unit: str = "") -> str | None:
-    if pair is None:
-        return None
+def _pair(pair: tuple[float | None, float | None], unit: str = "") -> str:
     used, total = pair
     return (
         f"{_dash(used if used is None else round(used, 2))}/{_dash(total if total is None else round(total, 2))}{unit}"
@@ -224,15 +222,7 @@ def render_load(s: Service, answer: LoadAnswer) -> str:
             lines.append(f"  requests/min:    {load.requests_per_minute}")
         for m in load.models:
             parts = [f"{_dash(m.running)}/{_dash(m.wanted)} running"]
-            for label, pair, unit in (
-                ("CPU", m.cpu_cores, " cores"),
-                ("memory", m.memory_mb, " MB"),
-                ("GPU", m.gpus, ""),
-                ("NPU", m.npus, ""),
-            ):
-                shown = _pair(pair, unit)
-                if shown:
-                    parts.append(f"{label} {shown}")
+            parts += [f"{label} {_pair(pair, unit)}" for label, pair, unit in m.usage()]
             if m.calls is not None:
                 parts.append(f"calls {m.failed_calls or 0} failed/{m.calls}")
             if m.status:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from services_bot.bot.views_events import load_view
+from services_bot.core.insights import LoadAnswer
+from services_bot.core.models import Service
 from services_bot.core.models_events import (
     MAX_EVENT_TEXT,
     V1EventList,
@@ -19,6 +22,8 @@ from services_bot.core.models_events import (
     v2_events,
     v2_load,
 )
+
+from services_bot.text import render_load
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"  # copies of the spec's examples (README.md there)
 
@@ -105,3 +110,16 @@ def test_absent_fields_and_oversized_text_are_survived() -> None:
     long = {"events": [{"event_type": "ABNORMAL", "event_info": "x" * 10_000, "occur_time": "1772093460000"}]}
     event = v1_events(V1EventList.model_validate(long))[0]
     assert event.abnormal and len(event.text) == MAX_EVENT_TEXT and event.at is not None
+
+
+def test_the_load_answer_shows_each_reported_resource_in_slack_and_the_terminal() -> None:
+    """The documented monitor as `/services load` and `services-bot ask load` show it: CPU, memory and GPU as
+    used/total with their units, and no NPU line for a model that has none."""
+    load = v1_load(V1MonitorAnswer.model_validate_json(fixture("v1-service-monitor-documented.json")))
+    service = Service(service_id="svc-1", service_name="mnist", status="running")
+    answer = LoadAnswer(service_id="svc-1", service_name="mnist", load=load)
+    slack = " ".join(b["text"]["text"] for b in load_view(service, answer) if b.get("type") == "section")
+    terminal = render_load(service, answer)
+    assert "CPU 2.4/4 cores" in slack and "memory 2011/8192 MB" in slack and "GPU 0.6/1 ·" in slack, slack
+    assert "CPU 2.4/4.0 cores" in terminal and "memory 2011.0/8192.0 MB" in terminal and "GPU 0.6/1.0" in terminal
+    assert "NPU" not in slack and "NPU" not in terminal
