@@ -17,13 +17,13 @@ from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 from services_bot.core.errors import ServicesBotError
 from services_bot.core.insights import MAX_EVENTS, ServiceInsights
-from services_bot.core.limits import MAX_CURSOR_CHARS, MAX_DURATION_CHARS, MAX_SERVICE_REF_CHARS
+from services_bot.core.limits import MAX_DURATION_CHARS, MAX_SERVICE_REF_CHARS
 from services_bot.core.models_events import Load
 from services_bot.core.notifications import MAX_HISTORY_SINCE, parse_duration
 from services_bot.core.query import decode_cursor, encode_cursor
 from services_bot.tools.conventions import answer, at_most, register, tool_error
 from services_bot.tools.rendering import paging_line, table
-from services_bot.tools.services import TargetArg
+from services_bot.tools.services import CursorArg, TargetArg
 from services_bot.tools.state import ToolState
 
 ServiceArg = Annotated[
@@ -109,13 +109,7 @@ def register_event_tools(server: MCPServer, state: ToolState) -> None:
         ] = None,
         target: TargetArg = None,
         limit: Annotated[int, Field(ge=1, le=100, description="Events per page (1-100).")] = 20,
-        cursor: Annotated[
-            str | None,
-            Field(
-                description="next_cursor of the previous page, with the same other arguments.",
-                json_schema_extra=at_most(MAX_CURSOR_CHARS),
-            ),
-        ] = None,
+        cursor: CursorArg = None,
     ) -> Annotated[CallToolResult, EventList]:
         """A service's events and configuration updates, newest first: why it failed (image pull, insufficient
         pool resources, health check) and what changed (the last update and its result).

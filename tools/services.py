@@ -41,6 +41,13 @@ TargetArg = Annotated[
         json_schema_extra=at_most(MAX_ID_CHARS),
     ),
 ]
+CursorArg = Annotated[
+    str | None,
+    Field(
+        description="next_cursor of the previous page, with the same other arguments.",
+        json_schema_extra=at_most(MAX_CURSOR_CHARS),
+    ),
+]
 WorkspaceArg = Annotated[
     str | None,
     Field(
@@ -175,13 +182,7 @@ def register_service_tools(server: MCPServer, state: ToolState) -> None:
             Literal["asc", "desc"] | None, Field(description="Default desc for times, asc for names.")
         ] = None,
         limit: Annotated[int, Field(ge=1, le=200, description="Rows per page (1-200).")] = 50,
-        cursor: Annotated[
-            str | None,
-            Field(
-                description="next_cursor of the previous page, with the same other arguments.",
-                json_schema_extra=at_most(MAX_CURSOR_CHARS),
-            ),
-        ] = None,
+        cursor: CursorArg = None,
         detail: Annotated[Detail, Field(description="compact rows (default) or full list rows.")] = "compact",
     ) -> Annotated[CallToolResult, ServiceList]:
         """List ModelArts inference services with filters; compact rows, newest status change first.

@@ -17,14 +17,14 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 from services_bot.core.errors import QueryError, ServicesBotError
-from services_bot.core.limits import MAX_CURSOR_CHARS, MAX_DURATION_CHARS, MAX_SERVICE_REF_CHARS
+from services_bot.core.limits import MAX_DURATION_CHARS, MAX_SERVICE_REF_CHARS
 from services_bot.core.notifications import MAX_HISTORY_SINCE, parse_duration
 from services_bot.core.store.history import sort_key
 from services_bot.core.store.records import from_ms, to_ms
 from services_bot.tools.conventions import answer, at_most, register, tool_error
 from services_bot.tools.http import caller_scope
 from services_bot.tools.rendering import paging_line, table
-from services_bot.tools.services import StatusName, TargetArg
+from services_bot.tools.services import CursorArg, StatusName, TargetArg
 from services_bot.tools.state import ToolState
 
 
@@ -116,13 +116,7 @@ def register_transition_tools(server: MCPServer, state: ToolState) -> None:
         ] = None,
         target: TargetArg = None,
         limit: Annotated[int, Field(ge=1, le=200, description="Most transitions per page (1-200).")] = 50,
-        cursor: Annotated[
-            str | None,
-            Field(
-                description="next_cursor of the previous page, with the same other arguments.",
-                json_schema_extra=at_most(MAX_CURSOR_CHARS),
-            ),
-        ] = None,
+        cursor: CursorArg = None,
     ) -> Annotated[CallToolResult, TransitionList]:
         """Status changes the watcher observed, newest first: what failed, recovered, appeared or was deleted,
         and when.
