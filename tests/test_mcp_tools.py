@@ -512,3 +512,39 @@ async def test_http_answers_bodies_that_are_not_json_rpc_and_batches_per_version
         proc.terminate()
         _, stderr = proc.communicate(timeout=10)
     assert "Traceback" not in stderr
+
+
+def test_stdio_answers_every_request_sent_before_the_client_closes_stdin(
+    emulator_server: EmulatorServer, control: Control, tmp_path: Path
+) -> None:
+    """`printf … | services-bot mcp` (and a client that writes its requests, closes its end and reads): the SDK
+    cancels what is still running at end of input, so a tool call slower than the pipe was never answered.
+    Every request that arrived is answered before the server exits; one the client cancelled is not waited for."""
+    import subprocess
+    import time
+
+    control.faults(latency_ms=400)
+    params = _stdio(emulator_server, tmp_path / "none.db")
+    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "pipe", "version": "0"}}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}
+    wire = [
+        json.dumps(init),
+        '{"jsonrpc":"2.0","method":"notifications/initialized"}',
+        '{"jsonrpc":"2.0","id":2,"method":"tools/list"}',
+        '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"summarize_services","arguments":{}}}',
+        '{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"list_services","arguments":{"limit":3}}}',
+        '{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"summarize_services","arguments":{}}}',
+        '{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":5}}',
+    ]
+    started = time.monotonic()
+    done = subprocess.run(
+        [params.command, *params.args], input="\n".join(wire) + "\n", env=params.env, capture_output=True,
+        text=True, timeout=60, cwd="/",
+    )  # fmt: skip
+    took = time.monotonic() - started
+    answers = {m["id"]: m for m in map(json.loads, done.stdout.splitlines()) if "id" in m}
+    assert {1, 2, 3, 4} <= set(answers), f"unanswered: {sorted({1, 2, 3, 4} - set(answers))}\n{done.stderr[-2000:]}"
+    assert answers[3]["result"]["structuredContent"]["total"] > 0
+    assert len(answers[4]["result"]["structuredContent"]["services"]) == 3
+    assert done.returncode == 0 and took < 30, (done.returncode, took)
+    assert "Traceback" not in done.stderr

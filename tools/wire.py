@@ -13,6 +13,7 @@ gathered). Both decide with ``classify``, which is pure.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -26,12 +27,17 @@ from mcp_types import INVALID_REQUEST, PARSE_ERROR, jsonrpc_message_adapter
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+log = logging.getLogger(__name__)
+
 BATCH_VERSION = "2025-03-26"
 """The one protocol version whose JSON-RPC allows batches."""
 MAX_BATCH = 100
 """Most members in one batch: each is a request the server runs."""
 MAX_BODY_BYTES = 4 * 1024 * 1024
 """Most bytes of one HTTP body or stdio line the guard reads (the SDK's own HTTP limit)."""
+STDIO_DRAIN_SECONDS = 60.0
+"""Longest wait, once stdin has ended, for the answers to requests that arrived before it (a tool call's
+ModelArts requests with their retries fit well inside)."""
 
 
 def error(code: int, message: str, request_id: Any = None) -> dict[str, Any]:
@@ -120,6 +126,8 @@ class _Lines:
         self.version: str | None = None
         self._batches: list[tuple[set[Any], list[dict[str, Any]]]] = []
         self._lock = anyio.Lock()
+        self._unanswered: set[Any] = set()
+        self._answered = anyio.Event()
 
     def __aiter__(self) -> AsyncIterator[str]:
         return self._read()
@@ -141,11 +149,38 @@ class _Lines:
             for member in verdict.members:
                 if member.get("method") == "initialize":
                     self._initialize_ids.add(_id_of(member))
+                self._track(member)
                 yield json.dumps(member) + "\n"
+        await self._drain()
+
+    def _track(self, member: dict[str, Any]) -> None:
+        """Remember a request until it is answered; forget one the client cancels (it is never answered)."""
+        if "method" in member and "id" in member:
+            self._unanswered.add(member["id"])
+        elif member.get("method") == "notifications/cancelled" and isinstance(member.get("params"), dict):
+            self._unanswered.discard(member["params"].get("requestId"))
+
+    async def _drain(self) -> None:
+        """End of stdin is the client's half-close, not its disappearance: ``printf … | services-bot mcp``, or a
+        client that writes its requests and closes its end, still reads the answers. The SDK cancels whatever is
+        still running once the input ends, so the input is held open here until every request has its answer
+        (or ``STDIO_DRAIN_SECONDS`` pass)."""
+        with anyio.move_on_after(STDIO_DRAIN_SECONDS) as waited:
+            while self._unanswered:
+                self._answered = anyio.Event()
+                await self._answered.wait()
+        if waited.cancelled_caught:
+            log.warning(
+                "stdin ended; %d request(s) still unanswered after %.0f s, exiting", len(self._unanswered),
+                STDIO_DRAIN_SECONDS,
+            )  # fmt: skip
 
     async def write(self, text: str) -> None:
         message = json.loads(text)
         request_id = message.get("id")
+        if "method" not in message and request_id in self._unanswered:
+            self._unanswered.discard(request_id)
+            self._answered.set()
         if request_id in self._initialize_ids and isinstance(message.get("result"), dict):
             self._initialize_ids.discard(request_id)
             self.version = message["result"].get("protocolVersion")
