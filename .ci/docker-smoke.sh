@@ -122,6 +122,7 @@ replies=$(printf '%s\n' \
 python3 -c '
 import json, sys
 answers = {m["id"]: m for m in (json.loads(l) for l in sys.stdin.read().splitlines() if l.strip()) if "id" in m}
+assert {1, 2} <= set(answers), ("initialize and tools/list each want an answer; got", answers)
 info = answers[1]["result"]["serverInfo"]
 tools = sorted(t["name"] for t in answers[2]["result"]["tools"])
 assert info["name"] == "services-bot" and info["version"] and "list_services" in tools, (info, tools)
