@@ -19,11 +19,13 @@ import base64
 import copy
 import functools
 import hashlib
+import heapq
 import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, Literal, NamedTuple, Protocol
 
 from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
@@ -313,6 +315,12 @@ def decode_cursor(cursor: str, fingerprint: str) -> int:
     return offset
 
 
+SHALLOW_PAGE_ROWS = 2000
+"""A page that ends within this many rows of the top is picked with a heap (``heapq.nlargest``: about 20 ms at
+100 000 services against 120 ms for a sort; the service id in every key makes both orders the same); a deeper
+page sorts everything."""
+
+
 def _sort_key(sort: SortKey) -> Callable[[Service], Any]:
     epoch = datetime.fromtimestamp(0, UTC)
     if sort == "name":
@@ -381,12 +389,17 @@ class ServiceQueries:
 
     async def list(self, query: ServiceQuery) -> ListResult:
         matches, gathered = await self._matching(query)
-        await self._off_loop(
-            len(matches), matches.sort, key=_sort_key(query.sort), reverse=query.effective_order == "desc"
-        )
         fingerprint = query.fingerprint()
         offset = decode_cursor(query.cursor, fingerprint) if query.cursor else 0
-        page = _services(matches[offset : offset + query.limit])
+        wanted = offset + query.limit
+        key, descending = _sort_key(query.sort), query.effective_order == "desc"
+        if wanted <= SHALLOW_PAGE_ROWS:
+            pick = heapq.nlargest if descending else heapq.nsmallest
+            first = await self._off_loop(len(matches), pick, wanted, matches, key=key)
+        else:
+            await self._off_loop(len(matches), matches.sort, key=key, reverse=descending)
+            first = matches[:wanted]
+        page = _services(first[offset:wanted])
         await self._add_failure_causes(page)
         end = offset + len(page)
         return ListResult(
@@ -649,7 +662,23 @@ class ServiceQueries:
         self, name: str, clients: list[TargetClient], on_row: Callable[[Service], None] | None = None
     ) -> Service | None:
         """The API's ``service_name`` filter is pushed (exact or fuzzy, Q28); exactness is checked here. With the
-        watcher's state, the names are looked up in its cards and only the details are asked."""
+        watcher's state, the names are looked up in its cards and only the details are asked: for a name the
+        cards already know, alongside the poll that brings them up to now, so the answer costs one round trip
+        instead of two (the details are used only if the name still means that service after the poll)."""
+        early = self._details_ahead(name, clients)
+        try:
+            return await self._by_name_with(name, clients, on_row, early)
+        finally:
+            if early is not None:
+                early[1].cancel()  # unused, or already done (then this does nothing)
+
+    async def _by_name_with(
+        self,
+        name: str,
+        clients: list[TargetClient],
+        on_row: Callable[[Service], None] | None,
+        early: tuple[tuple[str, str], asyncio.Task[Service]] | None,
+    ) -> Service | None:
         remembered = await self._remembered(None, clients)
         if remembered is not None:
             gathered = remembered
@@ -676,14 +705,33 @@ class ServiceQueries:
                     for s in exact
                 ],
             )
-        client = next(c for c in clients if c.target.name == exact[0].target)
+        row = exact[0]
+        client = next(c for c in clients if c.target.name == row.target)
         if on_row is not None:
-            row = exact[0]
             on_row(row.to_service() if isinstance(row, ServiceCard) else row)  # a card of the watcher's state
         try:
-            return await client.get_service(exact[0].service_id, generation=exact[0].generation)
+            if remembered is not None and early is not None and early[0] == (row.target, row.service_id):
+                return await early[1]
+            return await client.get_service(row.service_id, generation=row.generation)
         except ApiNotFoundError:
             return None
+
+    def _details_ahead(
+        self, name: str, clients: list[TargetClient]
+    ) -> tuple[tuple[str, str], asyncio.Task[Service]] | None:
+        """The details of the one service the watcher's cards name ``name`` today, asked now (before the poll
+        ends); None when the read model cannot answer or the name is not exactly one service there."""
+        model = self.read_model
+        if model is None or not self._answers_from_memory(None, clients):
+            return None
+        exact = [card for c in clients for card in model.cards(c.target.name) if card.service_name == name]
+        if len(exact) != 1:
+            return None
+        card = exact[0]
+        client = next(c for c in clients if c.target.name == card.target)
+        task = asyncio.ensure_future(client.get_service(card.service_id, generation=card.generation))
+        task.add_done_callback(_consume)  # a cancelled or unused look-up is not an "exception never retrieved"
+        return (card.target, card.service_id), task
 
     async def _closest_names(self, ref: str, clients: list[TargetClient]) -> list[str]:
         try:
@@ -721,27 +769,31 @@ class _Counts(NamedTuple):
 
 
 def _counts(matches: list[Any]) -> _Counts:
-    """What a summary counts, in one pass over the services (or cards) it covers; unhealthy ones latest first."""
-    by_status: Counter[str] = Counter()
-    by_type: Counter[str] = Counter()
-    by_generation: Counter[str] = Counter()
-    unhealthy = []
-    for s in matches:
-        by_status[s.status or "unknown"] += 1
-        by_type[s.infer_type or "unknown"] += 1
-        by_generation[s.generation] += 1
-        if s.status in UNHEALTHY_STATUSES:
-            unhealthy.append(s)
+    """What a summary counts over the services (or cards) it covers; unhealthy ones latest first. Each count is
+    one ``Counter`` over an attribute, which runs in C: a third of the time of one Python loop doing all three
+    (14 against 56 ms at 100 000 cards, docs/benchmarks.md)."""
+
+    def tally(attribute: str) -> dict[str, int]:
+        counted = Counter(map(attrgetter(attribute), matches))
+        for missing in (None, ""):
+            if missing in counted:
+                counted["unknown"] += counted.pop(missing)
+        return dict(counted.most_common())
+
+    unhealthy = [s for s in matches if s.status in UNHEALTHY_STATUSES]
     unhealthy.sort(key=_sort_key("changed"), reverse=True)
-    return _Counts(
-        dict(by_status.most_common()), dict(by_type.most_common()), dict(by_generation.most_common()), unhealthy
-    )
+    return _Counts(tally("status"), tally("infer_type"), tally("generation"), unhealthy)
 
 
 def _services(rows: list[Any]) -> list[Service]:
     """The rows to show as ``Service``s: a listing's already are; the watcher's cards are made into rows here,
     only for the page shown (a whole fleet of them would cost more than the answer)."""
     return [row.to_service() if isinstance(row, ServiceCard) else row for row in rows]
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _names(clients: list[TargetClient]) -> str:

@@ -183,6 +183,7 @@ def gateway(
         async def endpoint(request: Request) -> Response:
             emu: EmulatorState = request.app.state.emu
             path = request.url.path
+            started = time.monotonic()
             if generation is not None and emu.quirks.missing_generation == generation:
                 response = api_error(404, NO_API_CODE, NO_API_MSG, quirks=emu.quirks)
                 emu.requests.record(
@@ -204,8 +205,9 @@ def gateway(
                     body = bytes(response.body)
                     response = Response(body[: max(1, len(body) // 2)], 200, media_type=JSON)
             emu.requests.record(
-                route, request.method, path, request.url.query, response.status_code, request.headers.get("user-agent")
-            )
+                route, request.method, path, request.url.query, response.status_code,
+                request.headers.get("user-agent"), started,
+            )  # fmt: skip
             return response
 
         endpoint.__name__ = handler.__name__

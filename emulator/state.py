@@ -7,6 +7,7 @@ in one process never see each other's state.
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter, deque
 from typing import Any
 
@@ -33,11 +34,24 @@ class RequestLog:
         self.log: deque[dict[str, Any]] = deque(maxlen=500)
 
     def record(
-        self, route: str, method: str, path: str, query: str, status: int, user_agent: str | None = None
+        self,
+        route: str,
+        method: str,
+        path: str,
+        query: str,
+        status: int,
+        user_agent: str | None = None,
+        started: float | None = None,
     ) -> None:
+        """One answered request; ``started`` is when it arrived (``time.monotonic``), so a test can tell requests
+        sent together from requests sent one after the other (``started_s``/``ended_s`` in the log)."""
         self.total += 1
         self.by_route[route] += 1
-        self.log.append({"method": method, "path": path, "query": query, "status": status, "user_agent": user_agent})
+        ended = time.monotonic()
+        self.log.append({
+            "method": method, "path": path, "query": query, "status": status, "user_agent": user_agent,
+            "started_s": round(ended if started is None else started, 6), "ended_s": round(ended, 6),
+        })  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
         by_route = {r: self.by_route.get(r, 0) for r in ROUTES}

@@ -90,6 +90,25 @@ async def test_paging_through_an_answer_with_cursors_sees_everything_once(
     assert pages == -(-result.total // 7)
 
 
+async def test_pages_picked_from_the_top_and_pages_sorted_whole_meet_without_a_gap_or_a_repeat() -> None:
+    """The first pages of an answer are picked with a heap, deeper ones from a sort of everything
+    (``SHALLOW_PAGE_ROWS``, 2 000 rows): walked with cursors across that line, newest change first, the pages
+    are one ordered sequence."""
+    with EmulatorServer(EmulatorSettings(port=0, services=2600, workspaces=0, seed=3, churn=0)) as server:
+        async with queries_for(server, modelarts_api_generation="v1") as queries:
+            query = ServiceQuery.build(limit=900)
+            seen = []
+            while True:
+                result = await queries.list(query)
+                seen += result.services
+                if not result.next_cursor:
+                    break
+                query = query.model_copy(update={"cursor": result.next_cursor})
+    assert len(seen) == len({s.service_id for s in seen}) == result.total == 2600
+    keys = [(s.transition_at or s.publish_at, s.service_id) for s in seen]
+    assert keys == sorted(keys, reverse=True)
+
+
 async def test_a_cursor_from_another_query_is_refused(emulator_server: EmulatorServer, control: Control) -> None:
     async with queries_for(emulator_server) as queries:
         first = await queries.list(ServiceQuery.build(limit=2))
