@@ -207,7 +207,10 @@ class Settings(BaseSettings):
         5, ge=1, description="More transitions than this for one channel in one poll become one grouped message."
     )
     services_bot_outage_polls: int = Field(
-        3, ge=1, description="Failed polls in a row before the alert channel is told ModelArts cannot be reached."
+        3,
+        ge=1,
+        description="Failed polls in a row before the alert channel is told ModelArts cannot be reached (the "
+        "watcher's own polls; the on-demand polls of answers do not count).",
     )
     services_bot_delivery_backoff_seconds: float = Field(
         2.0,

@@ -192,5 +192,5 @@ class WatcherReadModel:
 
     def freshness(self, target: str) -> Freshness:
         state = self.watcher.targets[target]
-        failing = state.consecutive_failures > 0 or not state.reachable
+        failing = state.failing or not state.reachable
         return Freshness(target, state.last_success_at, state.last_error if failing else None)

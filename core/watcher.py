@@ -30,7 +30,8 @@ ones and at least ``MASS_MIN``), take a second full listing before anything is r
 missing are then confirmed by details while they fit in ``confirm_limit``, else by the two listings alone
 (details for thousands would be a burst against an API that may be struggling). A confirmed mass deletion
 is marked ``grouped``: each channel gets it as one message, whatever the group threshold. ``outage_polls``
-failed polls in a row of one target produce one "cannot reach ModelArts" notice, and the next success one
+failed polls in a row of one target (the loop's own; answers' on-demand polls do not count, a success of
+either does) produce one "cannot reach ModelArts" notice, and the next success one
 "reachable again" notice.
 
 The diff itself (``DiffBuilder``) compares the previous snapshot with the new rows without I/O; a full listing
@@ -132,6 +133,8 @@ class TargetHealth:
     consecutive_failures: int = 0
     last_success_at: datetime | None = None
     last_error: str | None = None
+    failing: bool = False
+    """The last poll, counted or not, failed for the API (what answers from the state warn about)."""
     outage_notified: bool = False
     polls_since_full: int = 0
     force_full: bool = True
@@ -359,6 +362,7 @@ class Watcher:
         self.fleet = FleetCards()
         """What answers show of every known service, as of the last committed poll (``core.read_model``)."""
         self._inflight: asyncio.Future[PollResult] | None = None
+        self._inflight_counts = True
         self._inflight_started = float("-inf")
         self._queued: asyncio.Future[PollResult] | None = None
         self._last_started = float("-inf")
@@ -457,8 +461,11 @@ class Watcher:
         moves the resync count: answers asking for polls must not make full listings come sooner."""
         if self._inflight is None:
             self._inflight_started = time.monotonic()
+            self._inflight_counts = scheduled
             self._inflight = asyncio.ensure_future(self._poll_all(scheduled))
             self._inflight.add_done_callback(self._poll_done)
+        elif scheduled:
+            self._inflight_counts = True  # the loop's tick joined an answer's poll: its failure is the tick's
         return self._inflight
 
     def _poll_done(self, task: asyncio.Future[PollResult]) -> None:
@@ -475,8 +482,9 @@ class Watcher:
         results = await asyncio.gather(*(self._poll_target(c, poll_id, scheduled) for c in self.clients))
         transitions = [t for _poll, stored in results for t in stored]
         notices: list[Notice] = []
+        counts = self._inflight_counts
         for client, (poll, _stored) in zip(self.clients, results, strict=True):
-            notice = self._reachability(self.targets[client.target.name], poll)
+            notice = self._reachability(self.targets[client.target.name], poll, counts=counts)
             if notice is not None:
                 notices.append(notice)
                 await self._queue_notice(notice, poll_id)
@@ -506,9 +514,13 @@ class Watcher:
         if self.alert_channel:
             await self.store.add_notice(self.alert_channel, notice, poll_id)
 
-    def _reachability(self, state: TargetHealth, poll: TargetPoll) -> Notice | None:
-        """Count failures in a row; one notice when a target is declared unreachable, one when it is back."""
+    def _reachability(self, state: TargetHealth, poll: TargetPoll, *, counts: bool = True) -> Notice | None:
+        """Count failures in a row; one notice when a target is declared unreachable, one when it is back. Only
+        polls that ``count`` (the loop's ticks) move the count: answers asking for polls during a blip must not
+        turn three questions in ten seconds into an outage notice that ``outage_polls`` ticks would not give.
+        Any poll's failure is remembered (``failing``), so answers still say that ModelArts is not answering."""
         if poll.ok:
+            state.failing = False
             state.consecutive_failures = 0
             state.reachable = True
             state.last_error = None
@@ -523,6 +535,9 @@ class Watcher:
             return None
         if poll.reason == "internal":
             return None  # our own failure (e.g. the disk): not the API's, say nothing about ModelArts
+        state.failing = True
+        if not counts:
+            return None
         state.consecutive_failures += 1
         if state.consecutive_failures >= self.outage_polls and not state.outage_notified:
             state.reachable = False

@@ -252,6 +252,31 @@ async def test_a_poll_that_fails_midway_changes_nothing_and_an_outage_is_told_on
         assert watcher.consecutive_failures == 0 and watcher.last_success_at is not None
 
 
+async def test_answers_asking_for_polls_during_a_blip_do_not_declare_an_outage(
+    server: EmulatorServer, ctl: Control, tmp_path: Path
+) -> None:
+    """Three questions in a few seconds while ModelArts blips are three failed on-demand polls; the outage notice
+    still needs ``outage_polls`` failed polls of the watcher's own loop (an answer only waits, and says the API
+    is not answering). A success of an answer's poll does end a counted run."""
+    options = {"outage_polls": 2, "alert_channel": "C-ops"}
+    async with watching(server, tmp_path / "w.db", **options) as (watcher, store):
+        await watcher.poll_once()
+        ctl.faults(error_status=503, error_count=1000)
+        for _ in range(3):
+            asked = watcher.poll_if_older(0)
+            assert asked is not None
+            assert (await asked).notices == []
+        assert watcher.consecutive_failures == 0 and watcher.targets["default"].failing
+        assert [n.kind for n in (await watcher.poll_once()).notices] == []
+        assert [n.kind for n in (await watcher.poll_once()).notices] == ["outage"]
+        ctl.post("/faults", {"error_count": 0})
+        asked = watcher.poll_if_older(0)
+        assert asked is not None and [n.kind for n in (await asked).notices] == ["recovered"]
+        assert not watcher.targets["default"].failing
+        ops = [d.notice.kind for d in await store.deliveries(channel="C-ops") if d.notice]
+        assert ops == ["outage", "recovered"]
+
+
 async def test_after_a_restart_the_watcher_resumes_without_a_new_baseline(
     server: EmulatorServer, ctl: Control, tmp_path: Path
 ) -> None:
