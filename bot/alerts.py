@@ -79,6 +79,19 @@ def change_words(t: Transition) -> str:
     return f"{was} → *{to}*"
 
 
+def came_from_words(t: Transition) -> str:
+    """What follows ``:red_circle: failed · *name*`` on a line that already says where the service went:
+    where it came from (``was running``), so the status word is not said twice (``running → *failed*``)."""
+    was = escape(t.from_status or "?", 30)
+    if t.kind == "new":
+        return "appeared"
+    if t.kind == "deleted":
+        return f"was deleted (last *{was}*)"
+    if t.kind == "flap":
+        return "changed and came back between two polls"
+    return f"(was {was})"
+
+
 def transition_label(t: Transition) -> str:
     """The emoji and word of where a transition went (``:red_circle: failed``; ``deleted`` for a deleted one)."""
     if t.kind == "deleted":
@@ -136,7 +149,7 @@ def alert_message(
     being updated gets ``later`` (the changes in its thread since: it then shows whether that resolved, relapsed
     or where it stands) and ``acks`` (who is on it); ``channel`` goes into the Acknowledge button so a click can
     be checked against the channel it came from."""
-    line = f"{transition_label(t)} · *{escape(t.display_name, 150)}* {change_words(t)}"
+    line = f"{transition_label(t)} · *{escape(t.display_name, 150)}* {came_from_words(t)}"
     blocks: list[Block] = []
     state = thread_state(later or [])
     if state is not None:
@@ -322,7 +335,7 @@ def transitions_message(
     lines = []
     for t in transitions:
         line = (
-            f"{transition_label(t)} · *{escape(t.display_name, 100)}* {change_words(t)} · "
+            f"{transition_label(t)} · *{escape(t.display_name, 100)}* {came_from_words(t)} · "
             f"{ago(t.transition_at or t.observed_at, now) or ''}"
         )
         if t.error_msg and t.to_status in UNHEALTHY_STATUSES:

@@ -395,7 +395,7 @@ async def test_history_names_an_unknown_service_with_a_suggestion(
     assert "There is no service named 'speech-to-txt'. Did you mean 'speech-to-text'?" in text, text
     await slack.command("history speech-to-text", GENERAL, user=BOB)
     found = await slack.wait_for_messages(lambda m: private(m, BOB), channel=GENERAL)
-    assert "running → *failed*" in shown(private(found, BOB)[-1])
+    assert "failed · *" in shown(private(found, BOB)[-1]) and "(was running)" in shown(private(found, BOB)[-1])
 
 
 async def test_history_past_its_limit_says_how_many_more_and_shows_them_in_change_order(

@@ -104,7 +104,8 @@ async def test_a_failure_is_alerted_once_with_error_and_metadata(
     (alert,) = bot_messages(found)
     assert_valid(alert["blocks"])
     text = "\n".join(mrkdwn_texts(alert["blocks"]))
-    assert "*ocr-invoice-prod* running → *failed*" in text and "CUDA out of memory &lt;!channel&gt;" in text
+    assert ":red_circle: failed · *ocr-invoice-prod* (was running)" in text
+    assert "CUDA out of memory &lt;!channel&gt;" in text
     assert alert["metadata"]["event_type"] == "modelarts_service_status_changed"
     payload = alert["metadata"]["event_payload"]
     assert payload["service_id"] == created["service_id"] and payload["to_status"] == "failed"
@@ -183,7 +184,8 @@ async def test_later_changes_go_to_the_thread_and_recovery_resolves_the_first_al
         lambda m: any(x.get("thread_ts") == root["ts"] and x["ts"] != root["ts"] for x in m), channel=ALERTS, timeout=10
     )
     reply = next(x for x in found if x.get("thread_ts") == root["ts"] and x["ts"] != root["ts"])
-    assert "concerning → *running*" in json.dumps(reply["blocks"], ensure_ascii=False)
+    replied = json.dumps(reply["blocks"], ensure_ascii=False)
+    assert "running · *" in replied and "(was concerning)" in replied
     updated = await slack.wait_for_messages(
         lambda m: any(x["ts"] == root["ts"] and x["edited"] for x in m), channel=ALERTS, timeout=5
     )
@@ -218,7 +220,8 @@ async def test_history_and_mcp_list_transitions(
     await slack.set_app_url(bot.url + "/slack/events")
     await slack.command("history ranker-v2 since:1h", GENERAL)
     found = await slack.wait_for_messages(lambda m: "Transitions of ranker-v2" in json.dumps(m), channel=GENERAL)
-    assert "running → *failed*" in json.dumps(found[-1]["blocks"], ensure_ascii=False)
+    latest = json.dumps(found[-1]["blocks"], ensure_ascii=False)
+    assert "failed · *" in latest and "(was running)" in latest
     async with Client(streamable_http_client(bot.url + "/mcp", http_client=httpx2.AsyncClient())) as client:
         result = await client.call_tool("list_transitions", {"since": "1h", "to_status": ["failed"]})
     rows = result.structured_content["transitions"]  # type: ignore[index]

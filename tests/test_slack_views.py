@@ -155,4 +155,4 @@ async def test_every_status_emoji_is_followed_by_its_status_word(
     assert {word for code, word in pairs if code == UNKNOWN} == {"deleted", "hibernating"}
     assert {word for _, word in pairs} == set(STATUS_EMOJI) | {"deleted", "hibernating"}
     alert_line = alert_message(transitions[3])[1][0]["text"]["text"]
-    assert alert_line == ":red_circle: failed · *svc-failed* running → *failed*"
+    assert alert_line == ":red_circle: failed · *svc-failed* (was running)", "the status word once, then the old one"

@@ -397,7 +397,8 @@ async def test_the_watcher_alerts_a_v2_running_to_failed_flip_within_one_poll_an
     (alert,) = [m for m in found if m["user"] == "U0BOT" and target["name"] in m["text"]]
     assert took < POLL + 1.0, f"alerted after {took:.2f}s"
     text = json.dumps(alert["blocks"], ensure_ascii=False)
-    assert "running → *failed*" in text and "CUDA out of memory &lt;!channel&gt;" in text
+    assert ":red_circle: failed · *" in text and "(was running)" in text
+    assert "CUDA out of memory &lt;!channel&gt;" in text
     payload = alert["metadata"]["event_payload"]
     assert payload["service_id"] == target["id"] and payload["to_status"] == "failed"
     log = mixed_control.requests()["log"]
