@@ -14,6 +14,10 @@ the stand-in.
 
     python benchmarks/bench_answers.py
     python benchmarks/bench_answers.py --sizes 10000 --latencies 0 --repeat 5
+
+``--base DIR`` compares the state path with the state path of another checkout (its own ``.venv``, e.g.
+``git worktree add /tmp/base <commit>``) in the same run, instead of with the live path. Either way both bots
+run at once and take turns command by command against the same emulator, so the machine's noise falls on both.
 """
 
 from __future__ import annotations
@@ -85,10 +89,20 @@ def run_bot(config: dict[str, Any]) -> None:
 
 
 def start_bot(
-    emulator_url: str, workspace: WorkspaceServer, *, watch: bool, fresh: float, logdir: Path
+    emulator_url: str,
+    workspace: WorkspaceServer,
+    *,
+    watch: bool,
+    fresh: float,
+    logdir: Path,
+    root: Path = ROOT,
+    name: str | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
+    """``services-bot serve`` in its own process, from the checkout at ``root`` (its ``.venv``, or this
+    interpreter for this checkout)."""
     port = free_port()
-    name = "state" if watch else "live"
+    name = name or ("state" if watch else "live")
+    python = sys.executable if root == ROOT else str(root / ".venv" / "bin" / "python")
     log = logdir / f"bot-{name}.log"
     config = {
         "emulator": emulator_url,
@@ -102,7 +116,10 @@ def start_bot(
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, __file__, "--bot", json.dumps(config)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+            [python, str(root / "benchmarks" / "bench_answers.py"), "--bot", json.dumps(config)],
+            cwd=root,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     wait_healthy(f"{url}/healthz", proc, "the bot", log)
@@ -127,24 +144,35 @@ async def requests_now(emulator: httpx.AsyncClient) -> int:
 
 
 async def measure(
-    client: WorkspaceClient, answers: Answers, emulator: httpx.AsyncClient, repeat: int, names: list[str]
-) -> dict[str, Samples]:
-    """Each command ``repeat`` times, one at a time; Next is a click on the answer of `limit:40`."""
-    out = {command: Samples() for command in COMMANDS}
+    client: WorkspaceClient,
+    answers: Answers,
+    emulator: httpx.AsyncClient,
+    bots: dict[str, str],
+    repeat: int,
+    names: list[str],
+) -> dict[str, dict[str, Samples]]:
+    """Each command ``repeat`` times, one at a time, taking turns between the ``bots`` (path -> Slack events
+    URL) command by command, so a burst of noise on the shared machine falls on both; Next is a click on the
+    answer of `limit:40`."""
+    out = {path: {command: Samples() for command in COMMANDS} for path in bots}
     user = USERS[0]
-    await one(client, answers, "failed", user)  # warm-up: connections, imports, the first poll's details
+    for url in bots.values():  # warm-up: connections, imports, the first poll's details
+        await client.set_app_url(url)
+        await one(client, answers, "failed", user)
     for i in range(repeat):
         for command in COMMANDS:
             if command == "Next":
                 continue
-            await client.reset()
-            await emulator.delete("/requests")
-            _ack, answer, message = await one(client, answers, command.format(name=names[i % len(names)]), user)
-            record(out[command], answer, message, await requests_now(emulator))
-            if command == "limit:40" and message is not None and not is_error(message):
+            for path, url in bots.items():
+                await client.set_app_url(url)
+                await client.reset()
                 await emulator.delete("/requests")
-                _ack, answer, updated = await click_next(client, answers, message, user)
-                record(out["Next"], answer, updated, await requests_now(emulator))
+                _ack, answer, message = await one(client, answers, command.format(name=names[i % len(names)]), user)
+                record(out[path][command], answer, message, await requests_now(emulator))
+                if command == "limit:40" and message is not None and not is_error(message):
+                    await emulator.delete("/requests")
+                    _ack, answer, updated = await click_next(client, answers, message, user)
+                    record(out[path]["Next"], answer, updated, await requests_now(emulator))
     return out
 
 
@@ -173,24 +201,35 @@ async def bench(args: argparse.Namespace, workspace: WorkspaceServer, logdir: Pa
                 httpx.AsyncClient(base_url=emulator_url + "/_emulator", trust_env=False, timeout=60) as emulator,
             ):
                 for latency in args.latencies:
-                    results: dict[str, dict[str, Samples]] = {}
-                    for path, watch in (("live", False), ("state", True)):
-                        await emulator.post("/faults", json={"latency_ms": 0})
-                        bot, bot_url = start_bot(
-                            emulator_url, workspace, watch=watch, fresh=args.fresh_seconds, logdir=logdir
+                    paths = [("live", False, ROOT), ("state", True, ROOT)]
+                    if args.base:
+                        paths = [("base", True, args.base), ("state", True, ROOT)]
+                    await emulator.post("/faults", json={"latency_ms": 0})
+                    bots = {
+                        path: start_bot(
+                            emulator_url,
+                            workspace,
+                            watch=watch,
+                            fresh=args.fresh_seconds,
+                            logdir=logdir,
+                            root=root,
+                            name=path,
                         )
-                        answers = Answers(client)
-                        try:
-                            await client.set_app_url(bot_url + "/slack/events")
-                            await answers.start()
-                            (await emulator.post("/faults", json={"latency_ms": latency})).raise_for_status()
-                            results[path] = await measure(client, answers, emulator, args.repeat, names)
-                        finally:
-                            await answers.stop()
-                            stop(bot)
+                        for path, watch, root in paths
+                    }
+                    answers = Answers(client)
+                    try:
+                        await answers.start()
+                        (await emulator.post("/faults", json={"latency_ms": latency})).raise_for_status()
+                        urls = {path: url + "/slack/events" for path, (_proc, url) in bots.items()}
+                        results = await measure(client, answers, emulator, urls, args.repeat, names)
+                    finally:
+                        await answers.stop()
+                        for proc, _url in bots.values():
+                            stop(proc)
                     await emulator.post("/faults", json={"latency_ms": 0})
                     for command in COMMANDS:
-                        live, state = results["live"][command], results["state"][command]
+                        live, state = results[paths[0][0]][command], results["state"][command]
                         ratio = (
                             f"{percentile(live.answer_ms, 99) / percentile(state.answer_ms, 99):.1f}×"
                             if live.answer_ms and state.answer_ms
@@ -215,6 +254,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=10, help="runs of each command per path")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fresh-seconds", type=float, default=0.0, help="SERVICES_BOT_ANSWER_FRESH_SECONDS")
+    parser.add_argument(
+        "--base", type=Path, help="a checkout whose state path is the baseline (in place of the live path)"
+    )
     args = parser.parse_args()
     python = f"{platform.python_implementation()} {platform.python_version()}"
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -226,9 +268,10 @@ def main() -> None:
     workspace.start()
     try:
         with tempfile.TemporaryDirectory() as logdir:
+            first = "base" if args.base else "live"
             print(
-                "| services | API latency | command | live p50 | live p99 | live requests | live errors "
-                "| state p50 | state p99 | state requests | state errors | p99 live/state |"
+                f"| services | API latency | command | {first} p50 | {first} p99 | {first} requests | {first} errors "
+                f"| state p50 | state p99 | state requests | state errors | p99 {first}/state |"
             )
             print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|", flush=True)
             asyncio.run(bench(args, workspace, Path(logdir)))
