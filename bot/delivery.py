@@ -19,8 +19,9 @@ A message delivered ``late_note_seconds`` or more after its transition was seen 
 16 min: Slack was unavailable"). Only a refusal that cannot heal ends a delivery (``failed``): it is counted
 (``services_bot_deliveries_total{outcome="failed"}``, ``services_bot_slack_errors_total{error}``), shown in
 ``/healthz`` (``bot.delivery_health``), logged once, and told where a channel can hear it: the alert channel for
-a channel that refuses alerts, the channel itself for a message it refused; a refused token can be told nowhere
-in Slack, so ``/healthz`` turns 503.
+a channel that refuses alerts, the channel itself for a message it refused. A refused token ends nothing: it
+can be told nowhere in Slack, so ``/healthz`` turns 503, and the alerts are held (``outcome="held"``), tried
+again once per ``backoff_max_seconds``, and go out late, with their note, once someone fixes the token.
 
 Order: a service's rows in a channel go out strictly one after the other (the store does not hand out a row
 while an earlier one of that service is undelivered), so a recovery never overtakes the failure it resolves.
@@ -62,7 +63,7 @@ from services_bot.bot.reconcile import (
     HistoryUnreadable,
     PostedFinder,
 )
-from services_bot.bot.slack_errors import NETWORK_ERRORS, SlackFailure, failure_of
+from services_bot.bot.slack_errors import NETWORK_ERRORS, TOKEN_ERRORS, SlackFailure, failure_of
 from services_bot.core.metrics import DELIVERIES, OLDEST_UNDELIVERED, SLACK_ERRORS, UNDELIVERED
 from services_bot.core.notifications import AlertThread, Delivery, Notice, Transition
 from services_bot.core.service_fields import ConsoleLink
@@ -295,6 +296,14 @@ class AlertDelivery:
             await self._retry_in([d.id for d in rows], delay, failure.describe(), look_up=failure.maybe_posted)
             log.warning("slack cannot take alerts now channel=%s error=%s retry_in=%.1fs", channel, failure, delay)
             raise SlackUnavailable(delay)
+        if failure.scope == "token":
+            # No post can succeed, yet nothing is wrong with the alerts: keep them until the token works again
+            # (a restart with a new one, or scopes added to the app), probing once per longest backoff.
+            DELIVERIES.labels("held").inc()
+            delay = self.backoff_max_seconds
+            await self._retry_in([d.id for d in rows], delay, failure.describe())
+            log.error("slack refuses the bot's token error=%s alerts_held retry_in=%.0fs", failure, delay)
+            raise SlackUnavailable(delay)
         DELIVERIES.labels("failed").inc()
         await self.store.mark_failed([d.id for d in rows], failure.describe())
         await self._report_refusal(rows, failure)
@@ -443,6 +452,8 @@ def _late_reason(errors: list[str | None], last_transient: SlackFailure | None) 
         return "Slack was rate limiting the bot"
     if seen == REQUEUED:
         return "the bot was restarting"
+    if any(code in seen for code in TOKEN_ERRORS):
+        return "Slack refused the bot's token"
     if seen or last_transient is not None:
         return "Slack was unavailable"
     return "delivery was held up"

@@ -66,7 +66,7 @@ class DeliveryHealth:
         if self.token_refused is not None:
             problems.append(
                 f"Slack refuses the bot's token ({self.token_refused.error}): no alert can be posted until the "
-                "token or the app's scopes are fixed"
+                f"token or the app's scopes are fixed; {undelivered} alert(s) held until then"
             )
         if age is not None and age > stale_seconds:
             last = f"; last Slack error: {self.last_failure.describe()}" if self.last_failure else ""

@@ -6,13 +6,15 @@ A pure reading of an exception, so the delivery worker's policy is one ``match``
   (``ratelimited``, ``fatal_error``, ``internal_error``, ``service_unavailable``, ``request_timeout``, …). These
   heal by themselves: they are retried for as long as they last.
 - ``token``: Slack refuses the bot itself (``invalid_auth``, ``token_revoked``, ``missing_scope``, …): no post can
-  succeed until someone fixes the token or the app; nobody can be told in Slack.
+  succeed until someone fixes the token or the app; nobody can be told in Slack. The alerts are not at fault,
+  so they are held (tried again at the longest backoff), not failed.
 - ``channel``: Slack refuses this channel (``channel_not_found``, ``not_in_channel``, ``is_archived``, …): other
   channels still work, so the alert channel can be told.
 - ``message``: Slack accepted the call but not this message (``invalid_blocks``, ``msg_too_long``, and any error
   not listed here): the channel works, so it can be told an alert was lost.
 
-Only a ``transient`` failure is retried; an answer Slack gave deliberately does not change by asking again.
+Only a ``transient`` failure is retried as such (and a ``token`` one held); an answer Slack gave deliberately about
+a channel or a message does not change by asking again.
 Some transient failures leave it open whether the post was made (``maybe_posted``): no answer although the
 request was sent (a timeout, a dropped connection), HTTP 500/502/504, or an error Slack says may follow a
 partial success (``fatal_error``, ``internal_error``, ``request_timeout``) but not with a 503, which says the

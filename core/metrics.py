@@ -30,7 +30,9 @@ LAST_POLL_SUCCESS = Gauge(
 )
 TRANSITIONS = Counter("services_bot_transitions", "Status transitions observed, by new status.", ["to_status", "kind"])
 DELIVERIES = Counter(
-    "services_bot_deliveries", "Slack messages for alerts and notices, by outcome (ok, retry, failed).", ["outcome"]
+    "services_bot_deliveries",
+    "Slack messages for alerts and notices, by outcome (ok, retry, held: the token is refused, failed).",
+    ["outcome"],
 )
 UNDELIVERED = Gauge(
     "services_bot_delivery_undelivered", "Alerts and notices queued for Slack, not delivered yet (pending, in flight)."

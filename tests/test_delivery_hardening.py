@@ -184,25 +184,40 @@ async def test_a_channel_that_refuses_alerts_shows_in_health_metrics_and_the_ale
     assert len(bot_messages(await slack.messages(ALERTS))) == 1, "one notice, not one per try"
 
 
-async def test_a_refused_token_turns_health_503_until_an_alert_gets_through(
+async def test_a_refused_token_turns_health_503_and_holds_the_alerts_until_it_works_again(
     fleet: EmulatorServer, fleet_control: Control, workspace_server: WorkspaceServer, slack: WorkspaceClient,
     tmp_path: Path,
 ) -> None:  # fmt: skip
+    """The alerts are not at fault when Slack refuses the token: they used to be marked failed, so a failure
+    during a revoked token was never told even after the token was fixed. They are held and go out, late and
+    saying why, once a post gets through; nothing is counted failed."""
     first, second = service(fleet_control, "auth-a"), service(fleet_control, "auth-b")
-    with BackgroundServe(alert_settings(fleet, workspace_server, tmp_path / "store.db", **FAST)) as bot:
+    settings = alert_settings(
+        fleet, workspace_server, tmp_path / "store.db", services_bot_delivery_late_note_seconds=0.1, **FAST
+    )
+    with BackgroundServe(settings) as bot:
         wait_baseline(bot, 2)
         errors_before = await metric(bot, "services_bot_slack_errors_total", error="invalid_auth")
+        failed_before = await metric(bot, "services_bot_deliveries_total", outcome="failed")
         await slack.set_fault("chat.postMessage", error="invalid_auth", count=1_000_000)
         fleet_control.set_status(first["service_id"], "failed", "x")
         body = await health_until(bot, lambda code, _b: code == 503, "503 while Slack refuses the token")
         assert body["status"] == "unhealthy" and any("invalid_auth" in p for p in body["problems"]), body
+        assert any("held" in p for p in body["problems"]), body
         assert body["delivery"]["last_error"]["error"] == "invalid_auth"
-        assert await metric(bot, "services_bot_slack_errors_total", error="invalid_auth") == errors_before + 1
+        assert body["delivery"]["undelivered"] == 1
+        assert await metric(bot, "services_bot_slack_errors_total", error="invalid_auth") >= errors_before + 1
         await slack.clear_faults()
         fleet_control.set_status(second["service_id"], "failed", "y")
-        await slack.wait_for_messages(lambda m: bot_messages(m), channel=ALERTS, timeout=10)
+        found = await slack.wait_for_messages(
+            lambda m: len(bot_messages(m)) >= 2, channel=ALERTS, timeout=10
+        )  # fmt: skip
         body = await health_until(bot, lambda code, b: code == 200 and b["status"] == "ok", "ok once alerts flow")
         assert body["delivery"]["undelivered"] == 0
+        assert await metric(bot, "services_bot_deliveries_total", outcome="failed") == failed_before
+    texts = [blocks_text(m) for m in bot_messages(found)]
+    assert first["service_name"] in texts[0] and second["service_name"] in texts[1], "held, then in order"
+    assert "Slack refused the bot's token" in texts[0], texts[0]
 
 
 # -- 9: /healthz reflects delivery -----------------------------------------------------------------
