@@ -8,10 +8,12 @@ thread is re-raised to the caller. Nothing here knows the product: the Slack sta
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from types import TracebackType
 
 import uvicorn
@@ -51,6 +53,31 @@ def uvicorn_config(app: Starlette, *, lifespan: str = "on", log_level: str = "wa
         timeout_graceful_shutdown=3,
         timeout_keep_alive=30,
     )
+
+
+class LifespanServer(uvicorn.Server):
+    """uvicorn's server for an app whose lifespan runs around it (``serve_with_lifespan``). uvicorn catches
+    SIGTERM and SIGINT, shuts down, and then raises the signal again as it leaves ``serve()``: with the default
+    SIGTERM handler that ends the process there, before the lifespan around it has closed the store, released
+    the lease and stopped delivery (``docker stop`` did exactly that). Here the signal is only recorded; the
+    caller raises it again once the lifespan has ended (``reraise_signals``)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+    def reraise_signals(self) -> None:
+        """What uvicorn does at the end of ``serve()``: the process ends as the signal would have ended it."""
+        for captured in reversed(self._captured_signals):
+            signal.raise_signal(captured)
 
 
 async def serve_with_lifespan(

@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-import uvicorn
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -40,7 +39,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from services_bot.background import BackgroundServer, ListenError, listen, serve_with_lifespan, uvicorn_config
+from services_bot.background import (
+    BackgroundServer,
+    LifespanServer,
+    ListenError,
+    listen,
+    serve_with_lifespan,
+    uvicorn_config,
+)
 from services_bot.bot.app import create_slack_app
 from services_bot.bot.delivery import AlertDelivery
 from services_bot.bot.http_guard import Refusal, SlackRequestGuard
@@ -272,6 +278,7 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
                 runtime.role = "commands only"
             log.info("serving slack=%s mcp=%s role=%s", mode, "on" if mcp_server else "off", runtime.role)
             yield
+            log.info("stopping: the watcher, delivery and the store close")
 
     routes: list[Route | Mount] = [
         Route("/slack/events", slack_events, methods=["POST"]),
@@ -521,10 +528,12 @@ def run_serve(settings: Settings, *, host: str, port: int, mcp: bool, watch: boo
         role = app.state.runtime.role_line()
         print(f"services-bot on {url}  (Slack: {slack_mode(settings)}; /healthz, /metrics; {role})", flush=True)
 
+    server = LifespanServer(uvicorn_config(app, lifespan="off"))
     try:
-        asyncio.run(serve_with_lifespan(app, sock, uvicorn.Server(uvicorn_config(app, lifespan="off")), ready))
+        asyncio.run(serve_with_lifespan(app, sock, server, ready))
     finally:
         sock.close()
+    server.reraise_signals()
 
 
 class BackgroundServe(BackgroundServer):

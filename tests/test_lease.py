@@ -104,3 +104,29 @@ async def test_a_deleted_lock_file_leaves_one_holder(
 
 def delete(path: Path) -> None:
     path.unlink()
+
+
+def _has_wal(db: Path) -> bool:
+    return Path(f"{db}-wal").exists()
+
+
+async def test_sigterm_closes_the_store_before_the_process_ends(
+    fleet: EmulatorServer, fleet_control: Control, workspace_server: WorkspaceServer, tmp_path: Path
+) -> None:
+    """`docker stop` sends SIGTERM. uvicorn re-raised it on leaving its loop, which ended the process before the
+    shutdown around it ran: the store was left open (its write-ahead log never folded back) and the watcher and
+    delivery were cut off mid-step. Now shutdown runs first, and the process still ends as SIGTERM ends it."""
+    import signal
+
+    db = tmp_path / "store.db"
+    with ServeProcess(fleet, workspace_server, db) as proc:
+        assert proc.url, proc.stderr()
+        await until(lambda: baselined(db), "the baseline")
+        assert _has_wal(db), "an open store in WAL mode has its log beside it"
+        assert proc.proc is not None
+        proc.proc.send_signal(signal.SIGTERM)
+        code = proc.exit_code(timeout=20)
+        logged = proc.stderr()
+    assert code == -signal.SIGTERM, (code, logged[-2000:])
+    assert "Traceback" not in logged
+    assert not _has_wal(db), "the store was closed: its log folded back into the file"
