@@ -14,7 +14,7 @@ import math
 import sys
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from annotated_types import Gt, MaxLen, MinLen
 from pydantic import (
@@ -144,6 +144,9 @@ class SecondsSizedTime(datetime):
     """A time whose epoch value was seconds-sized (Q02) and read as seconds: ``Service`` notes it, so nobody is
     shown a silent guess. It is a ``datetime`` in every other respect."""
 
+    seen: ClassVar[bool] = False
+    """Set once one was made: until then ``Service`` need not look at its times for one."""
+
 
 def epoch_to_datetime(value: Any) -> datetime | None:
     """Epoch ms (documented) or seconds (as in the list example, Q02) → aware UTC datetime; one read as seconds is a
@@ -156,6 +159,7 @@ def epoch_to_datetime(value: Any) -> datetime | None:
     if number is None or number <= 0:
         return None
     kind = SecondsSizedTime if number < SECONDS_GUARD else datetime
+    SecondsSizedTime.seen = SecondsSizedTime.seen or kind is SecondsSizedTime
     try:
         return kind.fromtimestamp(number if number < SECONDS_GUARD else number / 1000.0, tz=UTC)
     except (OverflowError, OSError, ValueError):
@@ -215,7 +219,8 @@ MS_FLOOR = datetime.fromtimestamp(SECONDS_GUARD / 1000, UTC)
 
 Int = _documented_or(Annotated[int, Strict()], _lenient_int)
 Float = _documented_or(Annotated[float, Strict()], _lenient_float)
-Bool = _documented_or(Annotated[bool, Strict()], _lenient_bool)
+Bool = _documented_or(bool, _lenient_bool)
+"""JSON booleans, and the "true"/"false" strings the spec documents for some flags (Q05), read by pydantic-core."""
 Str = _documented_or(Annotated[str, Strict(), MinLen(1)], _lenient_str)
 Token = _documented_or(Annotated[str, Strict(), MinLen(1), MaxLen(64), AfterValidator(sys.intern)], _interned_str)
 EpochTime = _documented_or(Annotated[AwareDatetime, Gt(MS_FLOOR)], epoch_to_datetime)
@@ -380,24 +385,23 @@ class Service(ApiModel):
 
     @model_validator(mode="after")
     def _settle(self, info: ValidationInfo) -> Service:
-        """Target, endpoint kind and generation from the validation context (the client passes them: set while
-        parsing, they cost no per-instance bookkeeping, which matters at 100 000 services), and a note for each
-        time read as seconds. One Python call per service, after pydantic-core has read its fields."""
+        """Target, endpoint kind and generation from the validation context (the client passes them, and only
+        them: set while parsing, they cost no per-instance bookkeeping, which matters at 100 000 services), and a
+        note for each time read as seconds. One short Python call per service, after pydantic-core read its fields:
+        the times are looked at only once the process has met a seconds-sized one."""
         fields = self.__dict__
-        context = info.context
-        if context:
-            for name in _CONTEXT_FIELDS:
-                if name in context:
-                    fields[name] = context[name]
-        odd = [name for name in _EPOCH_FIELDS if type(fields[name]) is SecondsSizedTime]
-        if odd:
-            fields["notes"] = (*self.notes, *(f"{name} was seconds-sized; read as seconds" for name in odd))
+        if info.context:
+            fields.update(info.context)
+        if SecondsSizedTime.seen:
+            odd = [name for name in _EPOCH_FIELDS if type(fields[name]) is SecondsSizedTime]
+            if odd:
+                fields["notes"] = (*self.notes, *(f"{name} was seconds-sized; read as seconds" for name in odd))
         return self
 
     def __setattr__(self, name: str, value: Any) -> None:
         """A listed row shares its fields-set with the rows of the same shape (``share_fields_sets``); the first
         assignment gives it its own."""
-        if type(self.__pydantic_fields_set__) is frozenset:
+        if type(self.__pydantic_fields_set__) is SharedFieldsSet:
             object.__setattr__(self, "__pydantic_fields_set__", set(self.__pydantic_fields_set__))
         super().__setattr__(name, value)
 
@@ -421,17 +425,21 @@ class Service(ApiModel):
         return dict(self.__pydantic_extra__ or {})
 
 
-_CONTEXT_FIELDS = ("detail", "target", "generation")
+class SharedFieldsSet(set[str]):
+    """The fields-set of several rows of one shape; never changed in place (``Service.__setattr__`` copies it)."""
 
 
 def share_fields_sets(services: Iterable[Service]) -> None:
-    """Give rows of the same shape one (frozen) set of the fields they were given. pydantic keeps that set per
-    instance, and at about 1.5 KB it was the largest part of a listed service (docs/benchmarks.md, issue 17); a row
-    that is assigned to later gets its own copy (``Service.__setattr__``)."""
-    shapes: dict[frozenset[str], frozenset[str]] = {}
+    """Give rows of the same shape one set of the fields they were given. pydantic keeps that set per instance,
+    and at about 1.5 KB it was the largest part of a listed service (docs/benchmarks.md, issue 17); a row that is
+    assigned to later gets its own copy (``Service.__setattr__``)."""
+    shapes: dict[frozenset[str], SharedFieldsSet] = {}
     for service in services:
         shape = frozenset(service.__pydantic_fields_set__)
-        object.__setattr__(service, "__pydantic_fields_set__", shapes.setdefault(shape, shape))
+        shared = shapes.get(shape)
+        if shared is None:
+            shared = shapes[shape] = SharedFieldsSet(shape)
+        object.__setattr__(service, "__pydantic_fields_set__", shared)
 
 
 class ServicePage(ApiModel):
