@@ -37,7 +37,7 @@ from services_bot.core.errors import (
     UnavailableError,
 )
 from services_bot.core.metrics import API_LATENCY, API_REQUESTS
-from services_bot.core.models import LegacyServiceList, Service, ServicePage
+from services_bot.core.models import LegacyServiceList, Service, ServicePage, share_fields_sets
 from services_bot.core.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
 from services_bot.core.signing import wire_url
 
@@ -476,6 +476,7 @@ def _parse_page(context: dict[str, str], limit: int) -> Callable[[httpx.Response
                 status=response.status_code,
                 request_id=_request_id(response, extra),
             )
+        share_fields_sets(page.services)
         return page
 
     return parse

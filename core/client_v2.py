@@ -27,7 +27,7 @@ from services_bot.core.client import (
     validate_service_id,
 )
 from services_bot.core.errors import IncompleteListingError
-from services_bot.core.models import Service, ServicePage
+from services_bot.core.models import Service, ServicePage, share_fields_sets
 from services_bot.core.models_v2 import (
     STATUS_TO_V2,
     TYPE_TO_V2,
@@ -133,6 +133,7 @@ def _parse_v2_page(context: dict[str, str], offset: int, limit: int) -> Callable
                 total=page.total,
             )
         rows = [row_to_service(row, context) for row in page.data]
+        share_fields_sets(rows)
         return ServicePage.model_construct(total_count=page.total, count=len(rows), services=rows)
 
     return parse

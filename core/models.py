@@ -12,10 +12,23 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from annotated_types import Gt, MaxLen, MinLen
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    Strict,
+    ValidationInfo,
+    model_validator,
+)
 
 V1_STATUSES: tuple[str, ...] = (
     "running",
@@ -127,8 +140,17 @@ def _interned_str(value: Any) -> str | None:
     return sys.intern(text) if text is not None and len(text) <= 64 else text
 
 
+class SecondsSizedTime(datetime):
+    """A time whose epoch value was seconds-sized (Q02) and read as seconds: ``Service`` notes it, so nobody is
+    shown a silent guess. It is a ``datetime`` in every other respect."""
+
+    seen: ClassVar[bool] = False
+    """Set once one was made: until then ``Service`` need not look at its times for one."""
+
+
 def epoch_to_datetime(value: Any) -> datetime | None:
-    """Epoch ms (documented) or seconds (as in the list example, Q02) → aware UTC datetime."""
+    """Epoch ms (documented) or seconds (as in the list example, Q02) → aware UTC datetime; one read as seconds is a
+    ``SecondsSizedTime``."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str) and not value.strip().lstrip("-").replace(".", "", 1).isdigit():
@@ -136,9 +158,10 @@ def epoch_to_datetime(value: Any) -> datetime | None:
     number = _lenient_float(value)
     if number is None or number <= 0:
         return None
-    seconds = number if number < SECONDS_GUARD else number / 1000.0
+    kind = SecondsSizedTime if number < SECONDS_GUARD else datetime
+    SecondsSizedTime.seen = SecondsSizedTime.seen or kind is SecondsSizedTime
     try:
-        return datetime.fromtimestamp(seconds, tz=UTC)
+        return kind.fromtimestamp(number if number < SECONDS_GUARD else number / 1000.0, tz=UTC)
     except (OverflowError, OSError, ValueError):
         return None
 
@@ -183,12 +206,26 @@ def _str_list(value: Any) -> Any:
     return _empty_to_none(value)
 
 
-Int = Annotated[int | None, BeforeValidator(_lenient_int)]
-Float = Annotated[float | None, BeforeValidator(_lenient_float)]
-Bool = Annotated[bool | None, BeforeValidator(_lenient_bool)]
-Str = Annotated[str | None, BeforeValidator(_lenient_str)]
-Token = Annotated[str | None, BeforeValidator(_interned_str)]
-EpochTime = Annotated[datetime | None, BeforeValidator(epoch_to_datetime)]
+def _documented_or(documented: Any, lenient: Callable[[Any], Any]) -> Any:
+    """A field read by pydantic-core alone when the value is what the spec documents (or null), and by ``lenient``
+    only when it is not (a quirk). Most values are as documented: reading them without a Python call per field is
+    what makes a page of 1 000 services cheap (a listing of 100 000 was mostly these calls, docs/benchmarks.md)."""
+    fallback = Annotated[Any, PlainValidator(lenient)]
+    return Annotated[Union[documented, None, fallback], Field(union_mode="left_to_right")]  # noqa: UP007, RUF036
+
+
+MS_FLOOR = datetime.fromtimestamp(SECONDS_GUARD / 1000, UTC)
+"""The earliest time an epoch in ms can give: anything read before it was seconds-sized, or not a time."""
+
+Int = _documented_or(Annotated[int, Strict()], _lenient_int)
+Float = _documented_or(Annotated[float, Strict()], _lenient_float)
+Bool = _documented_or(bool, _lenient_bool)
+"""JSON booleans, and the "true"/"false" strings the spec documents for some flags (Q05), read by pydantic-core."""
+Str = _documented_or(Annotated[str, Strict(), MinLen(1)], _lenient_str)
+Token = _documented_or(Annotated[str, Strict(), MinLen(1), MaxLen(64), AfterValidator(sys.intern)], _interned_str)
+EpochTime = _documented_or(Annotated[AwareDatetime, Gt(MS_FLOOR)], epoch_to_datetime)
+"""Epoch ms as pydantic-core reads them (``val_temporal_unit`` is ms in ``ApiModel``); seconds-sized values, ISO
+text without a zone and other quirks go through ``epoch_to_datetime``."""
 IsoTime = Annotated[datetime | None, BeforeValidator(iso_to_datetime)]
 JsonObject = Annotated[dict[str, Any] | None, BeforeValidator(_json_object)]
 StrList = Annotated[list[str] | None, BeforeValidator(_str_list)]
@@ -207,7 +244,7 @@ _EPOCH_FIELDS = (
 class ApiModel(BaseModel):
     """Base of every API model: unknown fields kept, population by field name."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=False)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=False, val_temporal_unit="milliseconds")
 
 
 class Schedule(ApiModel):
@@ -341,34 +378,32 @@ class Service(ApiModel):
     subnet_network_id: Str = None
     security_group_id: Str = None
     deployments: list[Deployment] | None = None
-    detail: str = Field("list", validate_default=True)
-    target: str | None = Field(None, validate_default=True)
-    generation: Literal["v1", "v2"] = Field("v1", validate_default=True)
+    detail: str = "list"
+    target: str | None = None
+    generation: Literal["v1", "v2"] = "v1"
     notes: tuple[str, ...] = ()
 
-    @model_validator(mode="before")
-    @classmethod
-    def _note_odd_times(cls, data: Any) -> Any:
-        """Record epoch values that had to be read as seconds, so nobody is shown a silent guess."""
-        if not isinstance(data, dict):
-            return data
-        odd = []
-        for name in _EPOCH_FIELDS:
-            number = _lenient_float(data.get(name))
-            if number is not None and 0 < number < SECONDS_GUARD:
-                odd.append(name)
-        if odd:
-            data = dict(data)
-            data["notes"] = (*data.get("notes", ()), *(f"{n} was seconds-sized; read as seconds" for n in odd))
-        return data
+    @model_validator(mode="after")
+    def _settle(self, info: ValidationInfo) -> Service:
+        """Target, endpoint kind and generation from the validation context (the client passes them, and only
+        them: set while parsing, they cost no per-instance bookkeeping, which matters at 100 000 services), and a
+        note for each time read as seconds. One short Python call per service, after pydantic-core read its fields:
+        the times are looked at only once the process has met a seconds-sized one."""
+        fields = self.__dict__
+        if info.context:
+            fields.update(info.context)
+        if SecondsSizedTime.seen:
+            odd = [name for name in _EPOCH_FIELDS if type(fields[name]) is SecondsSizedTime]
+            if odd:
+                fields["notes"] = (*self.notes, *(f"{name} was seconds-sized; read as seconds" for name in odd))
+        return self
 
-    @field_validator("detail", "target", "generation")
-    @classmethod
-    def _from_context(cls, value: str | None, info: ValidationInfo) -> str | None:
-        """The client passes target and endpoint kind as validation context: set while parsing, they cost no
-        per-instance bookkeeping, which matters at 100 000 services."""
-        context = info.context or {}
-        return context.get(info.field_name, value) if info.field_name else value
+    def __setattr__(self, name: str, value: Any) -> None:
+        """A listed row shares its fields-set with the rows of the same shape (``share_fields_sets``); the first
+        assignment gives it its own."""
+        if type(self.__pydantic_fields_set__) is SharedFieldsSet:
+            object.__setattr__(self, "__pydantic_fields_set__", set(self.__pydantic_fields_set__))
+        super().__setattr__(name, value)
 
     @property
     def is_unhealthy(self) -> bool:
@@ -388,6 +423,23 @@ class Service(ApiModel):
     def extra_fields(self) -> dict[str, Any]:
         """Fields the API sent that no documented table has (kept, shown in JSON output)."""
         return dict(self.__pydantic_extra__ or {})
+
+
+class SharedFieldsSet(set[str]):
+    """The fields-set of several rows of one shape; never changed in place (``Service.__setattr__`` copies it)."""
+
+
+def share_fields_sets(services: Iterable[Service]) -> None:
+    """Give rows of the same shape one set of the fields they were given. pydantic keeps that set per instance,
+    and at about 1.5 KB it was the largest part of a listed service (docs/benchmarks.md, issue 17); a row that is
+    assigned to later gets its own copy (``Service.__setattr__``)."""
+    shapes: dict[frozenset[str], SharedFieldsSet] = {}
+    for service in services:
+        shape = frozenset(service.__pydantic_fields_set__)
+        shared = shapes.get(shape)
+        if shared is None:
+            shared = shapes[shape] = SharedFieldsSet(shape)
+        object.__setattr__(service, "__pydantic_fields_set__", shared)
 
 
 class ServicePage(ApiModel):
