@@ -41,6 +41,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from services_bot.background import BackgroundServer, ListenError, listen, serve_with_lifespan, uvicorn_config
+from services_bot.bot.acks_first import AcksFirst
 from services_bot.bot.app import create_slack_app
 from services_bot.bot.delivery import AlertDelivery
 from services_bot.bot.http_guard import Refusal, SlackRequestGuard
@@ -217,14 +218,17 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
         else None
     )
 
+    acks = AcksFirst()
+
     async def slack_events(request: Request) -> Response:
         if runtime.http_handler is None or guard is None:
             return JSONResponse({"error": "Slack is connected over Socket Mode here"}, status_code=404)
-        checked = await guard.check(request)
-        if isinstance(checked, Refusal):
-            log.info("refused a /slack/events request", extra={"status": checked.status, "why": checked.reason})
-            return JSONResponse({"error": checked.reason}, status_code=checked.status)
-        return await runtime.http_handler.handle(checked)
+        with acks.acking():
+            checked = await guard.check(request)
+            if isinstance(checked, Refusal):
+                log.info("refused a /slack/events request", extra={"status": checked.status, "why": checked.reason})
+                return JSONResponse({"error": checked.reason}, status_code=checked.status)
+            return await runtime.http_handler.handle(checked)
 
     async def healthz(_request: Request) -> Response:
         status, body = await runtime.health()
@@ -254,6 +258,7 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
                 ),
                 permissions=permissions,
                 console_host=settings.services_bot_console_host,
+                acks=acks,
             )
             if mode == "http":
                 runtime.http_handler = AsyncSlackRequestHandler(runtime.slack_app)
