@@ -41,7 +41,11 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+A_BOT = sys.argv[1:2] in (["--bot"], ["--floor"])
+"""This script started as a bot by ``--bot-python``: it runs the services_bot its interpreter has installed
+(another checkout's), so this checkout goes on the path only after that one is imported."""
+if not A_BOT:
+    sys.path.insert(0, str(ROOT))
 
 from services_bot.workspace import (  # noqa: E402 - after the path is set, so the script runs from anywhere
     UserSpec,
@@ -49,6 +53,9 @@ from services_bot.workspace import (  # noqa: E402 - after the path is set, so t
     WorkspaceServer,
     WorkspaceSettings,
 )
+
+if A_BOT:
+    sys.path.append(str(ROOT))
 
 from benchmarks.emulator_process import free_port, start_emulator  # noqa: E402
 
@@ -80,6 +87,13 @@ def run_bot(config: dict[str, Any]) -> None:
     from services_bot.serve import run_serve
     from services_bot.wiring import local_settings
 
+    print(f"bot code: {Path(sys.modules['services_bot.serve'].__file__ or '').parents[1]}", flush=True)
+
+    if config.get("uvloop"):  # an A/B knob: the event loop policy asyncio.run then follows
+        import uvloop
+
+        uvloop.install()
+
     settings = local_settings(
         config["emulator"],
         PROJECT,
@@ -92,6 +106,28 @@ def run_bot(config: dict[str, Any]) -> None:
         services_bot_db=config["db"],
     )
     run_serve(settings, host="127.0.0.1", port=config["port"], mcp=True, watch=config["watch"])
+
+
+def run_floor(config: dict[str, Any]) -> None:
+    """The floor under any bot: the same uvicorn and Starlette as ``serve``, and one endpoint that reads the body
+    and answers 200 with a small JSON body (so nothing waits for an answer), verifying nothing."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from services_bot.background import listen, uvicorn_config
+
+    async def events(request: Request) -> JSONResponse:
+        await request.body()
+        return JSONResponse({"text": "floor"})
+
+    async def healthz(_request: Request) -> JSONResponse:
+        return JSONResponse({"watcher": {"last_poll_age_seconds": 0}})
+
+    app = Starlette(routes=[Route("/slack/events", events, methods=["POST"]), Route("/healthz", healthz)])
+    uvicorn.Server(uvicorn_config(app, lifespan="off")).run(sockets=[listen("127.0.0.1", config["port"])])
 
 
 BOT_RUNS = itertools.count(1)
@@ -113,9 +149,16 @@ def start_bot(
         "watch": watch,
         "db": str(logdir / f"store-{run}-cache{cache:g}.db"),
     }
+    python, *flags = python.split("+")
+    config["uvloop"] = "uvloop" in flags
+    floor = python == "floor" or "floor" in flags
+    launcher = [sys.executable if python == "floor" else python, __file__, "--floor" if floor else "--bot"]
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [python, __file__, "--bot", json.dumps(config)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+            [*launcher, json.dumps(config)],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     wait_healthy(f"{url}/healthz", proc, "the bot", log)
@@ -200,6 +243,9 @@ class Samples:
     ack_ms: list[float] = field(default_factory=list)
     answer_ms: list[float] = field(default_factory=list)
     errors: int = 0
+    cpu_ms: float | None = None
+    """The bot process's CPU time (user + system) over the row, per command: acks, answers and the watcher's
+    polls meanwhile."""
 
     def add(self, ack: float | None, answer: float | None, error: bool) -> None:
         if ack is not None:
@@ -359,6 +405,12 @@ def unique_names(emulator_url: str, count: int, status: str | None = None) -> li
     return names[:: max(1, len(names) // count)][:count]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def row(scenario: str, cache: str, latency: int, command: str, s: Samples) -> str:
     runs = max(len(s.ack_ms), len(s.answer_ms))
     acks = (
@@ -367,7 +419,8 @@ def row(scenario: str, cache: str, latency: int, command: str, s: Samples) -> st
     answers = (
         f"{statistics.median(s.answer_ms):.0f} ms | {percentile(s.answer_ms, 99):.0f} ms" if s.answer_ms else "— | —"
     )
-    return f"| {scenario} | {cache} | {latency} ms | `{command}` | {runs} | {acks} | {answers} | {s.errors} |"
+    cpu = f"{s.cpu_ms:.1f} ms" if s.cpu_ms is not None else "—"
+    return f"| {scenario} | {cache} | {latency} ms | `{command}` | {runs} | {acks} | {answers} | {cpu} | {s.errors} |"
 
 
 def merged(runs: list[Samples]) -> Samples:
@@ -376,6 +429,8 @@ def merged(runs: list[Samples]) -> Samples:
         out.ack_ms += s.ack_ms
         out.answer_ms += s.answer_ms
         out.errors += s.errors
+    cpus = [s.cpu_ms for s in runs if s.cpu_ms is not None]
+    out.cpu_ms = statistics.mean(cpus) if cpus else None
     return out
 
 
@@ -440,7 +495,9 @@ async def one_bot(
                 rows.append(row(f"{tag}one at a time", label, 0, mix, samples))
                 print(rows[-1], flush=True)
         for name, mixes in at_once.items():
+            cpu_before = cpu_seconds(bot.pid)
             samples = await concurrent(client, answers, mixes, args.width, args.rounds, sender)
+            samples.cpu_ms = (cpu_seconds(bot.pid) - cpu_before) * 1000 / (args.width * args.rounds)
             totals.setdefault((tag, label, name), []).append(samples)
             rows.append(row(f"{tag}{args.width} at once", label, 0, name, samples))
             print(rows[-1], flush=True)
@@ -467,8 +524,8 @@ async def one_bot(
 
 
 def main() -> None:
-    if len(sys.argv) > 2 and sys.argv[1] == "--bot":
-        run_bot(json.loads(sys.argv[2]))
+    if len(sys.argv) > 2 and sys.argv[1] in ("--bot", "--floor"):
+        (run_bot if sys.argv[1] == "--bot" else run_floor)(json.loads(sys.argv[2]))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--services", type=int, default=10_000)
@@ -506,7 +563,9 @@ def main() -> None:
         action="append",
         default=[],
         metavar="NAME=PYTHON",
-        help="run the bot with this interpreter (another checkout's venv); repeat to compare versions in one run",
+        help="run the bot with this interpreter (another checkout's venv); repeat to compare versions in one run; "
+        "PYTHON `floor` or PYTHON+floor: a bare Starlette endpoint in place of the bot (use with --at-once "
+        "help=help); PYTHON+uvloop: that bot on uvloop",
     )
     parser.add_argument("--alternate", type=int, default=1, help="turns of each bot, alternating")
     args = parser.parse_args()
@@ -525,9 +584,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as logdir:
             print(
                 "| scenario | cache | API latency | command | runs | ack p50 | ack p99 | answer p50 | answer p99 "
-                "| errors |"
+                "| bot CPU per command | errors |"
             )
-            print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|", flush=True)
+            print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|", flush=True)
             asyncio.run(bench(args, emulator_url, workspace, Path(logdir)))
     finally:
         workspace.stop()
