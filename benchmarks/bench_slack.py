@@ -232,8 +232,8 @@ def is_answer(kind: str, message: dict[str, Any]) -> bool:
 
 
 def is_error(message: dict[str, Any]) -> bool:
-    if message.get("source") != "response_url" and not message.get("replaced"):
-        return True  # an ack body (grammar error) or Slack's own failure notice
+    if message.get("source") == "slackbot":
+        return True  # Slack's own notice of a failed ack
     blocks = message.get("blocks") or [{}]
     return str((blocks[0].get("text") or {}).get("text", "")).startswith(":warning:")
 
