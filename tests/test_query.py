@@ -114,6 +114,44 @@ async def test_summary_counts_match_the_listing(emulator_server: EmulatorServer,
     assert any(s.error_msg == "OOMKilled" for s in summary.unhealthy)
 
 
+async def test_a_page_near_the_top_and_a_deep_page_agree_with_the_whole_sorted_listing(
+    emulator_server: EmulatorServer, control: Control
+) -> None:
+    """The first page is picked without sorting the fleet, a deep one by sorting it: both show what the whole
+    listing, sorted, shows at those places."""
+    async with queries_for(emulator_server) as queries:
+        whole = await queries.list(ServiceQuery.build(sort="changed", limit=1000))
+        top = await queries.list(ServiceQuery.build(sort="changed", limit=3))
+        deep_query = ServiceQuery.build(sort="changed", limit=3)
+        while True:  # page on until the last page, which a heap no longer picks
+            page = await queries.list(deep_query)
+            if not page.next_cursor:
+                break
+            deep_query = deep_query.model_copy(update={"cursor": page.next_cursor})
+    ids = [s.service_id for s in whole.services]
+    assert whole.total == len(ids) > 24  # the top page is then picked from more than 8 times its size
+    assert [s.service_id for s in top.services] == ids[:3]
+    assert [s.service_id for s in page.services] == ids[page.offset :]
+
+
+async def test_a_summary_shows_the_latest_unhealthy_and_counts_them_all(
+    emulator_server: EmulatorServer, control: Control
+) -> None:
+    rows = [r for r in raw(control, emulator_server) if r["status"] == "running"][:30]
+    for row in rows:
+        control.set_status(row["service_id"], "failed", "OOMKilled")
+    unhealthy = [r for r in raw(control, emulator_server) if r["status"] in ("failed", "concerning")]
+    async with queries_for(emulator_server) as queries:
+        summary = await queries.summary()
+    assert summary.unhealthy_total == len(unhealthy) >= 30
+    assert len(summary.unhealthy) == 25
+    times = [s.transition_at for s in summary.unhealthy]
+    assert times == sorted(times, reverse=True)
+    newest = max(r["transition_at"] for r in unhealthy)
+    assert summary.unhealthy[0].transition_at is not None
+    assert int(summary.unhealthy[0].transition_at.timestamp() * 1000) == newest
+
+
 async def test_show_by_id_and_by_exact_name(emulator_server: EmulatorServer, control: Control) -> None:
     created = control.add(service_name="fraud-scoring-unique", status="running")
     async with queries_for(emulator_server) as queries:
