@@ -8,6 +8,14 @@ through the command's response_url; time to answer runs from this client's call 
 until the stand-in stores that answer (the `at` stamp of its `ephemeral_posted` / `message_updated` event:
 `time.time()` in this same process, read from the event feed so that long-poll delays do not count).
 
+Commands at once are timed on the wire instead (``--ack-via wire``, the default): the stand-in signs them
+without sending them (``send: false``) and ``wire_sender.py``, a process of its own, sends them together and
+times each from its bytes' send to its response's last byte, so neither the stand-in's nor this client's CPU
+is inside an ack; their answers are timed from the sender's send. Each such row also gives the bot process's
+CPU time per command (``/proc``). ``--bot-python NAME=PYTHON`` (repeatable, with ``--alternate``) runs the bots
+of other checkouts' venvs in turn in one run, to compare versions on the same noise; ``floor`` in place of a
+PYTHON serves a bare Starlette endpoint instead of the bot.
+
 Rows: each command mix N times in a row with the bot's default cache (5 s, as in production) and with no
 cache (the cold path); 10 commands at once (one per user, mixes rotating); and with every API request delayed
 (`POST /_emulator/faults {"latency_ms": ...}`), to show the ack does not wait for ModelArts. `show {failed}`
@@ -16,6 +24,8 @@ together: issue 15); with the latency it runs ``--failed-repeat`` times for a p9
 
     python benchmarks/bench_slack.py
     python benchmarks/bench_slack.py --repeat 100 --latency-ms 200
+    python benchmarks/bench_slack.py --latency-ms 0 --at-once-only --at-once help=help \
+        --bot-python base=/tmp/acks-base/.venv/bin/python --bot-python this=.venv/bin/python --alternate 3
 """
 
 from __future__ import annotations

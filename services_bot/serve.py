@@ -1,7 +1,8 @@
 """``services-bot serve``: Slack, MCP over HTTP and health on one port, wired from settings in one place.
 
 One ASGI app (Starlette): ``POST /slack/events`` (HTTP mode; ``bot.http_guard`` bounds the body, verifies the
-signature and refuses replays before bolt, which verifies again, parses anything), ``/mcp``
+signature and refuses replays before bolt, which verifies again, parses anything; each request counts itself in
+flight until acked, and answers start after, ``bot.acks_first``), ``/mcp``
 (Streamable HTTP, guarded as ``tools.http`` says), ``GET /healthz``. With ``SLACK_APP_TOKEN`` set the Slack
 app talks over Socket Mode instead and ``/slack/events`` is not served. The lifespan opens the query layer
 once and shares it between Slack and MCP, so both answer from one connection pool and one cache.
