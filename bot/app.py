@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import Any, Protocol
 
+from services_bot.bot.acks_first import AcksFirst
 from services_bot.bot.permissions import Permissions
 from services_bot.bot.replies import (
     ButtonValueError,
@@ -91,8 +92,10 @@ class SlackHandlers:
         answer_timeout: float,
         permissions: Permissions | None = None,
         console_host: str = DEFAULT_CONSOLE_HOST,
+        acks: AcksFirst | None = None,
     ) -> None:
         self.queries = queries
+        self.acks = acks
         self.notifications = notifications
         self.answer_timeout = answer_timeout
         self.permissions = permissions
@@ -243,11 +246,21 @@ class SlackHandlers:
         self._later(self._answer(respond, "show_transitions", reply, replace_original=False))
 
     def _later(self, answer: Coroutine[Any, Any, bool]) -> None:
-        """Answer after the listener has returned, so bolt sends the ack at once (``process_before_response``):
-        the HTTP 200 never waits behind an answer's parsing. A reference is kept until the task ends."""
-        task = asyncio.create_task(answer)
+        """Answer after the listener has returned, so bolt sends the ack at once (``process_before_response``),
+        and after the acks of requests that arrived alongside (``AcksFirst``): the HTTP 200 never waits behind an
+        answer's work. A reference is kept until the task ends."""
+        task = asyncio.create_task(self._after_acks(answer))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+
+    async def _after_acks(self, answer: Coroutine[Any, Any, bool]) -> bool:
+        try:
+            if self.acks is not None:
+                await self.acks.turn()
+        except BaseException:
+            answer.close()  # cancelled while waiting (shutdown): the answer never started
+            raise
+        return await answer
 
     def _notifications(self) -> NotificationCommands:
         if self.notifications is None:
@@ -421,8 +434,10 @@ def create_slack_app(
     answer_timeout: float = 60.0,
     permissions: Permissions | None = None,
     console_host: str = DEFAULT_CONSOLE_HOST,
+    acks: AcksFirst | None = None,
 ) -> AsyncApp:
-    """The bolt app. ``signing_secret`` None means Socket Mode, where Slack's websocket replaces signatures."""
+    """The bolt app. ``signing_secret`` None means Socket Mode, where Slack's websocket replaces signatures.
+    ``acks``: the count ``POST /slack/events`` keeps of the requests it is acking; answers wait for it."""
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret or "",
@@ -431,7 +446,12 @@ def create_slack_app(
         logger=logging.getLogger("bot.slack"),
     )
     handlers = SlackHandlers(
-        queries, notifications, answer_timeout=answer_timeout, permissions=permissions, console_host=console_host
+        queries,
+        notifications,
+        answer_timeout=answer_timeout,
+        permissions=permissions,
+        console_host=console_host,
+        acks=acks,
     )
     app.command(COMMAND)(handlers.on_command)
     app.action("service_details")(handlers.on_details)

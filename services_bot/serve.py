@@ -1,7 +1,8 @@
 """``services-bot serve``: Slack, MCP over HTTP and health on one port, wired from settings in one place.
 
 One ASGI app (Starlette): ``POST /slack/events`` (HTTP mode; ``bot.http_guard`` bounds the body, verifies the
-signature and refuses replays before bolt, which verifies again, parses anything), ``/mcp``
+signature and refuses replays before bolt, which verifies again, parses anything; each request counts itself in
+flight until acked, and answers start after, ``bot.acks_first``), ``/mcp``
 (Streamable HTTP, guarded as ``tools.http`` says), ``GET /healthz``. With ``SLACK_APP_TOKEN`` set the Slack
 app talks over Socket Mode instead and ``/slack/events`` is not served. The lifespan opens the query layer
 once and shares it between Slack and MCP, so both answer from one connection pool and one cache.
@@ -47,6 +48,7 @@ from services_bot.background import (
     serve_with_lifespan,
     uvicorn_config,
 )
+from services_bot.bot.acks_first import AcksFirst
 from services_bot.bot.app import create_slack_app
 from services_bot.bot.delivery import AlertDelivery
 from services_bot.bot.http_guard import Refusal, SlackRequestGuard
@@ -223,14 +225,17 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
         else None
     )
 
+    acks = AcksFirst()
+
     async def slack_events(request: Request) -> Response:
         if runtime.http_handler is None or guard is None:
             return JSONResponse({"error": "Slack is connected over Socket Mode here"}, status_code=404)
-        checked = await guard.check(request)
-        if isinstance(checked, Refusal):
-            log.info("refused a /slack/events request", extra={"status": checked.status, "why": checked.reason})
-            return JSONResponse({"error": checked.reason}, status_code=checked.status)
-        return await runtime.http_handler.handle(checked)
+        with acks.acking():
+            checked = await guard.check(request)
+            if isinstance(checked, Refusal):
+                log.info("refused a /slack/events request", extra={"status": checked.status, "why": checked.reason})
+                return JSONResponse({"error": checked.reason}, status_code=checked.status)
+            return await runtime.http_handler.handle(checked)
 
     async def healthz(_request: Request) -> Response:
         status, body = await runtime.health()
@@ -260,6 +265,7 @@ def create_serve_app(settings: Settings, *, mcp: bool = True, watch: bool = True
                 ),
                 permissions=permissions,
                 console_host=settings.services_bot_console_host,
+                acks=acks,
             )
             if mode == "http":
                 runtime.http_handler = AsyncSlackRequestHandler(runtime.slack_app)

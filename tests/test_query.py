@@ -90,25 +90,6 @@ async def test_paging_through_an_answer_with_cursors_sees_everything_once(
     assert pages == -(-result.total // 7)
 
 
-async def test_pages_picked_from_the_top_and_pages_sorted_whole_meet_without_a_gap_or_a_repeat() -> None:
-    """The first pages of an answer are picked with a heap, deeper ones from a sort of everything
-    (``SHALLOW_PAGE_ROWS``, 2 000 rows): walked with cursors across that line, newest change first, the pages
-    are one ordered sequence."""
-    with EmulatorServer(EmulatorSettings(port=0, services=2600, workspaces=0, seed=3, churn=0)) as server:
-        async with queries_for(server, modelarts_api_generation="v1") as queries:
-            query = ServiceQuery.build(limit=900)
-            seen = []
-            while True:
-                result = await queries.list(query)
-                seen += result.services
-                if not result.next_cursor:
-                    break
-                query = query.model_copy(update={"cursor": result.next_cursor})
-    assert len(seen) == len({s.service_id for s in seen}) == result.total == 2600
-    keys = [(s.transition_at or s.publish_at, s.service_id) for s in seen]
-    assert keys == sorted(keys, reverse=True)
-
-
 async def test_a_cursor_from_another_query_is_refused(emulator_server: EmulatorServer, control: Control) -> None:
     async with queries_for(emulator_server) as queries:
         first = await queries.list(ServiceQuery.build(limit=2))
@@ -131,6 +112,44 @@ async def test_summary_counts_match_the_listing(emulator_server: EmulatorServer,
     unhealthy = [r for r in rows if r["status"] in ("failed", "concerning")]
     assert summary.unhealthy_total == len(unhealthy)
     assert any(s.error_msg == "OOMKilled" for s in summary.unhealthy)
+
+
+async def test_a_page_near_the_top_and_a_deep_page_agree_with_the_whole_sorted_listing(
+    emulator_server: EmulatorServer, control: Control
+) -> None:
+    """The first page is picked without sorting the fleet, a deep one by sorting it: both show what the whole
+    listing, sorted, shows at those places."""
+    async with queries_for(emulator_server) as queries:
+        whole = await queries.list(ServiceQuery.build(sort="changed", limit=1000))
+        top = await queries.list(ServiceQuery.build(sort="changed", limit=3))
+        deep_query = ServiceQuery.build(sort="changed", limit=3)
+        while True:  # page on until the last page, which a heap no longer picks
+            page = await queries.list(deep_query)
+            if not page.next_cursor:
+                break
+            deep_query = deep_query.model_copy(update={"cursor": page.next_cursor})
+    ids = [s.service_id for s in whole.services]
+    assert whole.total == len(ids) > 24  # the top page is then picked from more than 8 times its size
+    assert [s.service_id for s in top.services] == ids[:3]
+    assert [s.service_id for s in page.services] == ids[page.offset :]
+
+
+async def test_a_summary_shows_the_latest_unhealthy_and_counts_them_all(
+    emulator_server: EmulatorServer, control: Control
+) -> None:
+    rows = [r for r in raw(control, emulator_server) if r["status"] == "running"][:30]
+    for row in rows:
+        control.set_status(row["service_id"], "failed", "OOMKilled")
+    unhealthy = [r for r in raw(control, emulator_server) if r["status"] in ("failed", "concerning")]
+    async with queries_for(emulator_server) as queries:
+        summary = await queries.summary()
+    assert summary.unhealthy_total == len(unhealthy) >= 30
+    assert len(summary.unhealthy) == 25
+    times = [s.transition_at for s in summary.unhealthy]
+    assert times == sorted(times, reverse=True)
+    newest = max(r["transition_at"] for r in unhealthy)
+    assert summary.unhealthy[0].transition_at is not None
+    assert int(summary.unhealthy[0].transition_at.timestamp() * 1000) == newest
 
 
 async def test_show_by_id_and_by_exact_name(emulator_server: EmulatorServer, control: Control) -> None:

@@ -320,6 +320,26 @@ async def test_command_is_a_signed_slash_request(
     assert await user.messages("C0ALERTS") == []  # an empty ack shows nothing
 
 
+async def test_an_unsent_command_is_signed_for_another_sender_and_its_answer_arrives(
+    user: WorkspaceClient, receiver: Receiver
+) -> None:
+    prepared = await user.command("failed", user="U0DEMO", send=False)
+    assert receiver.got == []  # nothing went to the bot
+    request = prepared["request"]
+    assert request["url"] == receiver.url
+    async with httpx.AsyncClient(trust_env=False) as http:
+        sent = await http.post(request["url"], content=request["body"], headers=request["headers"])
+    assert sent.status_code == 200
+    (got,) = receiver.got
+    assert got["valid"] and got["form"]["text"] == "failed"
+    assert got["form"]["response_url"] == prepared["response_url"]
+    async with httpx.AsyncClient(trust_env=False) as http:
+        answered = await http.post(prepared["response_url"], json={"text": "2 failed"})
+    assert answered.status_code == 200
+    (shown,) = await user.messages("C0GENERAL")
+    assert shown["text"] == "2 failed" and shown["visible_to"] == "U0DEMO"
+
+
 async def test_stale_timestamp_and_bad_signature(user: WorkspaceClient, receiver: Receiver) -> None:
     await user.command("failed", timestamp=int(time.time()) - 600)
     await user.command("failed", bad_signature=True)

@@ -64,13 +64,21 @@ class WorkspaceClient:
         timestamp: int | str | None = None,
         bad_signature: bool = False,
         via: str | None = None,
+        send: bool = True,
     ) -> dict[str, Any]:
         """Run ``command text`` in ``channel``; returns ``status``, ``ack_ms``, ``ack_body``, ``response_url``,
         ``timed_out``, ``error``, ``sent`` (the form fields the bot got) and ``via``.
 
         ``via`` is ``http`` (a signed POST to the app URL), ``socket`` (an envelope over the app's Socket Mode
-        connection) or None: the socket when one is open, else HTTP."""
-        body: dict[str, Any] = {"text": text, "channel": channel, "command": command, "bad_signature": bad_signature}
+        connection) or None: the socket when one is open, else HTTP. ``send=False`` returns the signed request
+        unsent (``request``: url, headers, body; plus ``response_url`` and ``sent``), for the caller to send."""
+        body: dict[str, Any] = {
+            "text": text,
+            "channel": channel,
+            "command": command,
+            "bad_signature": bad_signature,
+            "send": send,
+        }
         for key, val in (("user", user), ("timestamp", timestamp), ("via", via)):
             if val is not None:
                 body[key] = val

@@ -119,6 +119,7 @@ async def command(request: Request) -> Response:
         timestamp=_timestamp(body),
         bad_signature=_flag(body.get("bad_signature")),
         via=_str(body, "via"),
+        send=_flag(body.get("send", True)),
     )
     return JSONResponse(result)
 

@@ -104,15 +104,10 @@ async def deliver(
     return result
 
 
-async def send_signed(
-    state: WorkspaceState,
-    http: httpx.AsyncClient,
-    body: str,
-    *,
-    timestamp: int | str | None = None,
-    bad_signature: bool = False,
-) -> dict[str, Any]:
-    """POST ``body`` to the bot as Slack does and describe what came back (status, ack time, body)."""
+def signed_request(
+    state: WorkspaceState, body: str, *, timestamp: int | str | None = None, bad_signature: bool = False
+) -> tuple[str, dict[str, str]]:
+    """The app URL and the headers Slack would send ``body`` with, signed now (or at ``timestamp``)."""
     url = _app_url(state)
     ts = str(int(time.time()) if timestamp is None else timestamp)
     secret = state.settings.signing_secret + ("-wrong" if bad_signature else "")
@@ -123,6 +118,20 @@ async def send_signed(
         "X-Slack-Request-Timestamp": ts,
         "X-Slack-Signature": signature or "",
     }
+    return url, headers
+
+
+async def send_signed(
+    state: WorkspaceState,
+    http: httpx.AsyncClient,
+    body: str,
+    *,
+    timestamp: int | str | None = None,
+    bad_signature: bool = False,
+) -> dict[str, Any]:
+    """POST ``body`` to the bot as Slack does and describe what came back (status, ack time, body)."""
+    url, headers = signed_request(state, body, timestamp=timestamp, bad_signature=bad_signature)
+    ts = headers["X-Slack-Request-Timestamp"]
     started = time.perf_counter()
     result: dict[str, Any] = {"status": None, "ack_ms": None, "ack_body": None, "timed_out": False, "error": None}
     try:
@@ -204,9 +213,14 @@ async def run_command(
     timestamp: int | str | None = None,
     bad_signature: bool = False,
     via: str | None = None,
+    send: bool = True,
 ) -> dict[str, Any]:
-    """Type ``command text`` in ``channel``: send the slash-command request and show the ack."""
-    how = route(state, via, signing=timestamp is not None or bad_signature)
+    """Type ``command text`` in ``channel``: send the slash-command request and show the ack.
+
+    ``send=False`` signs the request and hands it back (``request``: url, headers, body) instead of sending it,
+    for a sender elsewhere (a benchmark's own process) to time on the wire; its answers still arrive here
+    through the ``response_url``, while an ack body it gets stays with that sender."""
+    how = route(state, via, signing=timestamp is not None or bad_signature or not send)
     channel_id, channel_name = _channel(state, channel)
     user_id, user_name = _user(state, user)
     if not command.startswith("/"):
@@ -230,6 +244,14 @@ async def run_command(
         "trigger_id": trigger_id(),
     }
     state.events.publish("command", channel=channel_id, user=user_id, command=command, text=text)
+    if not send:
+        form = urlencode(fields)
+        url, headers = signed_request(state, form, timestamp=timestamp, bad_signature=bad_signature)
+        return {
+            "request": {"url": url, "headers": headers, "body": form},
+            "response_url": response_url,
+            "sent": fields,
+        }
     result = await deliver(
         state,
         http,
