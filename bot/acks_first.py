@@ -12,8 +12,12 @@ an answer that starts a few milliseconds later is not noticed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+LONGEST_WAIT_SECONDS = 0.5
+"""The most an answer waits for acks: far below anything a person notices, far above a burst of acks (1 ms each)."""
 
 
 class AcksFirst:
@@ -40,13 +44,19 @@ class AcksFirst:
             if self._in_flight == 0:
                 self._idle.set()
 
-    async def turn(self) -> None:
-        """Return once every request the loop had received when this was called is acked. Each ``sleep(0)`` is
-        one pass of the loop: in the first it polls its sockets and queues the reading of what arrived, in the
-        second that reading makes each request a task, in the third those tasks start and count themselves."""
+    async def turn(self, longest: float = LONGEST_WAIT_SECONDS) -> None:
+        """Return once every request the loop had received when this was called is acked, or after ``longest``
+        seconds (requests that keep coming, or one slow to send its body, never starve an answer). Each
+        ``sleep(0)`` is one pass of the loop: in the first it polls its sockets and queues the reading of what
+        arrived, in the second that reading makes each request a task, in the third those tasks start and count
+        themselves."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + longest
         while True:
             for _ in range(3):
                 await asyncio.sleep(0)
-            if self._in_flight == 0:
+            left = deadline - loop.time()
+            if self._in_flight == 0 or left <= 0:
                 return
-            await self._idle.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), left)

@@ -53,3 +53,19 @@ async def test_with_nothing_to_ack_an_answer_starts_at_once() -> None:
     acks, order = AcksFirst(), []
     await asyncio.wait_for(_answer(acks, order), 0.5)
     assert order == ["answer"]
+
+
+async def test_acks_that_never_stop_coming_do_not_starve_an_answer() -> None:
+    """A request that holds its ack (a client sending its body slowly) or a stream of them: the answer still
+    starts, after at most ``longest`` seconds."""
+    acks, order = AcksFirst(), []
+    stuck = asyncio.create_task(_request(acks, order, "stuck ack", 30))
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await acks.turn(longest=0.2)
+    waited = loop.time() - started
+    assert acks.in_flight == 1 and 0.15 < waited < 5, waited
+    stuck.cancel()
+    await asyncio.gather(stuck, return_exceptions=True)
+    assert acks.in_flight == 0, "a request cut off still stops counting"
