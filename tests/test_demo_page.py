@@ -153,7 +153,7 @@ async def _walk_through(page: Any, workspace: WorkspaceServer, control: Control,
     await alerts.click()
     alert = page.locator("article.msg", has_text="asr-live")
     await expect(alert).to_be_visible()
-    await expect(alert).to_contain_text("running → failed")
+    await expect(alert).to_contain_text("(was running)")
     await expect(alert).to_contain_text("Health check failed: /health returned 503")
     # the status is in words beside its emoji; the emoji itself as a glyph only where a font draws it in colour
     await expect(alert).to_contain_text("failed · asr-live")
