@@ -185,6 +185,9 @@ class ServiceInsights:
 
         def on_row(row: Service) -> None:
             nonlocal early
+            if early is not None:
+                early.cancel()  # superseded: the name means another service now
+                early = None
             if row.is_unhealthy:
                 early = asyncio.ensure_future(self.why(row))
 

@@ -426,7 +426,9 @@ class ServiceQueries:
     ) -> Service:
         """A service by id or exact name, with its details; ambiguous names list the candidates. ``on_row`` is
         told the listing row of a name found, before its details are asked, so a caller can start what needs
-        only the row (``core.insights``: the events) alongside them."""
+        only the row (``core.insights``: the events) alongside them. From the watcher's state it may be told
+        twice: the row it knew, at once, and the row after the poll when the name now means another service
+        (the later call supersedes the first)."""
         ref = check_length("service id or name", (ref or "").strip(), MAX_SERVICE_REF_CHARS)
         if not ref:
             raise QueryError("No service given.", hint="Give a service id or name, e.g. `show ocr-prod`.")
@@ -655,6 +657,8 @@ class ServiceQueries:
         cards already know, alongside the poll that brings them up to now, so the answer costs one round trip
         instead of two (the details are used only if the name still means that service after the poll)."""
         early = self._details_ahead(name, clients)
+        if early is not None and on_row is not None:
+            on_row(early[2].to_service())  # what needs only the row (the events) goes out beside the poll too
         try:
             return await self._by_name_with(name, clients, on_row, early)
         finally:
@@ -666,7 +670,7 @@ class ServiceQueries:
         name: str,
         clients: list[TargetClient],
         on_row: Callable[[Service], None] | None,
-        early: tuple[tuple[str, str], asyncio.Task[Service]] | None,
+        early: tuple[tuple[str, str], asyncio.Task[Service], ServiceCard] | None,
     ) -> Service | None:
         remembered = await self._remembered(None, clients)
         if remembered is not None:
@@ -696,10 +700,12 @@ class ServiceQueries:
             )
         row = exact[0]
         client = next(c for c in clients if c.target.name == row.target)
-        if on_row is not None:
+        ahead = remembered is not None and early is not None and early[0] == (row.target, row.service_id)
+        if on_row is not None and not ahead:  # told again when the poll moved the name to another service
             on_row(row.to_service() if isinstance(row, ServiceCard) else row)  # a card of the watcher's state
         try:
-            if remembered is not None and early is not None and early[0] == (row.target, row.service_id):
+            if ahead:
+                assert early is not None
                 return await early[1]
             return await client.get_service(row.service_id, generation=row.generation)
         except ApiNotFoundError:
@@ -707,7 +713,7 @@ class ServiceQueries:
 
     def _details_ahead(
         self, name: str, clients: list[TargetClient]
-    ) -> tuple[tuple[str, str], asyncio.Task[Service]] | None:
+    ) -> tuple[tuple[str, str], asyncio.Task[Service], ServiceCard] | None:
         """The details of the one service the watcher's cards name ``name`` today, asked now (before the poll
         ends); None when the read model cannot answer or the name is not exactly one service there."""
         model = self.read_model
@@ -720,7 +726,7 @@ class ServiceQueries:
         client = next(c for c in clients if c.target.name == card.target)
         task = asyncio.ensure_future(client.get_service(card.service_id, generation=card.generation))
         task.add_done_callback(_consume)  # a cancelled or unused look-up is not an "exception never retrieved"
-        return (card.target, card.service_id), task
+        return (card.target, card.service_id), task, card
 
     async def _closest_names(self, ref: str, clients: list[TargetClient]) -> list[str]:
         try:

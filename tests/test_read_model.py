@@ -150,14 +150,16 @@ async def test_show_by_name_and_a_next_click_cost_no_listing(
 async def test_show_by_name_asks_the_details_while_the_poll_is_under_way(
     big_fleet: EmulatorServer, fleet_control: Control, workspace_server: WorkspaceServer, tmp_path: Path
 ) -> None:
-    """A name the watcher's state already knows: its details go out beside the poll that brings the state up to
-    now, not after it, so `show NAME` costs one API round trip instead of two (seen in the emulator's log: the
-    details request arrived before the poll's list request was answered)."""
+    """A name the watcher's state already knows: its details (and, for a failed service, its events) go out
+    beside the poll that brings the state up to now, not after it, so `show NAME` costs one API round trip
+    instead of two (seen in the emulator's log: they arrived before the poll's list request was answered)."""
     service = running_service(fleet_control, big_fleet)
     with watching_bot(big_fleet, workspace_server, tmp_path / "store.db", services_bot_answer_fresh_seconds=0) as bot:
         async with WorkspaceClient(workspace_server.url) as slack:
             await slack.reset()
             await slack.set_app_url(bot.url + "/slack/events")
+            fleet_control.set_status(service["service_id"], "failed", "OOMKilled")
+            await ask(slack, "failed")  # the state knows it failed (as after its alert)
             fleet_control.faults(latency_ms=300)
             fleet_control.clear_requests()
             shown = await ask(slack, f"show {service['service_name']}")
@@ -165,8 +167,11 @@ async def test_show_by_name_asks_the_details_while_the_poll_is_under_way(
     log = fleet_control.requests()["log"]
     polls = [e for e in log if e["path"].endswith("/services")]
     details = [e for e in log if e["path"].endswith(service["service_id"])]
-    assert polls and len(details) == 1, log
-    assert details[0]["started_s"] < min(e["ended_s"] for e in polls), "the details waited for the poll"
+    events = [e for e in log if e["path"].endswith(service["service_id"] + "/events")]
+    assert polls and len(details) == 1 and events, log
+    poll_ended = min(e["ended_s"] for e in polls)
+    assert details[0]["started_s"] < poll_ended, "the details waited for the poll"
+    assert events[0]["started_s"] < poll_ended, "a failed service's events waited for the poll"
 
 
 async def test_mcp_answers_from_the_watchers_state(
