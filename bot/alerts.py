@@ -85,8 +85,6 @@ def came_from_words(t: Transition) -> str:
     was = escape(t.from_status or "?", 30)
     if t.kind == "new":
         return "appeared"
-    if t.kind == "deleted":
-        return f"was deleted (last *{was}*)"
     if t.kind == "flap":
         return "changed and came back between two polls"
     return f"(was {was})"

@@ -156,3 +156,6 @@ async def test_every_status_emoji_is_followed_by_its_status_word(
     assert {word for _, word in pairs} == set(STATUS_EMOJI) | {"deleted", "hibernating"}
     alert_line = alert_message(transitions[3])[1][0]["text"]["text"]
     assert alert_line == ":red_circle: failed · *svc-failed* (was running)", "the status word once, then the old one"
+    gone = next(t for t in transitions if t.kind == "deleted")
+    gone_line = alert_message(gone)[1][0]["text"]["text"]
+    assert gone_line.count("deleted") == 1 and gone_line.endswith("*svc-gone* (was failed)"), gone_line
