@@ -128,9 +128,7 @@ class SlackHandlers:
         async def reply() -> Reply:
             value = _button_value(body)
             queries = self._queries(channel)
-            target = value.get("t")
-            if target is not None and (not isinstance(target, str) or not queries.scope.allows(target)):
-                raise ButtonValueError()
+            target = _visible_target(value, queries)
             service = await queries.get(str(value.get("id") or ""), target=target)
             return await self._details(queries, service)
 
@@ -293,9 +291,7 @@ class SlackHandlers:
         async def reply() -> Reply:
             value = _button_value(body)
             queries = self._queries(channel)
-            target = value.get("t")
-            if target is not None and (not isinstance(target, str) or not queries.scope.allows(target)):
-                raise ButtonValueError()
+            target = _visible_target(value, queries)
             try:
                 command = parse_command(str(value.get("q") or ""))
             except QueryError:
@@ -392,6 +388,14 @@ def _button_value(body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ButtonValueError()
     return value
+
+
+def _visible_target(value: dict[str, Any], queries: ServiceQueries) -> str | None:
+    """The target a button names (``t``), if any, and only one this channel may see: a forged value may not."""
+    target = value.get("t")
+    if target is not None and (not isinstance(target, str) or not queries.scope.allows(target)):
+        raise ButtonValueError()
+    return target
 
 
 def _offset(value: dict[str, Any]) -> int:
