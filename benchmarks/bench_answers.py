@@ -59,6 +59,7 @@ from benchmarks.bench_slack import (  # noqa: E402
     percentile,
     stop,
     unique_names,
+    wait_first_poll,
     wait_healthy,
 )
 from benchmarks.emulator_process import free_port, start_emulator  # noqa: E402
@@ -123,12 +124,8 @@ def start_bot(
         )
     url = f"http://127.0.0.1:{port}"
     wait_healthy(f"{url}/healthz", proc, "the bot", log)
-    deadline = time.monotonic() + 300
-    while watch and time.monotonic() < deadline:  # the watcher's first (full) poll, before measuring
-        health = httpx.get(f"{url}/healthz", timeout=5, trust_env=False).json()
-        if (health.get("watcher") or {}).get("last_poll_age_seconds") is not None:
-            break
-        time.sleep(0.2)
+    if watch:
+        wait_first_poll(url, 300)  # a first listing of 100 000 services takes a while
     return proc, url
 
 

@@ -172,13 +172,19 @@ def start_bot(
         )
     url = f"http://127.0.0.1:{port}"
     wait_healthy(f"{url}/healthz", proc, "the bot", log)
-    deadline = time.monotonic() + 60
-    while watch and time.monotonic() < deadline:  # let the watcher's first (full) poll finish before measuring
+    if watch:
+        wait_first_poll(url, 60)
+    return proc, url
+
+
+def wait_first_poll(url: str, seconds: float) -> None:
+    """Until the bot's watcher has finished its first (full) poll, so measuring does not start inside it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         health = httpx.get(f"{url}/healthz", timeout=5, trust_env=False).json()
         if (health.get("watcher") or {}).get("last_poll_age_seconds") is not None:
-            break
+            return
         time.sleep(0.2)
-    return proc, url
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
