@@ -658,19 +658,19 @@ class ServiceQueries:
         instead of two (the details are used only if the name still means that service after the poll)."""
         early = self._details_ahead(name, clients)
         if early is not None and on_row is not None:
-            on_row(early[2].to_service())  # what needs only the row (the events) goes out beside the poll too
+            on_row(early[1].to_service())  # what needs only the row (the events) goes out beside the poll too
         try:
             return await self._by_name_with(name, clients, on_row, early)
         finally:
             if early is not None:
-                early[1].cancel()  # unused, or already done (then this does nothing)
+                early[0].cancel()  # unused, or already done (then this does nothing)
 
     async def _by_name_with(
         self,
         name: str,
         clients: list[TargetClient],
         on_row: Callable[[Service], None] | None,
-        early: tuple[tuple[str, str], asyncio.Task[Service], ServiceCard] | None,
+        early: tuple[asyncio.Task[Service], ServiceCard] | None,
     ) -> Service | None:
         remembered = await self._remembered(None, clients)
         if remembered is not None:
@@ -700,20 +700,24 @@ class ServiceQueries:
             )
         row = exact[0]
         client = next(c for c in clients if c.target.name == row.target)
-        ahead = remembered is not None and early is not None and early[0] == (row.target, row.service_id)
+        ahead = (
+            remembered is not None
+            and early is not None
+            and (early[1].target, early[1].service_id) == (row.target, row.service_id)
+        )
         if on_row is not None and not ahead:  # told again when the poll moved the name to another service
             on_row(row.to_service() if isinstance(row, ServiceCard) else row)  # a card of the watcher's state
         try:
             if ahead:
                 assert early is not None
-                return await early[1]
+                return await early[0]
             return await client.get_service(row.service_id, generation=row.generation)
         except ApiNotFoundError:
             return None
 
     def _details_ahead(
         self, name: str, clients: list[TargetClient]
-    ) -> tuple[tuple[str, str], asyncio.Task[Service], ServiceCard] | None:
+    ) -> tuple[asyncio.Task[Service], ServiceCard] | None:
         """The details of the one service the watcher's cards name ``name`` today, asked now (before the poll
         ends); None when the read model cannot answer or the name is not exactly one service there."""
         model = self.read_model
@@ -726,7 +730,7 @@ class ServiceQueries:
         client = next(c for c in clients if c.target.name == card.target)
         task = asyncio.ensure_future(client.get_service(card.service_id, generation=card.generation))
         task.add_done_callback(_consume)  # a cancelled or unused look-up is not an "exception never retrieved"
-        return (card.target, card.service_id), task, card
+        return task, card
 
     async def _closest_names(self, ref: str, clients: list[TargetClient]) -> list[str]:
         try:
