@@ -37,7 +37,14 @@ from services_bot.core.errors import (
     UnavailableError,
 )
 from services_bot.core.metrics import API_LATENCY, API_REQUESTS
-from services_bot.core.models import LegacyServiceList, Service, ServicePage, share_fields_sets
+from services_bot.core.models import (
+    LegacyServiceList,
+    ListedPage,
+    ListedService,
+    Service,
+    ServicePage,
+    share_fields_sets,
+)
 from services_bot.core.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
 from services_bot.core.signing import wire_url
 
@@ -63,14 +70,19 @@ class ListParams:
     order: str | None = None
     tags: str | None = None
     pool_id: str | None = None  # v2 only: the v1 list has no pool filter (core.generations skips v1 for it)
+    every_field: bool = False
+    """Not a filter: v1 rows keep every field the API sent (``Service``), not only what answers read
+    (``ListedService``, twice as fast to read and half the memory); for ``ask --json``."""
 
     def query(self) -> dict[str, str]:
-        return {k: v for k, v in asdict(self).items() if v is not None and k != "pool_id"}
+        return {
+            k: v for k, v in asdict(self).items() if v is not None and k not in ("pool_id", "every_field")
+        }
 
 
-async def collect_pages(pages: AsyncIterator[list[Service]]) -> list[Service]:
+async def collect_pages(pages: AsyncIterator[list[ListedService]]) -> list[ListedService]:
     """All pages in one list; an ``IncompleteListingError`` leaves with the rows that did arrive."""
-    services: list[Service] = []
+    services: list[ListedService] = []
     try:
         async with aclosing(pages) as opened:
             async for rows in opened:
@@ -129,11 +141,14 @@ class ModelArtsClient:
 
     # -- endpoints ---------------------------------------------------------------------------------
 
-    async def list_page(self, params: ListParams, *, offset: int = 0, limit: int | None = None) -> ServicePage:
-        """One page of ``GET /v1/{project_id}/services``."""
+    async def list_page(self, params: ListParams, *, offset: int = 0, limit: int | None = None) -> ListedPage:
+        """One page of ``GET /v1/{project_id}/services``: ``ListedService`` rows, or ``Service`` rows with
+        ``params.every_field``."""
         asked = limit or self.page_size
         query = {**params.query(), "offset": str(offset), "limit": str(asked)}
-        return await self._request("GET", f"{self._base}/services", query, _parse_page(self._context("list"), asked))
+        model = ServicePage if params.every_field else ListedPage
+        parse = _parse_page(model, self._context("list"), asked)
+        return await self._request("GET", f"{self._base}/services", query, parse)
 
     async def get_service(self, service_id: str) -> Service:
         """``GET /v1/{project_id}/services/{service_id}``; unknown ids raise ``ApiNotFoundError``."""
@@ -148,7 +163,7 @@ class ModelArtsClient:
         envelope = await self._request("GET", f"{self._base}/infer-services", query, _parse_legacy)
         return [row.to_service(self.target.name) for row in envelope.services or []]
 
-    async def list_all(self, params: ListParams) -> list[Service]:
+    async def list_all(self, params: ListParams) -> list[ListedService]:
         """Every service matching ``params``, each exactly once, whichever way the server reads ``offset``
         (all of ``iter_pages`` in one list). An ``IncompleteListingError`` carries the rows that did arrive."""
         return await collect_pages(self.iter_pages(params))
@@ -159,7 +174,7 @@ class ModelArtsClient:
         of each listing still asks for the configured size, so a lifted cap is noticed)."""
         return min(self.page_size, self.served_limit or self.page_size)
 
-    async def iter_pages(self, params: ListParams) -> AsyncIterator[list[Service]]:
+    async def iter_pages(self, params: ListParams) -> AsyncIterator[list[ListedService]]:
         """Every service matching ``params``, each exactly once, one page's new rows at a time and in page
         order, so a caller that keeps less than the parsed rows never holds the whole listing.
 
@@ -202,7 +217,7 @@ class ModelArtsClient:
             return
         pages = -(-totals.latest // size)
         indexes = iter(range(1, pages))
-        ahead: deque[asyncio.Task[ServicePage]] = deque()
+        ahead: deque[asyncio.Task[ListedPage]] = deque()
 
         def fetch_next(count: int) -> None:
             for index in itertools.islice(indexes, count):
@@ -239,7 +254,7 @@ class ModelArtsClient:
     def _offset(self, page_index: int, size: int) -> int:
         return page_index if self.offset_mode == "page" else page_index * size
 
-    async def _probe_offset_mode(self, params: ListParams, first: ServicePage, size: int) -> OffsetMode:
+    async def _probe_offset_mode(self, params: ListParams, first: ListedPage, size: int) -> OffsetMode:
         """Ask once how the server reads ``offset``, with a request valid under both readings.
 
         ``limit=k&offset=k`` (k = half a page) keeps ``offset`` a multiple of ``limit``, the rule the v2 API
@@ -269,7 +284,7 @@ class ModelArtsClient:
 
     async def _read_on(
         self, params: ListParams, seen: set[str], totals: _Totals, start: int, size: int
-    ) -> AsyncIterator[list[Service]]:
+    ) -> AsyncIterator[list[ListedService]]:
         """Page sequentially from ``start`` until a short page (or the total reached): rows pushed past the
         pages we asked for by services added meanwhile, or a server that sends no ``total_count``."""
         for index in range(start, start + MAX_PAGES):
@@ -389,7 +404,7 @@ class _Unauthorized:
     error: ApiError
 
 
-def _fresh(seen: set[str], page: ServicePage) -> list[Service]:
+def _fresh(seen: set[str], page: ListedPage) -> list[ListedService]:
     """The page's rows whose id is not in ``seen`` yet (first occurrence wins); adds their ids to it."""
     rows = []
     for service in page.services:
@@ -406,7 +421,7 @@ class _Totals:
     def __init__(self, first: int | None) -> None:
         self.latest = first
 
-    def see(self, page: ServicePage) -> None:
+    def see(self, page: ListedPage) -> None:
         if page.total_count is not None:
             self.latest = page.total_count
 
@@ -455,15 +470,17 @@ def _parse(model: type[T], context: dict[str, str] | None = None) -> Callable[[h
     return parse
 
 
-def _parse_page(context: dict[str, str], limit: int) -> Callable[[httpx.Response], ServicePage]:
+def _parse_page(
+    model: type[ListedPage], context: dict[str, str], limit: int
+) -> Callable[[httpx.Response], ListedPage]:
     """A list page, or an error: a 200 is a listing only if it carries ``services`` as a list, no
     ``error_code``, and (when it says) as many rows as its ``count``. A ``count`` equal to ``limit`` over a
     shorter page is let through: it may be the page size (v2's ``size`` is ambiguous that way, L1), and a
     truncated page still shows as a listing short of ``total_count``."""
 
-    def parse(response: httpx.Response) -> ServicePage:
+    def parse(response: httpx.Response) -> ListedPage:
         try:
-            page = ServicePage.model_validate_json(response.content, context=context)
+            page = model.model_validate_json(response.content, context=context)
         except ValidationError as exc:
             raise _unreadable(response, exc) from None
         extra = page.__pydantic_extra__ or {}

@@ -22,12 +22,11 @@ from services_bot.core.client import (
     ListParams,
     ModelArtsClient,
     _error_in_body,
-    _json_object,
     _unreadable,
     validate_service_id,
 )
 from services_bot.core.errors import IncompleteListingError
-from services_bot.core.models import Service, ServicePage, share_fields_sets
+from services_bot.core.models import ListedPage, Service, ServicePage, share_fields_sets
 from services_bot.core.models_v2 import (
     STATUS_TO_V2,
     TYPE_TO_V2,
@@ -89,13 +88,14 @@ class ModelArtsV2Client(ModelArtsClient):
         super().__init__(*args, page_size=min(page_size, MAX_V2_LIMIT), **kwargs)  # type: ignore[arg-type]
         self.offset_mode = "record"  # documented: a record offset, a multiple of limit
 
-    async def list_page(self, params: ListParams, *, offset: int = 0, limit: int | None = None) -> ServicePage:
-        """One page of ``GET /v2/{project_id}/services`` as a ``ServicePage`` of ``Service`` rows."""
+    async def list_page(self, params: ListParams, *, offset: int = 0, limit: int | None = None) -> ListedPage:
+        """One page of ``GET /v2/{project_id}/services``: ``ListedService`` rows, or ``Service`` rows with
+        ``params.every_field``."""
         asked = min(limit or self.page_size, MAX_V2_LIMIT)
         if offset % asked:
             raise ValueError(f"v2 offsets are multiples of limit; got offset {offset} with limit {asked}")
         query = {**v2_query(params), "offset": str(offset), "limit": str(asked)}
-        parse = _parse_v2_page(self._context("list"), offset, asked)
+        parse = _parse_v2_page(self._context("list"), offset, asked, every_field=params.every_field)
         return await self._request("GET", f"{self._base}/services", query, parse)
 
     async def get_service(self, service_id: str) -> Service:
@@ -116,15 +116,17 @@ class ModelArtsV2Client(ModelArtsClient):
         raise NotImplementedError("the legacy infer-services list is a v1 API")
 
 
-def _parse_v2_page(context: dict[str, str], offset: int, limit: int) -> Callable[[httpx.Response], ServicePage]:
-    def parse(response: httpx.Response) -> ServicePage:
+def _parse_v2_page(
+    context: dict[str, str], offset: int, limit: int, *, every_field: bool = False
+) -> Callable[[httpx.Response], ListedPage]:
+    def parse(response: httpx.Response) -> ListedPage:
         try:
             page = V2Page.model_validate_json(response.content)
         except ValidationError as exc:
             raise _unreadable(response, exc) from None
-        data = _json_object(response) or {}
-        if data.get("error_code"):
-            raise _error_in_body(response, data)
+        envelope = page.__pydantic_extra__ or {}
+        if envelope.get("error_code"):
+            raise _error_in_body(response, envelope)
         problem = paging_problem(page, offset, limit)
         if problem:
             raise IncompleteListingError(
@@ -132,9 +134,10 @@ def _parse_v2_page(context: dict[str, str], offset: int, limit: int) -> Callable
                 served=offset + len(page.data),
                 total=page.total,
             )
-        rows = [row_to_service(row, context) for row in page.data]
+        rows = [row_to_service(row, context, every_field=every_field) for row in page.data]
         share_fields_sets(rows)
-        return ServicePage.model_construct(total_count=page.total, count=len(rows), services=rows)
+        kind = ServicePage if every_field else ListedPage
+        return kind.model_construct(total_count=page.total, count=len(rows), services=rows)
 
     return parse
 

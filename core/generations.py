@@ -23,7 +23,7 @@ from services_bot.core.client import ListParams, ModelArtsClient, collect_pages
 from services_bot.core.client_v2 import accepts as v2_accepts
 from services_bot.core.config import Target
 from services_bot.core.errors import ApiError, ApiNotFoundError, IncompleteListingError, ServicesBotError
-from services_bot.core.models import V1_INFER_TYPES, V1_STATUSES, Service
+from services_bot.core.models import V1_INFER_TYPES, V1_STATUSES, ListedService, Service
 
 log = logging.getLogger("services_bot.generations")
 
@@ -91,7 +91,7 @@ class TargetClient:
 
     async def iter_pages(
         self, params: ListParams, *, members: dict[str, set[str]] | None = None
-    ) -> AsyncIterator[list[Service]]:
+    ) -> AsyncIterator[list[ListedService]]:
         """Every matching service of every active generation, each id once, a page at a time. ``members``, when
         given, is filled with the ids each generation served (before de-duplication), for the watcher."""
         seen: set[str] = set()
@@ -112,20 +112,20 @@ class TargetClient:
                 if not self._skip_if_absent(client, exc):
                     raise
 
-    async def list_all(self, params: ListParams) -> list[Service]:
+    async def list_all(self, params: ListParams) -> list[ListedService]:
         """Every matching service of every active generation in one list, each id once (v1's row first), as
         ``iter_pages`` gives them, but with the generations listed at once: a cold answer on a target read
         both ways pays one round trip of first pages, not two. An ``IncompleteListingError`` (of either
         generation) carries the rows that did arrive from both."""
         clients = [c for c in self.active if self._accepts(c, params)]
         results = await asyncio.gather(*(collect_pages(c.iter_pages(params)) for c in clients), return_exceptions=True)
-        merged: list[Service] = []
+        merged: list[ListedService] = []
         seen: set[str] = set()
         incomplete: IncompleteListingError | None = None
         for client, result in zip(clients, results, strict=True):
             if isinstance(result, IncompleteListingError):
                 incomplete = incomplete or result
-                rows = [s for s in result.services if isinstance(s, Service)]
+                rows = [s for s in result.services if isinstance(s, ListedService)]
             elif isinstance(result, ApiError):
                 if self._skip_if_absent(client, result):
                     continue

@@ -23,7 +23,7 @@ from services_bot.core.client_events import EventFilter, EventsClient
 from services_bot.core.errors import QueryError, ServicesBotError
 from services_bot.core.generations import TargetClient
 from services_bot.core.limits import preview
-from services_bot.core.models import Service
+from services_bot.core.models import ListedService, Service
 from services_bot.core.models_events import Event, EventKind, Load, UpdateLog
 from services_bot.core.notifications import MAX_HISTORY_SINCE, parse_duration
 from services_bot.core.query import ServiceQueries
@@ -106,7 +106,7 @@ class ServiceInsights:
             cache = _CACHES[root] = TtlCache(root._cache.seconds, max_entries=2000)
         self._cache = cache
 
-    def _events_client(self, service: Service) -> EventsClient:
+    def _events_client(self, service: ListedService) -> EventsClient:
         client: TargetClient | None = next((c for c in self.queries.clients if c.target.name == service.target), None)
         if client is None:
             raise QueryError(
@@ -118,7 +118,7 @@ class ServiceInsights:
 
     async def timeline(
         self,
-        service: Service,
+        service: ListedService,
         *,
         since: timedelta | None = None,
         kind: EventKind | None = None,
@@ -170,7 +170,7 @@ class ServiceInsights:
 
         return await self._cache.get(key, fetch)  # type: ignore[no-any-return]
 
-    async def why(self, service: Service) -> Timeline | None:
+    async def why(self, service: ListedService) -> Timeline | None:
         """What ``show`` adds for a failed or concerning service: its latest abnormal events (at most
         ``SHOWN_ABNORMAL``) and last update; None for a service that is not unhealthy (nothing to explain)."""
         if not service.is_unhealthy:
@@ -183,7 +183,7 @@ class ServiceInsights:
         word on whether they are wanted."""
         early: asyncio.Future[Timeline | None] | None = None
 
-        def on_row(row: Service) -> None:
+        def on_row(row: ListedService) -> None:
             nonlocal early
             if early is not None:
                 early.cancel()  # superseded: the name means another service now

@@ -331,15 +331,19 @@ class Deployment(ApiModel):
     weight: Int = None
 
 
-class Service(ApiModel):
-    """A service as any of the three endpoints describes it, normalised to one shape.
+class ListedService(ApiModel):
+    """A service as a listing keeps it: the fields answers, filters, sorts, the watcher and its cards read, and
+    nothing else (``extra="ignore"``). A page of 1 000 list rows reads in under half the time of full rows and
+    a row's ``__dict__`` holds 20 keys, not 41: 464 B instead of 832 B (docs/benchmarks.md, issue 17).
 
-    ``detail`` says which endpoint filled it: ``list`` rows lack ``config`` and ``error_msg`` (Q17),
-    ``details`` lacks ``is_opened_sample_collection`` (Q39), ``legacy`` lacks most fields (Q35).
-    ``target`` is set by the query layer when several projects or regions are queried; ``generation`` says
-    which API generation (``v1`` or ``v2``, ``core.models_v2``) the service came from. ``notes`` records
-    values that were repaired on the way in (a seconds-sized epoch, Q02) so a surface can say so.
+    ``Service`` is a ``ListedService`` with every other field of the three endpoints: what details, the legacy
+    list, v2 rows and a listing that asks for ``ListParams.every_field`` (``ask --json``) give. ``detail`` says
+    which endpoint filled it, ``target`` which configured target (set from the client's validation context),
+    ``generation`` which API generation (``v1`` or ``v2``, ``core.models_v2``). ``notes`` records values that were
+    repaired on the way in (a seconds-sized epoch, Q02) so a surface can say so.
     """
+
+    model_config = ConfigDict(extra="ignore")
 
     service_id: str
     service_name: Str = None
@@ -350,41 +354,20 @@ class Service(ApiModel):
     progress: Int = None
     error_msg: Str = None
     owner: Token = None
-    tenant: Token = None
-    project: Token = None
     publish_at: EpochTime = None
-    update_time: EpochTime = None
     transition_at: EpochTime = None
-    operation_time: EpochTime = None
     due_time: EpochTime = None
-    start_time: EpochTime = None
-    finished_time: EpochTime = None
-    legacy_update_time: EpochTime = None
     invocation_times: Int = None
     failed_times: Int = None
-    shared_count: Int = None
     is_shared: Bool = None
-    is_free: Bool = None
-    is_opened_sample_collection: Bool = None
-    schedule: Annotated[list[Schedule] | None, BeforeValidator(_json_list)] = None
-    additional_properties: JsonObject = None
-    config: Annotated[list[ServiceConfig] | None, BeforeValidator(_json_list)] = None
-    access_address: Str = None
-    bind_access_address: Str = None
-    debug_url: Str = None
-    cluster_id: Token = None
-    pool_name: Token = None
-    vpc_id: Str = None
-    subnet_network_id: Str = None
-    security_group_id: Str = None
-    deployments: list[Deployment] | None = None
+    shared_count: Int = None
     detail: str = "list"
     target: str | None = None
     generation: Literal["v1", "v2"] = "v1"
     notes: tuple[str, ...] = ()
 
     @model_validator(mode="after")
-    def _settle(self, info: ValidationInfo) -> Service:
+    def _settle(self, info: ValidationInfo) -> ListedService:
         """Target, endpoint kind and generation from the validation context (the client passes them, and only
         them: set while parsing, they cost no per-instance bookkeeping, which matters at 100 000 services), and a
         note for each time read as seconds. One short Python call per service, after pydantic-core read its fields:
@@ -393,7 +376,7 @@ class Service(ApiModel):
         if info.context:
             fields.update(info.context)
         if SecondsSizedTime.seen:
-            odd = [name for name in _EPOCH_FIELDS if type(fields[name]) is SecondsSizedTime]
+            odd = [name for name in _EPOCH_FIELDS if type(fields.get(name)) is SecondsSizedTime]
             if odd:
                 fields["notes"] = (*self.notes, *(f"{name} was seconds-sized; read as seconds" for name in odd))
         return self
@@ -420,6 +403,39 @@ class Service(ApiModel):
     def display_name(self) -> str:
         return self.service_name or self.service_id
 
+
+class Service(ListedService):
+    """A service as any of the three endpoints describes it, normalised to one shape, every field kept.
+
+    ``detail`` says which endpoint filled it: ``list`` rows lack ``config`` and ``error_msg`` (Q17),
+    ``details`` lacks ``is_opened_sample_collection`` (Q39), ``legacy`` lacks most fields (Q35). Unknown fields
+    are kept (``extra="allow"``) and shown in JSON output.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    tenant: Token = None
+    project: Token = None
+    update_time: EpochTime = None
+    operation_time: EpochTime = None
+    start_time: EpochTime = None
+    finished_time: EpochTime = None
+    legacy_update_time: EpochTime = None
+    is_free: Bool = None
+    is_opened_sample_collection: Bool = None
+    schedule: Annotated[list[Schedule] | None, BeforeValidator(_json_list)] = None
+    additional_properties: JsonObject = None
+    config: Annotated[list[ServiceConfig] | None, BeforeValidator(_json_list)] = None
+    access_address: Str = None
+    bind_access_address: Str = None
+    debug_url: Str = None
+    cluster_id: Token = None
+    pool_name: Token = None
+    vpc_id: Str = None
+    subnet_network_id: Str = None
+    security_group_id: Str = None
+    deployments: list[Deployment] | None = None
+
     def extra_fields(self) -> dict[str, Any]:
         """Fields the API sent that no documented table has (kept, shown in JSON output)."""
         return dict(self.__pydantic_extra__ or {})
@@ -429,7 +445,7 @@ class SharedFieldsSet(set[str]):
     """The fields-set of several rows of one shape; never changed in place (``Service.__setattr__`` copies it)."""
 
 
-def share_fields_sets(services: Iterable[Service]) -> None:
+def share_fields_sets(services: Iterable[ListedService]) -> None:
     """Give rows of the same shape one set of the fields they were given. pydantic keeps that set per instance,
     and at about 1.5 KB it was the largest part of a listed service (docs/benchmarks.md, issue 17); a row that is
     assigned to later gets its own copy (``Service.__setattr__``)."""
@@ -442,16 +458,23 @@ def share_fields_sets(services: Iterable[Service]) -> None:
         object.__setattr__(service, "__pydantic_fields_set__", shared)
 
 
-class ServicePage(ApiModel):
+class ListedPage(ApiModel):
     """One page of ``GET /v1/{project_id}/services``; ``count`` may be missing (Q26), ``services`` may not.
 
     ``services`` is required and must be a list: a 200 whose body is ``{}``, ``services: null`` or another
-    API's envelope is not an empty fleet, and reading it as one would report every service deleted.
+    API's envelope is not an empty fleet, and reading it as one would report every service deleted. The
+    envelope keeps unknown fields (an ``error_code`` inside a 200 is an error, not a page).
     """
 
     total_count: Int = None
     count: Int = None
-    services: list[Service]
+    services: list[ListedService]
+
+
+class ServicePage(ListedPage):
+    """A list page whose rows keep every field (``ListParams.every_field``)."""
+
+    services: list[Service]  # type: ignore[assignment]
 
 
 class LegacyService(ApiModel):

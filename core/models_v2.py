@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 from services_bot.core.models import (
     ApiModel,
     Bool,
     Deployment,
     EpochTime,
     Int,
+    ListedService,
     Schedule,
     Service,
     Str,
@@ -109,7 +110,10 @@ class V2ServiceRow(ApiModel):
 
 class V2Page(BaseModel):
     """The v2 list envelope. ``data`` and ``total`` are required: a 200 without them is not an empty fleet.
-    ``size`` is ambiguous (page length or page size, L1) and is not relied on."""
+    ``size`` is ambiguous (page length or page size, L1) and is not relied on. Unknown fields are kept: an
+    ``error_code`` beside ``data`` is an error inside a 200."""
+
+    model_config = ConfigDict(extra="allow")
 
     data: list[V2ServiceRow]
     total: Annotated[int, BeforeValidator(_lenient_int)]
@@ -218,8 +222,9 @@ def _common(row: V2ServiceRow | V2ServiceDetail) -> dict[str, Any]:
     }
 
 
-def row_to_service(row: V2ServiceRow, context: dict[str, str]) -> Service:
-    """A list row as a ``Service`` (``detail`` "list": no failure reason or address, they are details only)."""
+def row_to_service(row: V2ServiceRow, context: dict[str, str], *, every_field: bool = True) -> ListedService:
+    """A list row as a ``Service`` (``detail`` "list": no failure reason or address, they are details only), or
+    with ``every_field`` false as the ``ListedService`` answers read (v2's own fields are dropped)."""
     known = {
         **_common(row),
         "description": row.description,
@@ -230,7 +235,8 @@ def row_to_service(row: V2ServiceRow, context: dict[str, str]) -> Service:
     }
     extra = {k: v for k, v in (row.__pydantic_extra__ or {}).items() if k not in known}
     fields = {**extra, **{k: v for k, v in known.items() if v is not None}}
-    return Service.model_validate(fields, context={**context, "generation": "v2"})
+    model = Service if every_field else ListedService
+    return model.model_validate(fields, context={**context, "generation": "v2"})
 
 
 def detail_to_service(detail: V2ServiceDetail, context: dict[str, str]) -> Service:

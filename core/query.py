@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any, Literal, NamedTuple, Protocol
 
-from pydantic import BaseModel, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, SerializeAsAny, ValidationError, ValidationInfo, field_validator
 from services_bot.core.access import EVERYTHING, Scope
 from services_bot.core.client import ListParams, validate_service_id
 from services_bot.core.errors import (
@@ -56,6 +56,7 @@ from services_bot.core.models import (
     KNOWN_INFER_TYPES,
     KNOWN_STATUSES,
     UNHEALTHY_STATUSES,
+    ListedService,
     Service,
 )
 from services_bot.core.read_model import ServiceCard
@@ -231,14 +232,14 @@ def _query_error(exc: ValidationError) -> QueryError:
 class _Listing(NamedTuple):
     """One listing as the cache keeps it: the rows, and the error when it ended short of its total."""
 
-    services: list[Service]
+    services: list[ListedService]
     incomplete: IncompleteListingError | None = None
 
 
 class _Gathered(NamedTuple):
     """Several listings merged: ``partial`` when a target failed or a listing ended short."""
 
-    services: list[Service]
+    services: list[ListedService]
     warnings: list[str]
     incomplete: IncompleteListingError | None
     partial: bool
@@ -250,7 +251,8 @@ class ListResult(BaseModel):
     ``warnings`` then says what is missing, and ``total`` counts only what was seen."""
 
     total: int
-    services: list[Service]
+    services: list[SerializeAsAny[ListedService]]
+    """Listed rows, or ``Service``s with every field (``every_field``; details): each dumps all it holds."""
     offset: int = 0
     limit: int
     next_cursor: str | None = None
@@ -266,7 +268,7 @@ class Summary(BaseModel):
     by_status: dict[str, int]
     by_infer_type: dict[str, int]
     by_generation: dict[str, int] = Field(default_factory=dict)
-    unhealthy: list[Service]
+    unhealthy: list[SerializeAsAny[ListedService]]
     unhealthy_total: int
     description: str
     warnings: list[str] = Field(default_factory=list)
@@ -315,7 +317,7 @@ def decode_cursor(cursor: str, fingerprint: str) -> int:
     return offset
 
 
-def _sort_key(sort: SortKey) -> Callable[[Service], Any]:
+def _sort_key(sort: SortKey) -> Callable[[ListedService], Any]:
     epoch = datetime.fromtimestamp(0, UTC)
     if sort == "name":
         return lambda s: ((s.service_name or "").lower(), s.service_id)
@@ -349,14 +351,20 @@ class ServiceQueries:
         unhealthy_details: int = 25,
         inline_match_rows: int = 2000,
         inline_sort_rows: int = 20_000,
+        every_field: bool = False,
     ) -> None:
         if not clients:
             raise ValueError("at least one target is needed")
         self.clients = clients
         self.inline_match_rows = inline_match_rows  # name-matched on the event loop up to this many rows (< 20 ms)
         self.inline_sort_rows = inline_sort_rows  # sorted, filtered by status and counted on the loop up to this many
+        self.every_field = every_field
+        """Listed rows keep every field the API sent (``ask --json``), not only what answers show; never from
+        the watcher's state, whose cards hold only the latter."""
         self._cache = TtlCache(cache_seconds)
         self._detail_cache: dict[tuple[str, str, Any], Service] = {}
+        self._detail_pending: dict[tuple[str, str, Any], asyncio.Future[Service | None]] = {}
+        self._ahead: set[asyncio.Future[None]] = set()
         self._detail_slots = asyncio.Semaphore(detail_concurrency)
         self._unhealthy_details = unhealthy_details
         self.scope: Scope = EVERYTHING
@@ -384,12 +392,13 @@ class ServiceQueries:
     async def list(self, query: ServiceQuery) -> ListResult:
         fingerprint = query.fingerprint()
         offset = decode_cursor(query.cursor, fingerprint) if query.cursor else 0
-        matches, gathered = await self._matching(query)
-        first = await self._off_loop(
-            len(matches), _first_sorted, matches, _sort_key(query.sort), query.effective_order == "desc",
-            offset + query.limit,
-        )
-        page = _services(first[offset : offset + query.limit])
+        key, reverse = _sort_key(query.sort), query.effective_order == "desc"
+
+        def shown(matches: list[Any]) -> list[Any]:
+            return _first_sorted(matches, key, reverse, offset + query.limit)[offset : offset + query.limit]
+
+        matches, gathered = await self._matching(query, shown)
+        page = _services(await self._off_loop(len(matches), shown, matches))
         await self._add_failure_causes(page)
         end = offset + len(page)
         return ListResult(
@@ -405,8 +414,9 @@ class ServiceQueries:
 
     async def summary(self, query: ServiceQuery | None = None) -> Summary:
         query = query or ServiceQuery()
-        matches, gathered = await self._matching(query)
-        counts = await self._off_loop(len(matches), _counts, matches, self._unhealthy_details)
+        keep = self._unhealthy_details
+        matches, gathered = await self._matching(query, lambda matches: _latest_unhealthy(matches, keep))
+        counts = await self._off_loop(len(matches), _counts, matches, keep)
         shown = _services(counts.unhealthy)
         await self._add_failure_causes(shown)
         return Summary(
@@ -422,7 +432,7 @@ class ServiceQueries:
         )
 
     async def get(
-        self, ref: str, *, target: str | None = None, on_row: Callable[[Service], None] | None = None
+        self, ref: str, *, target: str | None = None, on_row: Callable[[ListedService], None] | None = None
     ) -> Service:
         """A service by id or exact name, with its details; ambiguous names list the candidates. ``on_row`` is
         told the listing row of a name found, before its details are asked, so a caller can start what needs
@@ -521,6 +531,7 @@ class ServiceQueries:
                 pool_id=query.pool,
                 sort_by="publish_at",
                 order="asc",
+                every_field=self.every_field,
             )
             for ws in workspaces
             for status in statuses
@@ -539,7 +550,7 @@ class ServiceQueries:
         """Run listings concurrently; one target failing is a warning as long as another target answered, and a
         listing that ended short of its ``total_count`` is a warning (and ``incomplete``), never a silent gap."""
         results = await asyncio.gather(*(self._listing(c, p) for c, p in jobs), return_exceptions=True)
-        services: dict[tuple[str | None, str], Service] = {}
+        services: dict[tuple[str | None, str], ListedService] = {}
         failures: list[tuple[str, BaseException]] = []
         short: list[tuple[str, IncompleteListingError]] = []
         for (client, _params), result in zip(jobs, results, strict=True):
@@ -560,12 +571,15 @@ class ServiceQueries:
         incomplete = short[0][1] if short else None
         return _Gathered(list(services.values()), warnings, incomplete, partial=bool(failures) or bool(short))
 
-    async def _matching(self, query: ServiceQuery) -> tuple[list[Any], _Gathered]:
+    async def _matching(
+        self, query: ServiceQuery, shown: Callable[[list[Any]], list[Any]] | None = None
+    ) -> tuple[list[Any], _Gathered]:
         """The listed services (or the watcher's cards of them) that pass the local filters. Matching a name
         pattern against a large fleet runs in a worker thread: each match is short, so the event loop (acks,
-        the watcher, /healthz) gets the GIL between them instead of waiting for the whole fleet."""
+        the watcher, /healthz) gets the GIL between them instead of waiting for the whole fleet. ``shown`` picks
+        from matches the rows the answer will show (``_remembered`` asks their failure causes ahead)."""
         clients = self._clients(query.target)
-        remembered = await self._remembered(query, clients)
+        remembered = await self._remembered(query, clients, shown)
         if remembered is not None:
             gathered = remembered
         else:
@@ -580,7 +594,7 @@ class ServiceQueries:
     def _answers_from_memory(self, query: ServiceQuery | None, clients: list[TargetClient]) -> bool:
         """The watcher's cards hold every service of each target's workspaces, without model ids or tags."""
         model = self.read_model
-        if model is None or not all(model.has(c.target.name) for c in clients):
+        if model is None or self.every_field or not all(model.has(c.target.name) for c in clients):
             return False
         if query is None:
             return True
@@ -589,17 +603,36 @@ class ServiceQueries:
         ws = query.workspace_id
         return ws is None or all(not c.target.workspace_ids or ws in c.target.workspace_ids for c in clients)
 
-    async def _remembered(self, query: ServiceQuery | None, clients: list[TargetClient]) -> _Gathered | None:
+    async def _remembered(
+        self,
+        query: ServiceQuery | None,
+        clients: list[TargetClient],
+        shown: Callable[[list[Any]], list[Any]] | None = None,
+    ) -> _Gathered | None:
         """The cards of ``clients``' services, brought up to now by the watcher's poll; None when the read model
         cannot answer ``query`` (then the live listing does). Never fails for the API: an answer from memory
-        that is more than a few seconds old says how old, and why when ModelArts is not answering."""
+        that is more than a few seconds old says how old, and why when ModelArts is not answering.
+
+        With ``shown``, the failure causes the answer will want are asked beside the poll, for the rows
+        ``shown`` picks from today's cards: most often the rows shown after it too, so the answer takes one
+        round trip, not a poll and then the details (``_add_failure_causes`` joins those look-ups)."""
         if not self._answers_from_memory(query, clients):
             return None
         model = self.read_model
         assert model is not None
+        if shown is not None and query is not None:
+            ahead = asyncio.ensure_future(self._causes_ahead(query, self._cards(model, query, clients), shown))
+            self._ahead.add(ahead)
+            ahead.add_done_callback(self._ahead.discard)
+            ahead.add_done_callback(_consume)
         await model.refresh()
         if not all(model.has(c.target.name) for c in clients):
             return None  # stopped watching while the poll ran
+        warnings = model.staleness(c.target.name for c in clients)
+        return _Gathered(self._cards(model, query, clients), warnings, None, partial=False)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _cards(model: ReadModel, query: ServiceQuery | None, clients: list[TargetClient]) -> list[ServiceCard]:
         cards = [card for c in clients for card in model.cards(c.target.name)]
         if query is not None and (query.infer_type or query.workspace_id):
             cards = [
@@ -608,14 +641,29 @@ class ServiceQueries:
                 if (not query.infer_type or card.infer_type == query.infer_type)
                 and (not query.workspace_id or card.workspace_id == query.workspace_id)
             ]
-        warnings = model.staleness(c.target.name for c in clients)
-        return _Gathered(cards, warnings, None, partial=False)  # type: ignore[arg-type]
+        return cards
 
-    async def _details(self, service: Service) -> Service | None:
-        """Details of a listed service, cached per status change (the cause of a failure does not move)."""
+    async def _causes_ahead(
+        self, query: ServiceQuery, cards: list[ServiceCard], shown: Callable[[list[Any]], list[Any]]
+    ) -> None:
+        limit = self.inline_match_rows if query.name else None
+        matches = await self._off_loop(len(cards), _local_filter, query, cards, limit=limit)
+        rows = await self._off_loop(len(matches), shown, matches)
+        await self._add_failure_causes(rows, assign=False)
+
+    async def _details(self, service: ListedService | ServiceCard) -> Service | None:
+        """Details of a listed service, cached per status change (the cause of a failure does not move). One
+        look-up per service at a time: answers asking at once, and one asked ahead of its poll, share it."""
         key = (service.target or "", service.service_id, service.transition_at)
         if key in self._detail_cache:
             return self._detail_cache[key]
+        pending = self._detail_pending.get(key)
+        if pending is None:
+            pending = self._detail_pending[key] = asyncio.ensure_future(self._look_up(service, key))
+            pending.add_done_callback(lambda _done: self._detail_pending.pop(key, None))
+        return await asyncio.shield(pending)  # an asker that gives up does not cancel the others' look-up
+
+    async def _look_up(self, service: ListedService | ServiceCard, key: tuple[str, str, Any]) -> Service | None:
         client = next((c for c in self.clients if c.target.name == service.target), self.clients[0])
         async with self._detail_slots:
             try:
@@ -627,13 +675,13 @@ class ServiceQueries:
         self._detail_cache[key] = detail
         return detail
 
-    async def _add_failure_causes(self, services: list[Service]) -> None:
+    async def _add_failure_causes(self, services: list[Any], *, assign: bool = True) -> None:
         """List rows carry no error_msg (Q17; v2 rows no failure_reason): fetch details for the failed (and v2
-        error) ones shown, in parallel."""
+        error) ones shown, in parallel; with ``assign`` false only into the cache (cards are not changed)."""
         todo = [s for s in services if s.status in FAILED_STATUSES and not s.error_msg]
         details = await asyncio.gather(*(self._details(s) for s in todo))
         for service, detail in zip(todo, details, strict=True):
-            if detail is not None and detail.error_msg:
+            if assign and detail is not None and detail.error_msg:
                 service.error_msg = detail.error_msg
 
     async def _by_id(self, service_id: str, clients: list[TargetClient]) -> Service | None:
@@ -650,7 +698,7 @@ class ServiceQueries:
         return None
 
     async def _by_name(
-        self, name: str, clients: list[TargetClient], on_row: Callable[[Service], None] | None = None
+        self, name: str, clients: list[TargetClient], on_row: Callable[[ListedService], None] | None = None
     ) -> Service | None:
         """The API's ``service_name`` filter is pushed (exact or fuzzy, Q28); exactness is checked here. With the
         watcher's state, the names are looked up in its cards and only the details are asked: for a name the
@@ -669,7 +717,7 @@ class ServiceQueries:
         self,
         name: str,
         clients: list[TargetClient],
-        on_row: Callable[[Service], None] | None,
+        on_row: Callable[[ListedService], None] | None,
         early: tuple[asyncio.Task[Service], ServiceCard] | None,
     ) -> Service | None:
         remembered = await self._remembered(None, clients)
@@ -781,14 +829,19 @@ class _Counts(NamedTuple):
 def _counts(matches: list[Any], keep: int) -> _Counts:
     """What a summary counts over the services (or cards) it covers, each count a pass in C (``Counter`` over
     ``map`` of an attribute getter: a third of a Python loop's time), and the ``keep`` latest unhealthy ones."""
-    unhealthy = [s for s in matches if s.status in UNHEALTHY_STATUSES]
+    by_status = _tally(map(_STATUS, matches), missing="unknown")
     return _Counts(
-        _tally(map(_STATUS, matches), missing="unknown"),
+        by_status,
         _tally(map(_INFER_TYPE, matches), missing="unknown"),
         _tally(map(_GENERATION, matches)),
-        _first_sorted(unhealthy, _sort_key("changed"), True, keep),
-        len(unhealthy),
+        _latest_unhealthy(matches, keep),
+        sum(n for status, n in by_status.items() if status in UNHEALTHY_STATUSES),
     )
+
+
+def _latest_unhealthy(matches: list[Any], keep: int) -> list[Any]:
+    """The ``keep`` unhealthy ones whose status changed last: what a summary shows."""
+    return _first_sorted([s for s in matches if s.status in UNHEALTHY_STATUSES], _sort_key("changed"), True, keep)
 
 
 _STATUS, _INFER_TYPE, _GENERATION = attrgetter("status"), attrgetter("infer_type"), attrgetter("generation")
@@ -805,8 +858,8 @@ def _tally(values: Iterable[Any], *, missing: str | None = None) -> dict[str, in
     return dict(counts.most_common())
 
 
-def _services(rows: list[Any]) -> list[Service]:
-    """The rows to show as ``Service``s: a listing's already are; the watcher's cards are made into rows here,
+def _services(rows: list[Any]) -> list[ListedService]:
+    """The rows to show as services: a listing's already are; the watcher's cards are made into rows here,
     only for the page shown (a whole fleet of them would cost more than the answer)."""
     return [row.to_service() if isinstance(row, ServiceCard) else row for row in rows]
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from services_bot.core.humanize import ago
-from services_bot.core.models import UNHEALTHY_STATUSES, Service
+from services_bot.core.models import UNHEALTHY_STATUSES, ListedService
 
 if TYPE_CHECKING:
     from services_bot.core.watcher import Watcher
@@ -34,7 +34,7 @@ it answers from memory with its age, and the poll carries on for the next asker.
 
 @dataclass(frozen=True, slots=True)
 class ServiceCard:
-    """One service as answers show it. The attribute names are ``Service``'s, so filters and sort keys written
+    """One service as answers show it. The attribute names are ``ListedService``'s, so filters and sort keys written
     for services read cards as they are; ``to_service`` makes the row for the few shown."""
 
     service_id: str
@@ -57,7 +57,7 @@ class ServiceCard:
     shared_count: int | None = None
 
     @classmethod
-    def of(cls, row: Service, target: str) -> ServiceCard:
+    def of(cls, row: ListedService, target: str) -> ServiceCard:
         return cls(
             service_id=row.service_id,
             target=target,
@@ -83,9 +83,9 @@ class ServiceCard:
     def is_unhealthy(self) -> bool:
         return self.status in UNHEALTHY_STATUSES
 
-    def to_service(self) -> Service:
-        """A list row as the API would have given it (``model_construct``: the values were validated once)."""
-        return Service.model_construct(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+    def to_service(self) -> ListedService:
+        """A list row as a listing would have given it (``model_construct``: the values were validated once)."""
+        return ListedService.model_construct(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
 
 class FleetCards:

@@ -31,7 +31,7 @@ async def _ask(text: str, as_json: bool) -> str:
     """Grammar errors and help come before any configuration or network error."""
     if isinstance(parse_command(text), HelpCommand):
         return json.dumps({"help": HELP_TEXT}) if as_json else HELP_TEXT
-    async with open_queries(load_settings()) as queries:
+    async with open_queries(load_settings(), every_field=as_json) as queries:  # scripts get every field listed
         return await answer(queries, text, as_json=as_json)
 
 

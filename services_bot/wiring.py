@@ -77,8 +77,9 @@ def credentials_for(settings: Settings, target: Target, http: httpx.AsyncClient)
 
 
 @asynccontextmanager
-async def open_queries(settings: Settings) -> AsyncIterator[ServiceQueries]:
-    """Build everything from settings and close the HTTP pool on exit. Config errors raise before I/O."""
+async def open_queries(settings: Settings, *, every_field: bool = False) -> AsyncIterator[ServiceQueries]:
+    """Build everything from settings and close the HTTP pool on exit. Config errors raise before I/O.
+    ``every_field``: listed services keep every field the API sent (``ask --json``), at twice the reading cost."""
     targets = settings.targets()
     settings.auth_mode()
     concurrency = settings.services_bot_concurrency
@@ -94,7 +95,7 @@ async def open_queries(settings: Settings) -> AsyncIterator[ServiceQueries]:
             budget_seconds=settings.services_bot_retry_budget_seconds,
         )
         clients = [target_client(settings, target, http, retry) for target in targets]
-        yield ServiceQueries(clients, cache_seconds=settings.services_bot_cache_seconds)
+        yield ServiceQueries(clients, cache_seconds=settings.services_bot_cache_seconds, every_field=every_field)
 
 
 def target_client(settings: Settings, target: Target, http: httpx.AsyncClient, retry: RetryPolicy) -> TargetClient:

@@ -79,20 +79,24 @@ async def test_mcp_full_rows_carry_every_field_they_name(emulator_server: Emulat
             assert service.get(name) == raw.get(name), name
 
 
+@pytest.mark.parametrize("every_field", [False, True], ids=["listed", "every-field"])
 @pytest.mark.parametrize(
     "quirk",
     ["numbers_as_strings", "float_numbers", "workspace_id_as_number", "publish_at_seconds", "sample_collection_bool"],
 )
 async def test_quirky_rows_read_as_the_documented_ones(
-    emulator_server: EmulatorServer, control: Control, quirk: str
+    emulator_server: EmulatorServer, control: Control, quirk: str, every_field: bool
 ) -> None:
-    """The same fleet listed plain and with a quirk that changes how rows are encoded: the same services."""
+    """The same fleet listed plain and with a quirk that changes how rows are encoded: the same services, in
+    the listed rows answers read and in the rows that keep every field (``ask --json``)."""
+    params = ListParams(every_field=every_field)
     async with queries_for(emulator_server) as queries:
-        plain = {s.service_id: s for s in await v1_client(queries).list_all(ListParams())}
+        plain = {s.service_id: s for s in await v1_client(queries).list_all(params)}
         control.quirks(**{quirk: True})
-        quirky = {s.service_id: s for s in await v1_client(queries).list_all(ListParams())}
+        quirky = {s.service_id: s for s in await v1_client(queries).list_all(params)}
     assert quirky.keys() == plain.keys()
-    fields = ("service_name", "status", "infer_type", "workspace_id", "transition_at", *COUNTS, *FLAGS)
+    flags = FLAGS if every_field else ("is_shared",)  # the listed rows keep no field an answer does not show
+    fields = ("service_name", "status", "infer_type", "workspace_id", "transition_at", *COUNTS, *flags)
     for service_id, row in quirky.items():
         for name in fields:
             assert getattr(row, name) == getattr(plain[service_id], name), (quirk, name)

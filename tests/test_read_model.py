@@ -174,6 +174,38 @@ async def test_show_by_name_asks_the_details_while_the_poll_is_under_way(
     assert events[0]["started_s"] < poll_ended, "a failed service's events waited for the poll"
 
 
+@pytest.mark.parametrize("command", ["summary", "failed"])
+async def test_failure_causes_the_state_lacks_are_asked_while_the_poll_is_under_way(
+    big_fleet: EmulatorServer,
+    fleet_control: Control,
+    workspace_server: WorkspaceServer,
+    tmp_path: Path,
+    command: str,
+) -> None:
+    """Services that were failed before `serve` started: the watcher's start-up listing has no cause for them
+    (list rows carry none, Q17). The first `summary` or `failed` asks their details beside its poll, not after it,
+    so it costs one API round trip instead of two, and still shows every cause."""
+    rows = fleet_control.list_raw(big_fleet.settings.project_id, big_fleet.settings.token, status="running")
+    flipped = rows["services"][:3]
+    for number, service in enumerate(flipped):
+        fleet_control.set_status(service["service_id"], "failed", f"ImagePullBackOff: registry {number} refused")
+    with watching_bot(big_fleet, workspace_server, tmp_path / "store.db", services_bot_answer_fresh_seconds=0) as bot:
+        async with WorkspaceClient(workspace_server.url) as slack:
+            await slack.reset()
+            await slack.set_app_url(bot.url + "/slack/events")
+            await ask(slack, "name:no-such-service")  # the first answer's poll also checks the API's order
+            fleet_control.faults(latency_ms=300)
+            fleet_control.clear_requests()
+            shown = text_of(await ask(slack, command))
+    for number, service in enumerate(flipped):
+        assert service["service_name"] in shown and f"registry {number} refused" in shown, shown
+    log = fleet_control.requests()["log"]
+    poll_ended = min(e["ended_s"] for e in log if e["path"].endswith("/services"))
+    started = {e["path"].rsplit("/", 1)[-1]: e["started_s"] for e in log if "/services/" in e["path"]}
+    late = [s["service_name"] for s in flipped if started[s["service_id"]] >= poll_ended]
+    assert not late, f"details waited for the poll: {late}"
+
+
 async def test_mcp_answers_from_the_watchers_state(
     bot: BackgroundServe, fleet_control: Control, big_fleet: EmulatorServer
 ) -> None:
