@@ -94,6 +94,7 @@ class FleetCards:
 
     def __init__(self) -> None:
         self._cards: dict[str, dict[str, ServiceCard]] = {}
+        self._unhealthy: dict[str, dict[str, ServiceCard]] = {}
 
     def has(self, target: str) -> bool:
         return target in self._cards
@@ -101,6 +102,11 @@ class FleetCards:
     def cards(self, target: str) -> list[ServiceCard]:
         """A copy, taken on the event loop, so a worker thread can filter it while polls move on."""
         return list(self._cards.get(target, {}).values())
+
+    def unhealthy_cards(self, target: str) -> list[ServiceCard]:
+        """The cards of unhealthy services only (a copy): what `failed`, `unhealthy` and a summary's list of
+        them read, without a pass over 100 000 cards."""
+        return list(self._unhealthy.get(target, {}).values())
 
     def apply(
         self,
@@ -136,6 +142,16 @@ class FleetCards:
             if message:
                 after[service_id] = dataclasses.replace(card, error_msg=message)
         self._cards[target] = after
+        if complete or target not in self._unhealthy:
+            self._unhealthy[target] = {sid: card for sid, card in after.items() if card.is_unhealthy}
+            return
+        sick = self._unhealthy[target]
+        for service_id in (*seen, *deletions):
+            card = after.get(service_id)
+            if card is not None and card.is_unhealthy:
+                sick[service_id] = card
+            else:
+                sick.pop(service_id, None)
 
 
 class Freshness(NamedTuple):
@@ -167,6 +183,9 @@ class WatcherReadModel:
 
     def cards(self, target: str) -> list[ServiceCard]:
         return self.watcher.fleet.cards(target)
+
+    def unhealthy_cards(self, target: str) -> list[ServiceCard]:
+        return self.watcher.fleet.unhealthy_cards(target)
 
     async def refresh(self) -> None:
         """The watcher's poll, shared with every concurrent asker and the watcher's own loop, unless the last one

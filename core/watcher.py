@@ -56,7 +56,7 @@ from services_bot.core.errors import ApiError, ApiNotFoundError, ServicesBotErro
 from services_bot.core.generations import TargetClient
 from services_bot.core.insights import is_generic_cause, latest_abnormal_cause
 from services_bot.core.metrics import LAST_POLL_SUCCESS, POLL_SECONDS, POLLS, TRANSITIONS
-from services_bot.core.models import UNHEALTHY_STATUSES, Service
+from services_bot.core.models import UNHEALTHY_STATUSES, ListedService, Service
 from services_bot.core.notifications import Notice, Transition
 from services_bot.core.read_model import FleetCards, ServiceCard
 from services_bot.core.store import KnownService, Store, from_ms, to_ms
@@ -153,7 +153,7 @@ class TargetHealth:
     generations, what each one's scan must account for (a service both report is counted by both)."""
 
 
-def known_from(service: Service) -> KnownService:
+def known_from(service: ListedService) -> KnownService:
     return KnownService(
         service_id=service.service_id,
         service_name=service.service_name,
@@ -199,7 +199,7 @@ class DiffBuilder:
         self.newest_ms: int | None = None
         """The newest ``transition_at`` (epoch ms) of every row added, changed or not."""
 
-    def add(self, rows: Iterable[Service]) -> None:
+    def add(self, rows: Iterable[ListedService]) -> None:
         out = self.diff
         for row in rows:
             self.rows += 1
@@ -607,7 +607,7 @@ class Watcher:
     ) -> list[Transition]:
         known = await self._load(client, state)
         observed_at = datetime.now(UTC)
-        rows: list[Service] | None = None
+        rows: list[ListedService] | None = None
         if not state.baselined:
             poll.mode, poll.reason = "baseline", "fresh store"
         elif state.force_full:
@@ -724,7 +724,7 @@ class Watcher:
 
     async def _full_pages(
         self, client: TargetClient, members: dict[str, set[str]] | None = None
-    ) -> AsyncIterator[list[Service]]:
+    ) -> AsyncIterator[list[ListedService]]:
         """A complete listing of every workspace of the target (every API generation it reads, each service
         once), a page at a time, in publish order (stable while statuses move)."""
         for ws in self._workspaces(client):
@@ -769,9 +769,9 @@ class Watcher:
                 return missing  # two complete listings agree; details for each would be a burst of requests
         return await self._confirm_by_details(client, builder, missing, poll)
 
-    async def _relist(self, client: TargetClient, wanted: set[str]) -> list[Service]:
+    async def _relist(self, client: TargetClient, wanted: set[str]) -> list[ListedService]:
         """A second complete listing, keeping only the rows of ``wanted``: the services it shows are alive."""
-        found: list[Service] = []
+        found: list[ListedService] = []
         async with aclosing(self._full_pages(client)) as pages:
             async for rows in pages:
                 found += [row for row in rows if row.service_id in wanted]
@@ -811,14 +811,14 @@ class Watcher:
 
     async def _recent_rows(
         self, client: TargetClient, state: TargetHealth, known: dict[str, KnownService]
-    ) -> list[Service]:
+    ) -> list[ListedService]:
         """Rows changed since the watermark (minus the overlap), newest first, for every workspace."""
         if state.watermark_ms is None:
             raise _NeedsFullListing("no watermark")
         floor = state.watermark_ms - self.overlap_ms
         # room for twice what the last scan found, so a steady churn still fits in one request
         first = min(client.page_limit, max(self.first_page, 2 * state.recent_rows))
-        rows: list[Service] = []
+        rows: list[ListedService] = []
         listed_total = 0
         heads: list[_FirstPage] = []
         sources = client.active
@@ -858,7 +858,7 @@ class Watcher:
         if listed_total != len(known) + _overlap(state, known) + unseen:
             raise _NeedsFullListing("service count changed")
         await self._check_heads(state, known, heads)
-        unique: dict[str, Service] = {}
+        unique: dict[str, ListedService] = {}
         first = sources[0].generation
         for row in rows:
             if several and row.generation != first and row.service_id in state.members.get(first, ()):
@@ -914,7 +914,7 @@ class Watcher:
         params: ListParams,
         floor: int,
         first: int,
-        rows: list[Service],
+        rows: list[ListedService],
         members: set[str] | None = None,
     ) -> tuple[int, _FirstPage]:
         """Page one API generation newest first (v1 ``sort_by=transition_at&order=desc``, v2

@@ -130,6 +130,26 @@ async def test_a_deleted_service_is_gone_after_one_poll(
     assert "No service with id or name" in text_of(gone)
 
 
+async def test_failed_answers_follow_recoveries_and_deletions(
+    bot: BackgroundServe, slack: WorkspaceClient, fleet_control: Control, big_fleet: EmulatorServer
+) -> None:
+    """`failed` reads only the unhealthy services of the state: one that recovers or is deleted leaves it with
+    the next poll, one that fails joins it, and the count stays that of the fleet's failed services."""
+    rows = fleet_control.list_raw(big_fleet.settings.project_id, big_fleet.settings.token, status="running")
+    recovering, deleted, still = rows["services"][:3]
+    for service in (recovering, deleted, still):
+        fleet_control.set_status(service["service_id"], "failed", "OOMKilled")
+    shown = text_of(await ask(slack, "failed limit:100"))
+    assert all(s["service_name"] in shown for s in (recovering, deleted, still)), shown
+    fleet_control.set_status(recovering["service_id"], "running")
+    fleet_control.delete(f"/services/{deleted['service_id']}")
+    failed = fleet_control.list_raw(big_fleet.settings.project_id, big_fleet.settings.token, status="failed")
+    shown = text_of(await ask(slack, "failed limit:100"))
+    assert still["service_name"] in shown
+    assert recovering["service_name"] not in shown and deleted["service_name"] not in shown, shown
+    assert f"of {failed['total_count']}" in shown or f"{failed['total_count']} failed" in shown, shown
+
+
 async def test_show_by_name_and_a_next_click_cost_no_listing(
     bot: BackgroundServe, slack: WorkspaceClient, fleet_control: Control, big_fleet: EmulatorServer
 ) -> None:
