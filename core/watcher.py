@@ -17,8 +17,10 @@ whole, rows past the stop included, for times that never increase; and a full fi
 the known state: a known service that changed after the page's oldest row must be on it, since transition
 times only grow. Rows out of order, or a first page missing such a service in two scans in a row (once may be a
 deleted service, and takes a full listing at once), mark the order unreliable: logged once, kept in the store across
-restarts (meta ``full_listings_only:<target>``; delete it to check again), shown by ``health()``, and the
-target gets a full listing every poll from then on.
+restarts (meta ``full_listings_only:<target>``), shown by ``health()``, and the target gets a full listing every
+poll from then on. Every ``resync_polls``-th of those polls then checks the order again, right after its listing
+(the oldest-changed page, and each newest-first first page against the state the listing just gave);
+``ORDER_PASSES`` passes in a row trust it again, a failure starts the count over.
 
 Safety. A target's poll either completes and is committed in one transaction, or changes nothing. Deletions
 are inferred only from a complete listing, and only once confirmed: services deleted while a listing pages
@@ -72,6 +74,10 @@ MASS_SHARE = 0.2
 disappearance: a second listing checks it before anything is recorded."""
 MASS_MIN = 5
 _ORDER_META = "full_listings_only:"
+ORDER_PASSES = 3
+"""Checks in a row, ``resync_polls`` polls apart, that must find the order honoured before a target that
+failed one gets incremental polls again: a server that sorted wrongly for an hour is not trusted on one page."""
+_NO_FLOOR = 2**62
 
 
 @dataclass
@@ -148,6 +154,11 @@ class TargetHealth:
     """The last scan's first page missed a known recent change: once may be a deletion, twice is the order."""
     full_listings_only: str | None = None
     """Why this target gets a full listing every poll (its newest-first answers cannot be trusted); in the store."""
+    distrusted_polls: int = 0
+    """Scheduled polls since the order was distrusted (or since this run began): every ``resync_polls``-th one
+    checks the order again."""
+    order_passes: int = 0
+    """Checks of the order passed in a row since it was distrusted: ``ORDER_PASSES`` of them trust it again."""
     members: dict[str, set[str]] = field(default_factory=dict)
     """Per API generation, the ids it served in the last full listing (and scans since): with several
     generations, what each one's scan must account for (a service both report is counted by both)."""
@@ -402,6 +413,7 @@ class Watcher:
                     "watermark": from_ms(t.watermark_ms).isoformat() if t.watermark_ms else None,
                     "order_checked": t.order_checked,
                     "full_listings_only": t.full_listings_only,
+                    "order_passes": t.order_passes,
                 }
                 for name, t in self.targets.items()
             },
@@ -669,6 +681,10 @@ class Watcher:
             state.polls_since_full = 0
         elif scheduled:
             state.polls_since_full += 1
+        if state.full_listings_only and complete and scheduled:
+            state.distrusted_polls += 1
+            if state.distrusted_polls % self.resync_polls == 0:
+                await self._check_order_again(client, state, known)
         poll.transitions = len(stored)
         if stored or poll.mode != "incremental":
             log.info(
@@ -899,12 +915,68 @@ class Watcher:
         """From now on (and after a restart: it is kept in the store) the target gets a full listing every
         poll, since a scan that trusts a wrong order misses changes until the next resync."""
         state.order_checked = False
+        state.order_passes = state.distrusted_polls = 0
         if state.full_listings_only:
             return
         state.full_listings_only = ORDER_UNRELIABLE
         await self.store.set_meta(_ORDER_META + state.name, ORDER_UNRELIABLE)
         log.warning(
             "ModelArts does not answer sort_by=transition_at newest first; full listings every poll from now on",
+            extra={"target": state.name},
+        )
+
+    async def _check_order_again(
+        self, client: TargetClient, state: TargetHealth, known: dict[str, KnownService]
+    ) -> None:
+        """After a committed full listing of a distrusted target: the checks a run's first scan makes, and each
+        newest-first first page against the state just listed. Passes are counted (``ORDER_PASSES`` in a row
+        trust the order again); an API error counts for nothing either way, and never fails the poll."""
+        sources = client.active
+        several = len(sources) > 1
+        try:
+            await self._probe_order(client)
+            heads = await asyncio.gather(
+                *(
+                    self._scan_workspace(
+                        source,
+                        ListParams(workspace_id=ws, sort_by="transition_at", order="desc"),
+                        _NO_FLOOR,
+                        self.first_page,
+                        [],
+                        _speaks_for(state, sources, source) if several else None,
+                    )
+                    for source in sources
+                    for ws in self._workspaces(client)
+                )
+            )
+        except ServicesBotError as exc:
+            log.info("order check put off", extra={"target": state.name, "error": exc.message})
+            return
+        except _NeedsFullListing as why:
+            passed = False
+            reason = str(why)
+        else:
+            passed = not any(head.misses(known.values()) for _total, head in heads)
+            reason = "a known recent change is missing from the newest-first page"
+        if not passed:
+            state.order_passes = 0
+            log.info("order still unreliable", extra={"target": state.name, "why": reason})
+            return
+        state.order_passes += 1
+        if state.order_passes < ORDER_PASSES:
+            log.info("order honoured", extra={"target": state.name, "passes": state.order_passes})
+            return
+        try:
+            await self.store.set_meta(_ORDER_META + state.name, None)
+        except StoreError as exc:  # the poll itself is committed; trusting the order again waits for the next check
+            log.error("order trusted, not recorded", extra={"target": state.name, "error": exc.message})
+            state.order_passes -= 1
+            return
+        state.full_listings_only = None
+        state.order_checked = True
+        state.order_passes = state.distrusted_polls = 0
+        log.warning(
+            "ModelArts answers sort_by=transition_at newest first again; incremental polls from now on",
             extra={"target": state.name},
         )
 

@@ -499,6 +499,39 @@ async def test_a_recent_change_missing_from_the_newest_page_gets_a_full_listing_
         assert watcher.health()["targets"]["default"]["full_listings_only"] == IGNORES_SORT_BY
 
 
+async def test_a_distrusted_order_is_checked_again_and_trusted_after_three_passes_in_a_row(
+    server: EmulatorServer, ctl: Control, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that ignored sort_by for a while (a bad deploy upstream) does not cost a full listing every poll
+    for ever: every resync_polls-th full listing checks the order again, and three passes in a row bring the
+    incremental polls back, after a restart too. A check that fails starts the count over."""
+    caplog.set_level(logging.INFO, logger="services_bot.watcher")
+    victim = services(ctl, server, status="running")[0]
+    async with watching(server, tmp_path / "w.db", resync_polls=2) as (watcher, store):
+        await watcher.poll_once()
+        ctl.quirks(ignore_sort_by=True)
+        assert (await watcher.poll_once()).targets[0].reason == IGNORES_SORT_BY
+        assert (await watcher.poll_once()).targets[0].reason == IGNORES_SORT_BY  # checked again: still wrong
+        assert any("order still unreliable" in r.getMessage() for r in caplog.records)
+        ctl.quirks(ignore_sort_by=False)
+        for _ in range(5):
+            assert (await watcher.poll_once()).targets[0].reason == IGNORES_SORT_BY
+            assert watcher.health()["targets"]["default"]["full_listings_only"] == IGNORES_SORT_BY
+        trusted = await watcher.poll_once()  # the third check in a row passes, after this poll's listing
+        assert trusted.targets[0].mode == "full"
+        health = watcher.health()["targets"]["default"]
+        assert health["full_listings_only"] is None and health["order_checked"] is True
+        assert await store.get_meta("full_listings_only:default") is None
+        ctl.set_status(victim["service_id"], "failed", "disk full")
+        cheap = await watcher.poll_once()
+        assert cheap.targets[0].mode == "incremental"
+        assert [(t.service_id, t.to_status) for t in cheap.transitions] == [(victim["service_id"], "failed")]
+    back = [r for r in caplog.records if r.levelno == logging.WARNING and "newest first again" in r.getMessage()]
+    assert len(back) == 1
+    async with watching(server, tmp_path / "w.db", resync_polls=2) as (watcher, _store):  # a restart trusts it
+        assert (await watcher.poll_once()).targets[0].reason == "start"
+        assert (await watcher.poll_once()).targets[0].mode == "incremental"
+
 async def test_answers_polls_are_shared_and_do_not_bring_the_resync_sooner(
     server: EmulatorServer, ctl: Control, tmp_path: Path
 ) -> None:
