@@ -71,8 +71,8 @@ class ListParams:
     tags: str | None = None
     pool_id: str | None = None  # v2 only: the v1 list has no pool filter (core.generations skips v1 for it)
     every_field: bool = False
-    """Not a filter: v1 rows keep every field the API sent (``Service``), not only what answers read
-    (``ListedService``, twice as fast to read and half the memory); for ``ask --json``."""
+    """Not a filter: rows keep every field the API sent (``Service``), not only what answers read
+    (``ListedService``, read in about 0.6 of the time and held in 0.6 of the memory); for ``ask --json``."""
 
     def query(self) -> dict[str, str]:
         return {

@@ -3,8 +3,9 @@
 The three endpoints disagree with each other and with their own tables (see ``spec/quirks.md``). These
 models absorb that once, here, so nothing above them needs to know: numbers may come as strings or floats,
 ``workspace_id`` as a number, ``config`` as a JSON-encoded string, epoch times in ms or seconds, empty
-values in four spellings. Unknown fields are kept (``extra="allow"``) and unknown status values are kept
-verbatim: a new status upstream must show up, not crash the bot.
+values in four spellings. Unknown fields are kept by ``Service`` (``extra="allow"``; a listing's
+``ListedService`` rows keep only what answers read) and unknown status values are kept verbatim: a new status
+upstream must show up, not crash the bot.
 """
 
 from __future__ import annotations
@@ -333,7 +334,7 @@ class Deployment(ApiModel):
 
 class ListedService(ApiModel):
     """A service as a listing keeps it: the fields answers, filters, sorts, the watcher and its cards read, and
-    nothing else (``extra="ignore"``). A page of 1 000 list rows reads in under half the time of full rows and
+    nothing else (``extra="ignore"``). A page of 1 000 list rows reads in about 0.6 of the time of full rows and
     a row's ``__dict__`` holds 20 keys, not 41: 464 B instead of 832 B (docs/benchmarks.md, issue 17).
 
     ``Service`` is a ``ListedService`` with every other field of the three endpoints: what details, the legacy
@@ -442,13 +443,14 @@ class Service(ListedService):
 
 
 class SharedFieldsSet(set[str]):
-    """The fields-set of several rows of one shape; never changed in place (``Service.__setattr__`` copies it)."""
+    """The fields-set of several rows of one shape; never changed in place (``ListedService.__setattr__`` copies
+    it)."""
 
 
 def share_fields_sets(services: Iterable[ListedService]) -> None:
     """Give rows of the same shape one set of the fields they were given. pydantic keeps that set per instance,
     and at about 1.5 KB it was the largest part of a listed service (docs/benchmarks.md, issue 17); a row that is
-    assigned to later gets its own copy (``Service.__setattr__``)."""
+    assigned to later gets its own copy (``ListedService.__setattr__``)."""
     shapes: dict[frozenset[str], SharedFieldsSet] = {}
     for service in services:
         shape = frozenset(service.__pydantic_fields_set__)
