@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NamedTuple
@@ -102,6 +102,11 @@ class FleetCards:
     def cards(self, target: str) -> list[ServiceCard]:
         """A copy, taken on the event loop, so a worker thread can filter it while polls move on."""
         return list(self._cards.get(target, {}).values())
+
+    def current(self, target: str) -> Mapping[str, ServiceCard]:
+        """``target``'s cards by id, not a copy: for the watcher's next poll, on the event loop, to keep the
+        cards of services that did not change."""
+        return self._cards.get(target, {})
 
     def unhealthy_cards(self, target: str) -> list[ServiceCard]:
         """The cards of unhealthy services only (a copy): what `failed`, `unhealthy` and a summary's list of

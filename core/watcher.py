@@ -46,7 +46,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -184,6 +184,8 @@ class DiffBuilder:
 
     ``announce`` limits the transitions made to those whose ``to_status`` is in it (a baseline that reports
     nothing passes an empty set); None makes every transition. Upserts and deletions are not affected.
+    ``cards_before`` are the fleet's cards as they are: a row that shows nothing new keeps its card, so a full
+    listing of 100 000 services builds cards only for what changed, not a second set of them.
     """
 
     def __init__(
@@ -195,8 +197,10 @@ class DiffBuilder:
         project_id: str | None,
         observed_at: datetime,
         announce: Collection[str] | None = None,
+        cards_before: Mapping[str, ServiceCard] | None = None,
     ) -> None:
         self.known = known
+        self.cards_before = cards_before or {}
         self.complete = complete
         self.target = target
         self.project_id = project_id
@@ -220,7 +224,9 @@ class DiffBuilder:
             if row.service_id in self.seen:
                 continue
             self.seen.add(row.service_id)
-            self.cards[row.service_id] = ServiceCard.of(row, self.target)
+            card = ServiceCard.of(row, self.target)
+            kept = self.cards_before.get(row.service_id)
+            self.cards[row.service_id] = kept if kept == card else card
             now = known_from(row)
             before = self.known.get(row.service_id)
             if before == now:
@@ -643,6 +649,7 @@ class Watcher:
             project_id=client.target.project_id,
             observed_at=observed_at,
             announce=announce,
+            cards_before=self.fleet.current(state.name),
         )
         gone: list[str] = []
         if rows is None:
