@@ -1,10 +1,12 @@
-"""Interoperability: the official TypeScript SDK clients (1.x and 2.x) drive the server over stdio and
-Streamable HTTP.
+"""Interoperability: clients we did not write drive the server over stdio and Streamable HTTP: the official
+TypeScript SDK clients (1.x and 2.x) and the official Python SDK's 1.x client (the product uses 2.x).
 
-``tests/interop/client.mjs`` lists and calls every tool, validates each structured result against the tool's
-output schema with ajv (which the SDK itself uses), pages through ``list_services`` reading only the text,
-and makes a model's usual mistakes; this test judges its report. It skips, saying why, where Node or the npm
-packages are missing (``.ci/run`` installs them with ``npm ci`` in ``tests/interop``).
+``tests/interop/client.mjs`` and ``tests/interop/client_mcp1.py`` list and call every tool, validate each
+structured result against the tool's output schema (ajv, which the TypeScript SDK uses; jsonschema, after the
+1.x session's own check), page through ``list_services`` reading only the text, and make a model's usual
+mistakes; these tests judge their reports alike. They skip, saying why, where Node, the npm packages or the
+1.x venv are missing (``.ci/run`` installs them: ``npm ci`` in ``tests/interop``, and ``tests/interop/py-mcp1``
+from ``requirements-mcp1.txt``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from tests.conftest import Control
 
 INTEROP = Path(__file__).parent / "interop"
 NODE = shutil.which("node")
+PYTHON_MCP1 = INTEROP / "py-mcp1" / "bin" / "python"
 TOOLS = {
     "list_services", "get_service", "summarize_services", "list_transitions", "list_targets",
     "get_service_events", "get_service_load",
@@ -38,15 +41,24 @@ TOOLS = {
 PACKAGES = {"1": "sdk", "2": "client"}
 """The SDK line (MCP_SDK for client.mjs) and its npm package under @modelcontextprotocol."""
 
-pytestmark = pytest.mark.skipif(NODE is None, reason="Node.js is not installed (apt-get install nodejs npm)")
 
 
-@pytest.fixture(params=sorted(PACKAGES), ids=lambda line: f"ts-sdk-{line}.x")
-def sdk(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(params=["1", "2", "python-1"], ids=["ts-sdk-1.x", "ts-sdk-2.x", "py-sdk-1.x"])
+def client(request: pytest.FixtureRequest) -> list[str]:
+    """The command of one client, for ``_run_client``: the TypeScript SDK of a line, or the Python SDK 1.x."""
+    if request.param == "python-1":
+        if not PYTHON_MCP1.exists():
+            pytest.skip(
+                "Python SDK 1.x not installed: `python3 -m venv tests/interop/py-mcp1 && tests/interop/py-mcp1/bin/pip"
+                " install -r tests/interop/requirements-mcp1.txt` (.ci/run does)"
+            )
+        return [str(PYTHON_MCP1), str(INTEROP / "client_mcp1.py")]
+    if NODE is None:
+        pytest.skip("Node.js is not installed (apt-get install nodejs npm)")
     package = INTEROP / "node_modules" / "@modelcontextprotocol" / PACKAGES[request.param]
     if not package.is_dir():
         pytest.skip(f"TypeScript SDK {request.param}.x not installed: run `npm ci` in tests/interop (.ci/run does)")
-    return request.param  # type: ignore[no-any-return]
+    return ["env", f"MCP_SDK={request.param}", str(NODE), str(INTEROP / "client.mjs")]
 
 
 async def _store_with_a_transition(db: Path) -> None:
@@ -71,10 +83,8 @@ def _env(emulator_server: EmulatorServer, tmp_path: Path, **extra: str) -> dict[
     return env
 
 
-def _run_client(args: list[str], env: dict[str, str]) -> dict[str, Any]:
-    done = subprocess.run(
-        [str(NODE), str(INTEROP / "client.mjs"), *args], env=env, capture_output=True, text=True, timeout=120
-    )
+def _run_client(client: list[str], args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    done = subprocess.run([*client, *args], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
@@ -99,19 +109,19 @@ def _judge(report: dict[str, Any], control: Control, emulator_server: EmulatorSe
     assert report["capabilities"]["resources"]["subscribe"] is False, "plain `mcp` has no watcher to publish"
 
 
-def test_typescript_client_over_stdio(
-    emulator_server: EmulatorServer, control: Control, tmp_path: Path, sdk: str
+def test_client_over_stdio(
+    emulator_server: EmulatorServer, control: Control, tmp_path: Path, client: list[str]
 ) -> None:
     control.set_status(control.list_raw(emulator_server.settings.project_id, emulator_server.settings.token)[
         "services"][0]["service_id"], "failed", "OOMKilled")  # fmt: skip
     asyncio.run(_store_with_a_transition(tmp_path / "store.db"))
-    env = _env(emulator_server, tmp_path, MCP_SDK=sdk)
-    report = _run_client(["stdio", sys.executable, "-m", "services_bot.cli", "mcp"], env)
+    env = _env(emulator_server, tmp_path)
+    report = _run_client(client, ["stdio", sys.executable, "-m", "services_bot.cli", "mcp"], env)
     _judge(report, control, emulator_server)
 
 
-def test_typescript_client_over_streamable_http(
-    emulator_server: EmulatorServer, control: Control, tmp_path: Path, sdk: str
+def test_client_over_streamable_http(
+    emulator_server: EmulatorServer, control: Control, tmp_path: Path, client: list[str]
 ) -> None:
     control.set_status(control.list_raw(emulator_server.settings.project_id, emulator_server.settings.token)[
         "services"][0]["service_id"], "failed", "OOMKilled")  # fmt: skip
@@ -119,7 +129,7 @@ def test_typescript_client_over_streamable_http(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     asyncio.run(_store_with_a_transition(tmp_path / "store.db"))
-    env = _env(emulator_server, tmp_path, SERVICES_BOT_MCP_TOKEN="interop-token", MCP_SDK=sdk)
+    env = _env(emulator_server, tmp_path, SERVICES_BOT_MCP_TOKEN="interop-token")
     server = subprocess.Popen(
         [sys.executable, "-m", "services_bot.cli", "mcp", "--transport", "http", "--port", str(port)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/",
@@ -130,7 +140,7 @@ def test_typescript_client_over_streamable_http(
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.1)
-        report = _run_client(["http", f"http://127.0.0.1:{port}/mcp"], {**env, "MCP_TOKEN": "interop-token"})
+        report = _run_client(client, ["http", f"http://127.0.0.1:{port}/mcp"], {**env, "MCP_TOKEN": "interop-token"})
     finally:
         server.terminate()
         _, stderr = server.communicate(timeout=10)
