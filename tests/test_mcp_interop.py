@@ -42,7 +42,6 @@ PACKAGES = {"1": "sdk", "2": "client"}
 """The SDK line (MCP_SDK for client.mjs) and its npm package under @modelcontextprotocol."""
 
 
-
 @pytest.fixture(params=["1", "2", "python-1"], ids=["ts-sdk-1.x", "ts-sdk-2.x", "py-sdk-1.x"])
 def client(request: pytest.FixtureRequest) -> list[str]:
     """The command of one client, for ``_run_client``: the TypeScript SDK of a line, or the Python SDK 1.x."""
