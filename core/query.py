@@ -664,18 +664,10 @@ class ServiceQueries:
         self, query: ServiceQuery, sick: list[ServiceCard], shown: Callable[[list[Any]], list[Any]]
     ) -> None:
         def pick() -> list[Any]:
-            return [row for row in shown(_local_filter(query, sick)) if self._lacks_cause(row)]
+            return shown(_local_filter(query, sick))
 
         rows = await self._off_loop(len(sick), pick, limit=self.inline_match_rows if query.name else None)
-        await self._add_failure_causes(rows, assign=False)
-
-    def _lacks_cause(self, row: ListedService | ServiceCard) -> bool:
-        """A failed row with no cause in it or in the details cache: what ``_add_failure_causes`` would ask."""
-        return (
-            row.status in FAILED_STATUSES
-            and not row.error_msg
-            and (row.target or "", row.service_id, row.transition_at) not in self._detail_cache
-        )
+        await self._add_failure_causes(rows, assign=False)  # only the failed ones without a cause; cached: no I/O
 
     async def _details(self, service: ListedService | ServiceCard) -> Service | None:
         """Details of a listed service, cached per status change (the cause of a failure does not move). One

@@ -850,26 +850,7 @@ class Watcher:
             if not state.order_checked:
                 await self._probe_order(client)
                 state.order_checked = True
-            # every generation and workspace is scanned at once, so a poll (and an answer waiting for one) costs
-            # one API round trip, not one per scan; results are taken in order, as a sequential scan would
-            scans = [
-                (source, ListParams(workspace_id=ws, sort_by="transition_at", order="desc"), [])
-                for source in sources
-                for ws in self._workspaces(client)
-            ]
-            results = await asyncio.gather(
-                *(
-                    self._scan_workspace(
-                        source, params, floor, first, found, _speaks_for(state, sources, source) if several else None
-                    )
-                    for source, params, found in scans
-                ),
-                return_exceptions=True,
-            )
-            for (_source, _params, found), result in zip(scans, results, strict=True):
-                if isinstance(result, BaseException):
-                    raise result
-                total, head = result
+            for found, total, head in await self._newest_first_scans(client, state, floor, first):
                 rows += found
                 listed_total += total
                 heads.append(head)
@@ -891,6 +872,37 @@ class Watcher:
             for row in rows:
                 state.members.setdefault(row.generation, set()).add(row.service_id)
         return list(unique.values())
+
+    async def _newest_first_scans(
+        self, client: TargetClient, state: TargetHealth, floor: int, first: int
+    ) -> list[tuple[list[ListedService], int, _FirstPage]]:
+        """Every generation and workspace scanned newest first down to ``floor`` (``_scan_workspace``), at once, so a
+        poll (and an answer waiting for one) costs one API round trip, not one per scan: per scan its rows, its
+        ``total_count`` and its first page. Results are taken in order, as a sequential scan would: the first
+        scan that failed raises."""
+        sources = client.active
+        several = len(sources) > 1
+        scans = [
+            (source, ListParams(workspace_id=ws, sort_by="transition_at", order="desc"), [])
+            for source in sources
+            for ws in self._workspaces(client)
+        ]
+        results = await asyncio.gather(
+            *(
+                self._scan_workspace(
+                    source, params, floor, first, found, _speaks_for(state, sources, source) if several else None
+                )
+                for source, params, found in scans
+            ),
+            return_exceptions=True,
+        )
+        out: list[tuple[list[ListedService], int, _FirstPage]] = []
+        for (_source, _params, found), result in zip(scans, results, strict=True):
+            if isinstance(result, BaseException):
+                raise result
+            total, head = result
+            out.append((found, total, head))
+        return out
 
     async def _check_heads(self, state: TargetHealth, known: dict[str, KnownService], heads: list[_FirstPage]) -> None:
         """Check the first pages against what we know (``_FirstPage.misses``). A miss can also be a deleted
@@ -938,24 +950,9 @@ class Watcher:
         """After a committed full listing of a distrusted target: the checks a run's first scan makes, and each
         newest-first first page against the state just listed. Passes are counted (``ORDER_PASSES`` in a row
         trust the order again); an API error counts for nothing either way, and never fails the poll."""
-        sources = client.active
-        several = len(sources) > 1
         try:
             await self._probe_order(client)
-            heads = await asyncio.gather(
-                *(
-                    self._scan_workspace(
-                        source,
-                        ListParams(workspace_id=ws, sort_by="transition_at", order="desc"),
-                        _NO_FLOOR,
-                        self.first_page,
-                        [],
-                        _speaks_for(state, sources, source) if several else None,
-                    )
-                    for source in sources
-                    for ws in self._workspaces(client)
-                )
-            )
+            scans = await self._newest_first_scans(client, state, _NO_FLOOR, self.first_page)  # first pages only
         except ServicesBotError as exc:
             log.info("order check put off", extra={"target": state.name, "error": exc.message})
             return
@@ -963,7 +960,7 @@ class Watcher:
             passed = False
             reason = str(why)
         else:
-            passed = not any(head.misses(known.values()) for _total, head in heads)
+            passed = not any(head.misses(known.values()) for _rows, _total, head in scans)
             reason = "a known recent change is missing from the newest-first page"
         if not passed:
             state.order_passes = 0
